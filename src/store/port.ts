@@ -1,0 +1,204 @@
+// The Store port: domain operations only. No connection, transaction or SQL leaks out of an adapter.
+// Every method that changes state does it in one transaction and writes its event rows in that same
+// transaction, so "accepted means durable" and "every change is an event" hold together.
+// Times are epoch milliseconds. Leases and due times are judged by the store's clock (`now()`), which the
+// server reads once per operation and passes in, so that tests can inject a clock.
+
+import type { Allocation } from '../domain/resources.js';
+import type { RunOutcome, TaskStatus } from '../domain/status.js';
+import type { NewTask, Run, RunUsage, Task, TaskEventRecord } from '../domain/task.js';
+import type { Worker, WorkerRegistration, WorkerState, WorkerWithLoad } from '../domain/worker.js';
+
+export type Role = 'admin' | 'user' | 'worker';
+
+export interface TokenRecord {
+  tokenHash: string; // sha256 hex of the bearer token; the token itself is never stored
+  userId: string;
+  role: Role;
+  name: string;
+}
+
+export interface TaskQuery {
+  /** null: every owner (admin). */
+  owner: string | null;
+  status?: TaskStatus[];
+  /** Only occurrences of this recurring task. */
+  parentId?: number;
+  /** Page size, 1–1000. */
+  limit: number;
+  /** Opaque cursor from a previous page. Pages go newest first. */
+  cursor?: string | null;
+}
+
+export interface SubmitOptions {
+  /** Per owner; a repeated key returns the original tasks instead of creating new ones (kept 24 h). */
+  idempotencyKey?: string;
+  /** A hash of the request body: the same key with a different body is IDEMPOTENCY_CONFLICT. */
+  requestHash?: string;
+  now: number;
+  actor: string;
+}
+
+export interface SubmitResult {
+  tasks: Task[];
+  /** True when an idempotency key matched an earlier submit and nothing new was written. */
+  replayed: boolean;
+}
+
+/** One placement the scheduler decided. */
+export interface PlacementDecision {
+  taskId: number;
+  workerId: string;
+  allocation: Allocation;
+}
+
+export interface ApplyContext {
+  now: number;
+  /** Lease given to a new run before its worker first heartbeats, ms. */
+  leaseMs: number;
+  /** Fencing epoch of the leader; the store refuses the whole plan if the epoch is no longer current. */
+  epoch: number | null;
+  actor: string;
+}
+
+export interface ApplyResult {
+  /** Runs created, one per accepted decision. */
+  runs: Run[];
+  /** Decisions refused on re-check, with a named reason (task_not_waiting, worker_unavailable, overcommit_cpu, overcommit_memory, port_taken). */
+  rejected: Array<{ taskId: number; workerId: string; reason: string }>;
+}
+
+/** What a worker receives for one run. */
+export interface Assignment {
+  run: Run;
+  task: Task;
+  /** Time left of the execution cap, measured from allocation by the store's clock, ms. */
+  capRemainingMs: number;
+}
+
+export interface RunToken {
+  runId: number;
+  token: string;
+}
+
+export interface LogChunkInput extends RunToken {
+  stream: 'stdout' | 'stderr' | 'system';
+  /** Worker-side time of the first byte. */
+  at: number;
+  data: string;
+}
+
+export interface LogChunk {
+  runId: number;
+  seq: number;
+  /** Byte offset of this chunk in the run's log, for resuming. */
+  offset: number;
+  stream: 'stdout' | 'stderr' | 'system';
+  at: number;
+  data: string;
+}
+
+export interface RunResultInput extends RunToken {
+  outcome: RunOutcome;
+  exitCode: number | null;
+  reason: string | null;
+  startedAt: number | null;
+  finishedAt: number;
+  usage: RunUsage;
+}
+
+/** Per-item answer for batched worker reports: ok, or refused with a stable code. */
+export interface ItemAck {
+  runId: number;
+  ok: boolean;
+  /** LEASE_STALE when the token is not the run's current one or the run already ended; RUN_NOT_FOUND. */
+  code?: 'LEASE_STALE' | 'RUN_NOT_FOUND';
+}
+
+export interface HeartbeatResult {
+  acks: ItemAck[];
+  /** Runs of this worker that must be stopped (cancel requested, or ended server-side). */
+  cancel: number[];
+}
+
+export interface FinishResult {
+  acks: ItemAck[];
+  /** Tasks that changed status, for wake-ups and notifications. */
+  changed: Array<{ taskId: number; status: TaskStatus }>;
+}
+
+export interface CancelResult {
+  task: Task;
+  /** Live runs that were asked to stop; their workers learn it on their next poll or heartbeat. */
+  runsToStop: Run[];
+  /** False when the task was already cancelled (cancel is idempotent). */
+  changed: boolean;
+}
+
+/** Runs that the monitor ended: lease expired (lost) or past cap + grace (timed_out). */
+export interface ReapResult {
+  ended: Array<{ run: Run; outcome: RunOutcome; taskStatus: TaskStatus }>;
+  lostWorkers: string[];
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres';
+  /** Runs the versioned migrations that have not run yet. Safe to call from several replicas at once. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+  /** The store's clock, epoch ms. */
+  now(): Promise<number>;
+
+  // ---- auth
+  putToken(t: TokenRecord): Promise<void>;
+  findToken(tokenHash: string): Promise<TokenRecord | null>;
+
+  // ---- tasks
+  submitTasks(owner: string, tasks: NewTask[], opts: SubmitOptions): Promise<SubmitResult>;
+  /** owner null: any owner. Returns null when absent or owned by someone else. */
+  getTask(id: number, owner: string | null): Promise<Task | null>;
+  listTasks(q: TaskQuery): Promise<{ tasks: Task[]; next: string | null }>;
+  countTasks(owner: string | null): Promise<Record<TaskStatus, number>>;
+  listRuns(taskId: number): Promise<Run[]>;
+  getRun(runId: number): Promise<Run | null>;
+  listEvents(taskId: number, afterId?: number): Promise<TaskEventRecord[]>;
+  /** Idempotent; a finished task → TschedError TASK_FINISHED. Absent → TASK_NOT_FOUND. */
+  cancelTask(id: number, owner: string | null, opts: { now: number; actor: string; reason: string }): Promise<CancelResult>;
+  /** `tsched retry`: a failed or cancelled task waits again with fresh attempts. */
+  requeueTask(id: number, owner: string | null, opts: { now: number; actor: string }): Promise<Task>;
+
+  // ---- resource manager
+  /** Active and draining workers with what is allocated on each. */
+  loadWorkers(): Promise<WorkerWithLoad[]>;
+  /**
+   * Waiting, unpaused tasks due at `now`, best first: priority desc, startDeadline asc, id asc — plus any
+   * whose startDeadline falls before `urgentBefore` (they are about to be promoted). At most `limit` of each.
+   */
+  loadCandidates(now: number, limit: number, urgentBefore: number): Promise<Task[]>;
+  /** When the next waiting task becomes due (for the scheduler's timer), or null. */
+  nextDueAt(): Promise<number | null>;
+  /** Applies a plan in one transaction, re-checking every decision against the store. */
+  applyPlan(plan: PlacementDecision[], ctx: ApplyContext): Promise<ApplyResult>;
+
+  // ---- worker protocol
+  /** Same name → same id. Live runs of a previous life of this worker end as lost (and are retried). */
+  registerWorker(reg: WorkerRegistration, now: number): Promise<{ worker: Worker; orphaned: Run[] }>;
+  getWorker(id: string): Promise<Worker | null>;
+  listWorkers(): Promise<WorkerWithLoad[]>;
+  setWorkerState(id: string, state: WorkerState, now: number): Promise<Worker | null>;
+  /** Marks the worker seen and extends the lease of every live run it holds that it names with a valid token. */
+  heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult>;
+  /** Assigned runs not yet delivered to this worker; marks them delivered. */
+  takeAssignments(workerId: string, max: number, now: number): Promise<Assignment[]>;
+  /** assigned → running. */
+  startRuns(items: Array<RunToken & { at: number }>, now: number): Promise<ItemAck[]>;
+  appendLogs(chunks: LogChunkInput[], maxBytesPerRun: number): Promise<ItemAck[]>;
+  /** Ends runs and lets the queue manager decide each task's fate (done / retry with backoff / failed). */
+  finishRuns(results: RunResultInput[], now: number): Promise<FinishResult>;
+  /** Log of one run from a byte offset. */
+  readLogs(runId: number, offset: number, limit: number): Promise<{ chunks: LogChunk[]; nextOffset: number; ended: boolean }>;
+
+  // ---- monitor
+  /** Ends live runs whose lease expired (lost) or that are past cap + grace (timed_out); marks silent workers lost. */
+  reap(now: number, opts: { workerSilenceMs: number; capGraceMs: number }): Promise<ReapResult>;
+}
