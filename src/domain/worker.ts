@@ -34,5 +34,6 @@ export interface Worker extends WorkerRegistration {
 export interface WorkerWithLoad extends Worker {
   allocated: { cpus: number; memory: number; ports: number[] };
   /** Live runs on it, with when each will have freed its resources at the latest (assignedAt + cap). */
-  live: Array<{ runId: number; taskId: number; cpus: number; memory: number; ports: number[]; endsBy: number }>;
+  /** `owner` (optional, backward compatible) lets the scheduler count per-owner usage for fair share and quotas. */
+  live: Array<{ runId: number; taskId: number; cpus: number; memory: number; ports: number[]; endsBy: number; owner?: string }>;
 }
