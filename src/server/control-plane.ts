@@ -1,0 +1,111 @@
+// Wires a store, the HTTP app and the control loops into one running control plane. Both modes use it:
+// embedded (`tsched up`, SQLite) and cluster (`tsched server`, PostgreSQL).
+
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { plan } from '../scheduler/index.js';
+import type { Store } from '../store/port.js';
+import { buildApp } from './app.js';
+import { Authenticator } from './auth.js';
+import { resolveConfig, type ServerConfig } from './config.js';
+import type { Control } from './control.js';
+import { Monitor } from './monitor.js';
+import { SchedulerLoop } from './scheduler-loop.js';
+import { VERSION } from './version.js';
+import { Wakeups } from './wakeups.js';
+
+export interface ControlPlaneOptions {
+  store: Store;
+  config?: Partial<ServerConfig>;
+  host?: string;
+  port?: number;
+  log?: Logger;
+  /** Injected clock for tests; default the store's clock. */
+  now?: () => Promise<number>;
+}
+
+export interface ControlPlane {
+  url: string;
+  port: number;
+  control: Control;
+  scheduler: SchedulerLoop;
+  monitor: Monitor;
+  close(): Promise<void>;
+}
+
+export function defaultLogger(): Logger {
+  return pino({ level: process.env.TSCHED_LOG_LEVEL ?? 'info' }, pino.destination({ dest: 2, sync: false }));
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const config = resolveConfig(opts.config);
+  const log = opts.log ?? defaultLogger();
+  const store = opts.store;
+  const wakeups = new Wakeups();
+  const now = opts.now ?? (() => store.now());
+  let scheduler: SchedulerLoop | undefined;
+
+  const control: Control = {
+    store,
+    config,
+    wakeups,
+    auth: new Authenticator(store),
+    log,
+    now,
+    version: VERSION,
+    kick: () => scheduler?.kick(),
+    notifyWorkers: () => {},
+    isLeader: () => true,
+    explain: async (taskId, owner) => {
+      const task = await store.getTask(taskId, owner);
+      if (!task || task.status !== 'waiting') return null;
+      const t = await now();
+      if (task.dueAt > t) {
+        return {
+          taskId,
+          reasons: [{ code: 'not_due', workers: 0, detail: new Date(task.dueAt).toISOString() }],
+          rank: 0,
+          band: String(task.priority),
+          estimatedStart: task.dueAt,
+          message: `not due yet: it becomes due at ${new Date(task.dueAt).toISOString()}${task.attempts > 0 ? ' (retry backoff)' : ''}`,
+        };
+      }
+      const workers = await store.loadWorkers();
+      const candidates = await store.loadCandidates(t, config.schedulerBatch, t + config.urgencyWindowMs);
+      if (!candidates.some((c) => c.id === taskId)) candidates.push(task);
+      const p = plan({ workers, tasks: candidates }, t, scheduler?.schedulerConfig() ?? {});
+      const e = p.explanations.get(taskId);
+      if (e) return e;
+      if (p.placements.some((x) => x.taskId === taskId))
+        return { taskId, reasons: [], rank: 0, band: String(task.priority), estimatedStart: t, message: 'it fits now and will start on the next scheduling pass' };
+      return null;
+    },
+  };
+
+  scheduler = new SchedulerLoop({ store, config, wakeups, log, now, epoch: () => null });
+  const monitor = new Monitor({ store, config, wakeups, log, now, onChange: () => scheduler?.kick() });
+  const app = await buildApp(control);
+  await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 7420 });
+  const addr = app.server.address() as AddressInfo;
+  const host = opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? opts.host : '127.0.0.1';
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+  scheduler.start();
+  monitor.start();
+
+  let closed = false;
+  return {
+    url,
+    port: addr.port,
+    control,
+    scheduler,
+    monitor,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      monitor.stop();
+      await scheduler?.stop();
+      wakeups.wakeAllWorkers(); // release long-polls so that close does not wait for them
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,26 @@
+// What the HTTP routes need from the control plane, in one place, so routes stay thin.
+
+import type { Logger } from 'pino';
+import type { Explanation } from '../scheduler/index.js';
+import type { Store } from '../store/port.js';
+import type { Authenticator } from './auth.js';
+import type { ServerConfig } from './config.js';
+import type { Wakeups } from './wakeups.js';
+
+export interface Control {
+  store: Store;
+  config: Readonly<ServerConfig>;
+  wakeups: Wakeups;
+  auth: Authenticator;
+  log: Logger;
+  /** The store's clock, or an injected one in tests. */
+  now(): Promise<number>;
+  /** Something changed that may let tasks start: ask the scheduler for a pass. */
+  kick(): void;
+  /** Why a waiting task is not running. */
+  explain(taskId: number, owner: string | null): Promise<Explanation | null>;
+  /** Tell other replicas (cluster mode) that these workers have news. */
+  notifyWorkers(workerIds: string[]): void;
+  isLeader(): boolean;
+  version: string;
+}

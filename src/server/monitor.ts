@@ -1,0 +1,53 @@
+// The monitor: ends runs whose worker went silent past its lease (lost) or that run past their cap plus
+// grace without the worker ending them (timed_out), marks silent workers lost, and hands the freed
+// resources back to the scheduler at once.
+
+import type { Logger } from 'pino';
+import type { Store } from '../store/port.js';
+import type { ServerConfig } from './config.js';
+import type { Wakeups } from './wakeups.js';
+
+export class Monitor {
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+
+  constructor(
+    private deps: {
+      store: Store;
+      config: Readonly<ServerConfig>;
+      wakeups: Wakeups;
+      log: Logger;
+      now: () => Promise<number>;
+      onChange: () => void;
+    },
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), this.deps.config.monitorIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  async tick(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const { store, config } = this.deps;
+      const now = await this.deps.now();
+      const res = await store.reap(now, { workerSilenceMs: config.leaseMs, capGraceMs: config.capGraceMs });
+      for (const e of res.ended) {
+        this.deps.log.warn({ runId: e.run.id, taskId: e.run.taskId, outcome: e.outcome, worker: e.run.workerName }, 'run ended by the monitor');
+        this.deps.wakeups.wakeWorker(e.run.workerId); // so it learns to kill what it still runs
+      }
+      for (const w of res.lostWorkers) this.deps.log.warn({ workerId: w }, 'worker lost: silent past its lease');
+      if (res.ended.length > 0 || res.lostWorkers.length > 0) this.deps.onChange();
+    } catch (err) {
+      this.deps.log.warn({ err }, 'monitor tick failed');
+    } finally {
+      this.busy = false;
+    }
+  }
+}

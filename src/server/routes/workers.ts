@@ -1,0 +1,157 @@
+// The worker protocol (see src/protocol/worker-api.ts) and the workers' admin API.
+
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { TschedError } from '../../domain/errors.js';
+import type { RunOutcome } from '../../domain/status.js';
+import type { Executor } from '../../domain/task.js';
+import type { Worker } from '../../domain/worker.js';
+import { WorkerPollSchema, WorkerRegisterSchema, WorkerReportSchema, type WorkerReportBody } from '../../protocol/schemas.js';
+import type { PollResponse, RegisterResponse, ReportResponse, WireAssignment } from '../../protocol/worker-api.js';
+import type { Assignment, ItemAck } from '../../store/port.js';
+import { requireRole } from '../auth.js';
+import type { Control } from '../control.js';
+
+const WorkerIdParams = { type: 'object', properties: { id: { type: 'string', minLength: 1, maxLength: 128 } }, required: ['id'], additionalProperties: false };
+
+export function toWire(a: Assignment): WireAssignment {
+  const t = a.task;
+  return {
+    runId: a.run.id,
+    token: a.run.leaseToken,
+    taskId: t.id,
+    attempt: a.run.attempt,
+    name: t.name,
+    executor: t.executor,
+    command: t.command,
+    shell: t.shell,
+    script: t.script,
+    scriptPath: t.scriptPath,
+    image: t.image,
+    env: t.env,
+    allocation: a.run.allocation,
+    capRemainingMs: a.capRemainingMs,
+    executionCap: t.executionCap,
+    retry: t.retry,
+  };
+}
+
+export function workerRoutes(app: FastifyInstance, c: Control): void {
+  const workerOnly = (req: FastifyRequest) => requireRole(req.principal, ['admin', 'worker'], 'speak the worker protocol');
+  const mustWorker = async (id: string): Promise<Worker> => {
+    const w = await c.store.getWorker(id);
+    if (!w) throw new TschedError('WORKER_NOT_FOUND', `no worker ${id}; register again`);
+    return w;
+  };
+
+  app.post('/v1/workers/register', { schema: { summary: 'Register (or re-register) a worker', tags: ['worker protocol'], body: WorkerRegisterSchema } }, async (req) => {
+    workerOnly(req);
+    const b = req.body as {
+      name: string;
+      capacity: Worker['capacity'];
+      labels?: Record<string, string>;
+      executors: Executor[];
+      enforcement?: Worker['enforcement'];
+      version?: string;
+      hostname?: string;
+    };
+    if (b.capacity.ports && b.capacity.ports.from > b.capacity.ports.to)
+      throw new TschedError('VALIDATION_FAILED', 'capacity.ports: expected from ≤ to', { issues: [{ path: 'capacity.ports', message: 'expected from ≤ to' }] });
+    const now = await c.now();
+    const { worker, orphaned } = await c.store.registerWorker(
+      {
+        name: b.name,
+        capacity: b.capacity,
+        labels: b.labels ?? {},
+        executors: b.executors,
+        enforcement: b.enforcement ?? { memory: 'none', cpu: 'none' },
+        version: b.version ?? 'unknown',
+        hostname: b.hostname ?? '',
+      },
+      now,
+    );
+    if (orphaned.length > 0) req.log.warn({ worker: worker.name, runs: orphaned.map((r) => r.id) }, 'worker restarted: its live runs end lost');
+    c.kick();
+    const res: RegisterResponse = { worker, orphaned: orphaned.map((r) => r.id), heartbeatMs: c.config.heartbeatMs, leaseMs: c.config.leaseMs };
+    return res;
+  });
+
+  app.post(
+    '/v1/workers/:id/poll',
+    { schema: { summary: 'Long-poll for assignments and cancels (also a heartbeat)', tags: ['worker protocol'], params: WorkerIdParams, body: WorkerPollSchema } },
+    async (req): Promise<PollResponse> => {
+      workerOnly(req);
+      const { id } = req.params as { id: string };
+      const b = req.body as { max?: number; wait?: number; running?: Array<{ runId: number; token: string }> };
+      const max = b.max ?? 100;
+      const wait = Math.min(b.wait ?? 0, c.config.maxPollWaitMs);
+      let worker = await mustWorker(id);
+      let now = await c.now();
+      const hb = await c.store.heartbeat(id, b.running ?? [], now, c.config.leaseMs);
+      if (worker.state === 'lost') {
+        // It came back from a partition or a pause: its old runs already ended as lost (their late results
+        // will be refused), but its capacity is usable again.
+        worker = (await c.store.setWorkerState(id, 'active', now)) ?? worker;
+        c.kick();
+      }
+      let assignments = worker.state === 'active' ? await c.store.takeAssignments(id, max, now) : [];
+      if (assignments.length === 0 && hb.cancel.length === 0 && wait > 0) {
+        // Park until the scheduler assigns something, a cancel arrives, or the wait ends.
+        const w = c.wakeups.waitWorker(id, wait);
+        const onClose = () => w.cancel();
+        req.raw.on('close', onClose);
+        await w.promise;
+        req.raw.off('close', onClose);
+        worker = await mustWorker(id);
+        now = await c.now();
+        if (worker.state === 'active') assignments = await c.store.takeAssignments(id, max, now);
+        const hb2 = await c.store.heartbeat(id, [], now, c.config.leaseMs);
+        hb.cancel.push(...hb2.cancel);
+      }
+      return { assignments: assignments.map(toWire), cancel: [...new Set(hb.cancel)], acks: hb.acks, drain: worker.state === 'draining' };
+    },
+  );
+
+  app.post(
+    '/v1/workers/:id/report',
+    { schema: { summary: 'Batched starts, log chunks, results and heartbeats', tags: ['worker protocol'], params: WorkerIdParams, body: WorkerReportSchema } },
+    async (req): Promise<ReportResponse> => {
+      workerOnly(req);
+      const { id } = req.params as { id: string };
+      const b = req.body as WorkerReportBody;
+      await mustWorker(id);
+      const now = await c.now();
+      const started: ItemAck[] = b.started?.length ? await c.store.startRuns(b.started, now) : [];
+      const logs: ItemAck[] = b.logs?.length ? await c.store.appendLogs(b.logs, c.config.maxLogBytesPerRun) : [];
+      if (b.logs?.length) for (const runId of new Set(b.logs.map((l) => l.runId))) c.wakeups.wakeLogs(runId);
+      let results: ItemAck[] = [];
+      if (b.results?.length) {
+        const fin = await c.store.finishRuns(
+          b.results.map((r) => ({ ...r, outcome: r.outcome as RunOutcome, usage: r.usage ?? { peakMemory: null, cpuSeconds: null } })),
+          now,
+        );
+        results = fin.acks;
+        for (const r of b.results) c.wakeups.wakeLogs(r.runId);
+        c.kick(); // resources were freed, retries may be due
+      }
+      const hb = await c.store.heartbeat(id, b.running ?? [], now, c.config.leaseMs);
+      return { started, logs, results, running: hb.acks, cancel: hb.cancel };
+    },
+  );
+
+  app.post('/v1/workers/:id/drain', { schema: { summary: 'Drain a worker (id or name): it takes nothing new', tags: ['workers'], params: WorkerIdParams } }, async (req) => {
+    requireRole(req.principal, ['admin', 'worker'], 'drain workers');
+    const { id } = req.params as { id: string };
+    let w = await c.store.getWorker(id);
+    if (!w) w = (await c.store.listWorkers()).find((x) => x.name === id) ?? null;
+    if (!w) throw new TschedError('WORKER_NOT_FOUND', `no worker with id or name ${id}`);
+    const updated = await c.store.setWorkerState(w.id, 'draining', await c.now());
+    c.wakeups.wakeWorker(w.id);
+    c.notifyWorkers([w.id]);
+    return { worker: updated };
+  });
+
+  app.get('/v1/workers', { schema: { summary: 'Every worker with capacity, allocated and free resources', tags: ['workers'] } }, async (req) => {
+    requireRole(req.principal, ['admin', 'user', 'worker'], 'list workers');
+    return { workers: await c.store.listWorkers() };
+  });
+}

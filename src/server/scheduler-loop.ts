@@ -1,0 +1,141 @@
+// The resource manager's control loop (leader only): take a snapshot of workers and due candidates, let the
+// pure core plan placements, apply the plan in one store transaction, then wake the workers concerned.
+// Passes are triggered by events (submit, run ended, worker joined) and coalesced: while a pass runs, any
+// number of kicks collapse into one follow-up pass. A slow timer is only a fallback, plus a timer for the
+// next task that becomes due (delayed starts, retry backoff).
+
+import type { Logger } from 'pino';
+import { plan, type SchedulerConfig } from '../scheduler/index.js';
+import type { Store } from '../store/port.js';
+import type { ServerConfig } from './config.js';
+import type { Wakeups } from './wakeups.js';
+
+export interface SchedulerLoopDeps {
+  store: Store;
+  config: Readonly<ServerConfig>;
+  wakeups: Wakeups;
+  log: Logger;
+  /** The store's clock (injectable for tests). */
+  now: () => Promise<number>;
+  /** Fencing epoch of this leader, or null when not fenced (embedded mode). */
+  epoch: () => number | null;
+  /** Called after runs were created, so that other replicas can wake their workers too. */
+  onAssigned?: (workerIds: string[]) => void;
+}
+
+export class SchedulerLoop {
+  private running = false;
+  private dirty = false;
+  private stopped = true;
+  private fallback: NodeJS.Timeout | undefined;
+  private dueTimer: NodeJS.Timeout | undefined;
+  private dueTimerAt = Number.POSITIVE_INFINITY;
+  private idle: Array<() => void> = [];
+  readonly stats = { passes: 0, placed: 0, rejected: 0, lastPassMs: 0 };
+
+  constructor(private deps: SchedulerLoopDeps) {}
+
+  start(): void {
+    this.stopped = false;
+    this.fallback = setInterval(() => this.kick(), this.deps.config.schedulerIntervalMs);
+    this.fallback.unref();
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.fallback) clearInterval(this.fallback);
+    if (this.dueTimer) clearTimeout(this.dueTimer);
+    if (this.running) await new Promise<void>((r) => this.idle.push(r));
+  }
+
+  /** Ask for a pass soon. Cheap; call it on every event that may free resources or add work. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.dirty = true;
+      return;
+    }
+    this.running = true;
+    setImmediate(() => void this.loop());
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.dirty = false;
+        if (this.stopped) break;
+        const full = await this.pass();
+        if (full) this.dirty = true; // the batch was full: more may be waiting
+      } while (this.dirty && !this.stopped);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'scheduling pass failed; retrying on the next kick');
+    } finally {
+      this.running = false;
+      for (const r of this.idle.splice(0)) r();
+    }
+  }
+
+  /** One pass. Returns true when it placed a whole batch (so another pass should follow at once). */
+  async pass(): Promise<boolean> {
+    const { store, config } = this.deps;
+    const t0 = performance.now();
+    const now = await this.deps.now();
+    const workers = await store.loadWorkers();
+    const active = workers.filter((w) => w.state === 'active');
+    if (active.length === 0) {
+      await this.armDueTimer(now);
+      return false;
+    }
+    const tasks = await store.loadCandidates(now, config.schedulerBatch, now + config.urgencyWindowMs);
+    if (tasks.length === 0) {
+      await this.armDueTimer(now);
+      return false;
+    }
+    const p = plan({ workers, tasks }, now, this.schedulerConfig());
+    this.stats.passes++;
+    if (p.placements.length === 0) {
+      await this.armDueTimer(now);
+      this.stats.lastPassMs = performance.now() - t0;
+      return false;
+    }
+    const res = await store.applyPlan(p.placements, { now, leaseMs: config.leaseMs, epoch: this.deps.epoch(), actor: 'scheduler' });
+    this.stats.placed += res.runs.length;
+    this.stats.rejected += res.rejected.length;
+    const workerIds = [...new Set(res.runs.map((r) => r.workerId))];
+    for (const id of workerIds) this.deps.wakeups.wakeWorker(id);
+    if (workerIds.length > 0) this.deps.onAssigned?.(workerIds);
+    this.stats.lastPassMs = performance.now() - t0;
+    // Rejections mean the snapshot was stale (a concurrent change): plan again with fresh state.
+    return res.rejected.length > 0 || tasks.length >= config.schedulerBatch;
+  }
+
+  schedulerConfig(): Partial<SchedulerConfig> {
+    const c = this.deps.config;
+    return {
+      urgencyWindowMs: c.urgencyWindowMs,
+      deferralThreshold: c.deferralThreshold,
+      deferralSlackMs: c.deferralSlackMs,
+      placement: c.placement,
+      quotas: c.quotas,
+    };
+  }
+
+  /** Wake up when the next delayed or backed-off task becomes due. */
+  private async armDueTimer(now: number): Promise<void> {
+    const next = await this.deps.store.nextDueAt();
+    if (next === null || next <= now) return;
+    if (this.dueTimer && next >= this.dueTimerAt) return;
+    if (this.dueTimer) clearTimeout(this.dueTimer);
+    this.dueTimerAt = next;
+    this.dueTimer = setTimeout(
+      () => {
+        this.dueTimer = undefined;
+        this.dueTimerAt = Number.POSITIVE_INFINITY;
+        this.kick();
+      },
+      Math.min(next - now + 1, 2 ** 31 - 1),
+    );
+    this.dueTimer.unref();
+  }
+}
