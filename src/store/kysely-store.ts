@@ -1,0 +1,1180 @@
+// The one implementation of the Store port, over a Backend (SQLite or PostgreSQL through Kysely).
+//
+// Locking strategy, the same for every write: read the rows an operation depends on with FOR UPDATE (on
+// PostgreSQL; on SQLite BEGIN IMMEDIATE already serialises writers), decide in plain code with the domain's
+// rules, then write in batches (multi-row INSERT, `WITH v AS (VALUES …) UPDATE … FROM v`). Lock order is
+// leader → tasks → workers → runs, each by id, so replicas rarely deadlock; when they do, the backend reruns
+// the transaction. Event rows are written in the same transaction as the change they describe.
+
+import { randomBytes } from 'node:crypto';
+import { TschedError, validationError } from '../domain/errors.js';
+import { afterRun } from '../domain/queue-policy.js';
+import type { Capacity } from '../domain/resources.js';
+import type { RunOutcome, TaskStatus } from '../domain/status.js';
+import { TASK_STATUSES, transitionTask } from '../domain/status.js';
+import type { NewTask, Run, RunUsage, Task, TaskEventRecord } from '../domain/task.js';
+import type { Worker, WorkerRegistration, WorkerState, WorkerWithLoad } from '../domain/worker.js';
+import type { Backend, Exec } from './backend.js';
+import { runMigrations } from './migrations/index.js';
+import type {
+  ApplyContext,
+  ApplyResult,
+  Assignment,
+  CancelResult,
+  FinishResult,
+  HeartbeatResult,
+  ItemAck,
+  LogChunk,
+  LogChunkInput,
+  PlacementDecision,
+  ReapResult,
+  RunResultInput,
+  RunToken,
+  Store,
+  SubmitOptions,
+  SubmitResult,
+  TaskQuery,
+  TokenRecord,
+} from './port.js';
+import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
+import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
+
+export interface StoreOptions {
+  /** Source of randomness for retry jitter; inject for deterministic tests. */
+  random?: () => number;
+}
+
+const LIVE = "('assigned','running')";
+const DAY = 86_400_000;
+/** Bound on bound parameters per statement (SQLite allows 32766, PostgreSQL 65535). */
+const MAX_PARAMS = 30_000;
+const REAP_BATCH = 2000;
+const EMPTY_USAGE: RunUsage = { peakMemory: null, cpuSeconds: null };
+
+type ColType = 'BIGINT' | 'INTEGER' | 'TEXT';
+
+interface EventIn {
+  taskId: number;
+  runId: number | null;
+  at: number;
+  actor: string;
+  type: string;
+  from: string | null;
+  to: string | null;
+  reason: string | null;
+}
+
+/** What ends one live run: its outcome and what the worker (or the monitor) said about it. */
+interface Ending {
+  run: RunRow;
+  outcome: RunOutcome;
+  exitCode: number | null;
+  reason: string | null;
+  startedAt: number | null;
+  finishedAt: number;
+  usage: RunUsage | null;
+  actor: string;
+}
+
+const placeholders = (n: number): string => `(${new Array(n).fill('?').join(',')})`;
+
+function chunks<T>(items: T[], size: number): T[][] {
+  if (items.length <= size) return [items];
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+const isLive = (s: string): boolean => s === 'assigned' || s === 'running';
+
+/** The longest prefix of `s` that fits in `max` UTF-8 bytes, cut on a character boundary. */
+function utf8Prefix(s: string, max: number): { text: string; bytes: number } {
+  const buf = Buffer.from(s, 'utf8');
+  if (buf.length <= max) return { text: s, bytes: buf.length };
+  let end = max;
+  while (end > 0 && ((buf[end] as number) & 0xc0) === 0x80) end--;
+  return { text: buf.subarray(0, end).toString('utf8'), bytes: end };
+}
+
+export class KyselyStore implements Store {
+  private readonly random: () => number;
+  private lastPrune = 0;
+
+  constructor(
+    readonly backend: Backend,
+    opts: StoreOptions = {},
+  ) {
+    this.random = opts.random ?? Math.random;
+  }
+
+  get kind(): 'sqlite' | 'postgres' {
+    return this.backend.kind;
+  }
+
+  async migrate(): Promise<void> {
+    await runMigrations(this.backend);
+  }
+
+  close(): Promise<void> {
+    return this.backend.close();
+  }
+
+  now(): Promise<number> {
+    return this.backend.now();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private get lock(): string {
+    return this.backend.forUpdate;
+  }
+
+  /** Multi-row INSERT in chunks; returns RETURNING rows when `returning` is given. */
+  private async insertRows<T>(
+    ex: Exec,
+    table: string,
+    cols: readonly string[],
+    rows: unknown[][],
+    returning = '',
+    tail = '',
+  ): Promise<T[]> {
+    const out: T[] = [];
+    if (rows.length === 0) return out;
+    const per = Math.max(1, Math.floor(MAX_PARAMS / cols.length));
+    const one = placeholders(cols.length);
+    for (const part of chunks(rows, per)) {
+      const sql = `INSERT INTO ${table} (${cols.join(',')}) VALUES ${new Array(part.length).fill(one).join(',')}${tail}${returning ? ` RETURNING ${returning}` : ''}`;
+      const res = await ex.all<T>(sql, part.flat());
+      if (returning) out.push(...res);
+    }
+    return out;
+  }
+
+  /** Per-row different values in one statement: WITH v(...) AS (VALUES …) UPDATE t SET … FROM v WHERE t.key = v.key. */
+  private async updateRows(
+    ex: Exec,
+    table: string,
+    key: [string, ColType],
+    cols: Array<[string, ColType]>,
+    rows: unknown[][],
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    const all = [key, ...cols];
+    const one = `(${all.map(([, t]) => `CAST(? AS ${t})`).join(',')})`;
+    const per = Math.max(1, Math.floor(MAX_PARAMS / all.length));
+    for (const part of chunks(rows, per)) {
+      const sql =
+        `WITH v(${all.map(([c]) => c).join(',')}) AS (VALUES ${new Array(part.length).fill(one).join(',')}) ` +
+        `UPDATE ${table} SET ${cols.map(([c]) => `${c} = v.${c}`).join(', ')} FROM v WHERE ${table}.${key[0]} = v.${key[0]}`;
+      await ex.all(sql, part.flat());
+    }
+  }
+
+  /** `sqlBefore (?, ?, …) sqlAfter` over the ids, chunked; `leading` params bind before the list. */
+  private async selectIn<T>(ex: Exec, sqlBefore: string, ids: unknown[], sqlAfter = '', leading: unknown[] = []): Promise<T[]> {
+    if (ids.length === 0) return [];
+    const out: T[] = [];
+    for (const part of chunks(ids, MAX_PARAMS)) {
+      out.push(...(await ex.all<T>(`${sqlBefore} (${part.map(() => '?').join(',')})${sqlAfter}`, [...leading, ...part])));
+    }
+    return out;
+  }
+
+  private lockTasks(ex: Exec, ids: number[]): Promise<TaskRow[]> {
+    return this.selectIn<TaskRow>(ex, 'SELECT * FROM tasks WHERE id IN', [...new Set(ids)], ` ORDER BY id${this.lock}`);
+  }
+
+  private lockRuns(ex: Exec, ids: number[]): Promise<RunRow[]> {
+    return this.selectIn<RunRow>(ex, 'SELECT * FROM runs WHERE id IN', [...new Set(ids)], ` ORDER BY id${this.lock}`);
+  }
+
+  /** Locks runs and their tasks in the global order (tasks first), for operations that end runs. */
+  private async lockRunsWithTasks(ex: Exec, runIds: number[]): Promise<{ runs: Map<number, RunRow>; tasks: Map<number, TaskRow> }> {
+    const peek = await this.selectIn<{ task_id: number }>(ex, 'SELECT task_id FROM runs WHERE id IN', [...new Set(runIds)]);
+    const tasks = new Map(
+      (
+        await this.lockTasks(
+          ex,
+          peek.map((r) => Number(r.task_id)),
+        )
+      ).map((t) => [Number(t.id), t]),
+    );
+    const runs = new Map((await this.lockRuns(ex, runIds)).map((r) => [Number(r.id), r]));
+    return { runs, tasks };
+  }
+
+  private insertEvents(ex: Exec, events: EventIn[]): Promise<unknown[]> {
+    return this.insertRows(
+      ex,
+      'events',
+      ['task_id', 'run_id', 'at', 'actor', 'type', 'from_state', 'to_state', 'reason'],
+      events.map((e) => [e.taskId, e.runId, e.at, e.actor, e.type, e.from, e.to, e.reason]),
+    );
+  }
+
+  /** Writes back the mutable columns of task rows changed in memory. */
+  private saveTasks(ex: Exec, rows: TaskRow[]): Promise<void> {
+    return this.updateRows(
+      ex,
+      'tasks',
+      ['id', 'BIGINT'],
+      [
+        ['status', 'TEXT'],
+        ['attempts', 'INTEGER'],
+        ['current_run_id', 'BIGINT'],
+        ['due_at', 'BIGINT'],
+        ['start_deadline', 'BIGINT'],
+        ['updated_at', 'BIGINT'],
+        ['finished_at', 'BIGINT'],
+        ['last_error', 'TEXT'],
+        ['deadline_missed', 'INTEGER'],
+      ],
+      rows.map((t) => [
+        t.id,
+        t.status,
+        t.attempts,
+        t.current_run_id,
+        t.due_at,
+        t.start_deadline,
+        t.updated_at,
+        t.finished_at,
+        t.last_error,
+        t.deadline_missed,
+      ]),
+    );
+  }
+
+  /** Writes back the mutable columns of run rows changed in memory. */
+  private saveRuns(ex: Exec, rows: RunRow[]): Promise<void> {
+    return this.updateRows(
+      ex,
+      'runs',
+      ['id', 'BIGINT'],
+      [
+        ['state', 'TEXT'],
+        ['lease_expires_at', 'BIGINT'],
+        ['started_at', 'BIGINT'],
+        ['finished_at', 'BIGINT'],
+        ['exit_code', 'INTEGER'],
+        ['outcome', 'TEXT'],
+        ['reason', 'TEXT'],
+        ['cancel_requested', 'INTEGER'],
+        ['usage', 'TEXT'],
+      ],
+      rows.map((r) => [
+        r.id,
+        r.state,
+        r.lease_expires_at,
+        r.started_at,
+        r.finished_at,
+        r.exit_code,
+        r.outcome,
+        r.reason,
+        r.cancel_requested,
+        r.usage,
+      ]),
+    );
+  }
+
+  /**
+   * The queue manager: ends live runs and moves each task by the domain rules (afterRun + the state machine).
+   * Rows must be locked by the caller. Mutates them, writes them and the events.
+   */
+  private async endRuns(ex: Exec, endings: Ending[], tasks: Map<number, TaskRow>, now: number): Promise<ReapResult['ended']> {
+    const events: EventIn[] = [];
+    const dirtyTasks = new Map<number, TaskRow>();
+    const ended: ReapResult['ended'] = [];
+    for (const e of endings) {
+      const run = e.run;
+      const from = run.state;
+      run.state = e.outcome;
+      run.outcome = e.outcome;
+      run.exit_code = e.exitCode;
+      run.reason = e.reason;
+      run.started_at = run.started_at ?? e.startedAt;
+      run.finished_at = e.finishedAt;
+      if (e.usage) run.usage = JSON.stringify(e.usage);
+      events.push({
+        taskId: Number(run.task_id),
+        runId: Number(run.id),
+        at: now,
+        actor: e.actor,
+        type: `run.${e.outcome}`,
+        from,
+        to: e.outcome,
+        reason: e.reason,
+      });
+
+      const task = tasks.get(Number(run.task_id));
+      if (task && task.status === 'in_progress' && Number(task.current_run_id) === Number(run.id)) {
+        const fromStatus = task.status;
+        const decision = afterRun({
+          outcome: e.outcome,
+          exitCode: e.exitCode,
+          attempts: Number(task.attempts),
+          totalAttempts: Number(task.total_attempts),
+          retry: JSON.parse(task.retry),
+          now,
+          random: this.random(),
+        });
+        task.status = transitionTask(task.status, decision.event);
+        task.updated_at = now;
+        task.current_run_id = null;
+        let type = `task.${task.status}`;
+        let reason = decision.reason;
+        if (decision.event === 'retry') {
+          type = 'task.retry_scheduled';
+          task.due_at = decision.dueAt ?? now;
+          task.start_deadline = task.due_at + Number(task.delay_tolerance);
+          task.deadline_missed = 0;
+        } else {
+          task.finished_at = now;
+          if (decision.event === 'fail') {
+            const detail = [e.reason, e.exitCode !== null ? `exit code ${e.exitCode}` : null].filter(Boolean).join(', ');
+            task.last_error = detail ? `${decision.reason} (${detail})` : decision.reason;
+            reason = task.last_error;
+          } else if (decision.event === 'succeed') {
+            task.last_error = null;
+          }
+        }
+        dirtyTasks.set(Number(task.id), task);
+        events.push({
+          taskId: Number(task.id),
+          runId: Number(run.id),
+          at: now,
+          actor: e.actor,
+          type,
+          from: fromStatus,
+          to: task.status,
+          reason,
+        });
+      }
+      ended.push({ run: runFromRow(run), outcome: e.outcome, taskStatus: task ? task.status : 'failed' });
+    }
+    await this.saveRuns(
+      ex,
+      endings.map((e) => e.run),
+    );
+    await this.saveTasks(ex, [...dirtyTasks.values()]);
+    await this.insertEvents(ex, events);
+    return ended;
+  }
+
+  private async tasksByIds(ex: Exec, ids: number[]): Promise<Task[]> {
+    const rows = await this.selectIn<TaskRow>(ex, 'SELECT * FROM tasks WHERE id IN', ids);
+    const byId = new Map(rows.map((r) => [Number(r.id), r]));
+    return ids.flatMap((id) => {
+      const r = byId.get(id);
+      return r ? [taskFromRow(r)] : [];
+    });
+  }
+
+  // ---------------------------------------------------------------- auth
+
+  async putToken(t: TokenRecord): Promise<void> {
+    await this.backend.tx((ex) =>
+      ex.all(
+        'INSERT INTO tokens (token_hash, user_id, role, name, created_at) VALUES (?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, role = excluded.role, name = excluded.name',
+        [t.tokenHash, t.userId, t.role, t.name, Date.now()],
+      ),
+    );
+  }
+
+  async findToken(tokenHash: string): Promise<TokenRecord | null> {
+    const [r] = await this.backend.read((ex) =>
+      ex.all<{ token_hash: string; user_id: string; role: TokenRecord['role']; name: string }>(
+        'SELECT * FROM tokens WHERE token_hash = ?',
+        [tokenHash],
+      ),
+    );
+    return r ? { tokenHash: r.token_hash, userId: r.user_id, role: r.role, name: r.name } : null;
+  }
+
+  // ---------------------------------------------------------------- tasks
+
+  async submitTasks(owner: string, tasks: NewTask[], opts: SubmitOptions): Promise<SubmitResult> {
+    const now = opts.now;
+    return this.backend.tx(async (ex) => {
+      const key = opts.idempotencyKey;
+      if (key !== undefined) {
+        await this.pruneIdempotency(ex, now);
+        await ex.all('DELETE FROM idempotency_keys WHERE owner = ? AND idem_key = ? AND created_at <= ?', [owner, key, now - DAY]);
+        // Claim the key first: a concurrent submit with the same key waits on the unique index, then replays.
+        const claimed = await ex.all(
+          'INSERT INTO idempotency_keys (owner, idem_key, request_hash, task_ids, created_at) VALUES (?, ?, ?, ?, ?) ' +
+            'ON CONFLICT (owner, idem_key) DO NOTHING RETURNING owner',
+          [owner, key, opts.requestHash ?? null, '[]', now],
+        );
+        if (claimed.length === 0) {
+          const [prev] = await ex.all<{ request_hash: string | null; task_ids: string }>(
+            'SELECT request_hash, task_ids FROM idempotency_keys WHERE owner = ? AND idem_key = ?',
+            [owner, key],
+          );
+          if ((prev?.request_hash ?? null) !== (opts.requestHash ?? null)) {
+            throw new TschedError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${key}" was already used within 24h for a different request`, {
+              details: { idempotencyKey: key },
+            });
+          }
+          return { tasks: await this.tasksByIds(ex, JSON.parse(prev?.task_ids ?? '[]')), replayed: true };
+        }
+      }
+      const rows = await this.insertRows<TaskRow>(
+        ex,
+        'tasks',
+        TASK_INSERT_COLUMNS,
+        tasks.map((t) => taskInsertValues(owner, t, now)),
+        '*',
+        // An occurrence already stored (by another replica's expander) is skipped, not duplicated.
+        ' ON CONFLICT (parent_id, occurrence_at) DO NOTHING',
+      );
+      rows.sort((a, b) => Number(a.id) - Number(b.id));
+      await this.insertEvents(
+        ex,
+        rows.map((r) => ({
+          taskId: Number(r.id),
+          runId: null,
+          at: now,
+          actor: opts.actor,
+          type: 'task.submitted',
+          from: null,
+          to: 'waiting',
+          reason: null,
+        })),
+      );
+      if (key !== undefined) {
+        await ex.all('UPDATE idempotency_keys SET task_ids = ? WHERE owner = ? AND idem_key = ?', [
+          JSON.stringify(rows.map((r) => Number(r.id))),
+          owner,
+          key,
+        ]);
+      }
+      return { tasks: rows.map(taskFromRow), replayed: false };
+    });
+  }
+
+  /** Keys are kept 24 h; old ones are swept at most once a minute, from inside a submit. */
+  private async pruneIdempotency(ex: Exec, now: number): Promise<void> {
+    if (now - this.lastPrune < 60_000) return;
+    this.lastPrune = now;
+    await ex.all('DELETE FROM idempotency_keys WHERE created_at <= ?', [now - DAY]);
+  }
+
+  async getTask(id: number, owner: string | null): Promise<Task | null> {
+    const [r] = await this.backend.read((ex) => ex.all<TaskRow>('SELECT * FROM tasks WHERE id = ?', [id]));
+    if (!r || (owner !== null && r.owner !== owner)) return null;
+    return taskFromRow(r);
+  }
+
+  async listTasks(q: TaskQuery): Promise<{ tasks: Task[]; next: string | null }> {
+    if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > 1000)
+      throw validationError([{ path: 'limit', message: 'expected an integer from 1 to 1000' }]);
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.owner !== null) {
+      where.push('owner = ?');
+      params.push(q.owner);
+    }
+    if (q.status && q.status.length > 0) {
+      for (const s of q.status) {
+        if (!TASK_STATUSES.includes(s)) throw validationError([{ path: 'status', message: `expected one of ${TASK_STATUSES.join(', ')}` }]);
+      }
+      where.push(`status IN (${q.status.map(() => '?').join(',')})`);
+      params.push(...q.status);
+    }
+    if (q.parentId !== undefined) {
+      where.push('parent_id = ?');
+      params.push(q.parentId);
+    }
+    if (q.cursor) {
+      const before = Number(Buffer.from(q.cursor, 'base64url').toString('utf8'));
+      if (!Number.isSafeInteger(before) || before < 1)
+        throw validationError([{ path: 'cursor', message: 'expected a cursor returned by a previous page' }]);
+      where.push('id < ?');
+      params.push(before);
+    }
+    params.push(q.limit + 1);
+    const rows = await this.backend.read((ex) =>
+      ex.all<TaskRow>(`SELECT * FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`, params),
+    );
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    const next = rows.length > q.limit && last ? Buffer.from(String(last.id), 'utf8').toString('base64url') : null;
+    return { tasks: page.map(taskFromRow), next };
+  }
+
+  async countTasks(owner: string | null): Promise<Record<TaskStatus, number>> {
+    const rows = await this.backend.read((ex) =>
+      owner === null
+        ? ex.all<{ status: TaskStatus; n: number }>('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status')
+        : ex.all<{ status: TaskStatus; n: number }>('SELECT status, COUNT(*) AS n FROM tasks WHERE owner = ? GROUP BY status', [owner]),
+    );
+    const out = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<TaskStatus, number>;
+    for (const r of rows) out[r.status] = Number(r.n);
+    return out;
+  }
+
+  async listRuns(taskId: number): Promise<Run[]> {
+    const rows = await this.backend.read((ex) => ex.all<RunRow>('SELECT * FROM runs WHERE task_id = ? ORDER BY id', [taskId]));
+    return rows.map(runFromRow);
+  }
+
+  async getRun(runId: number): Promise<Run | null> {
+    const [r] = await this.backend.read((ex) => ex.all<RunRow>('SELECT * FROM runs WHERE id = ?', [runId]));
+    return r ? runFromRow(r) : null;
+  }
+
+  async listEvents(taskId: number, afterId = 0): Promise<TaskEventRecord[]> {
+    const rows = await this.backend.read((ex) =>
+      ex.all<EventRow>('SELECT * FROM events WHERE task_id = ? AND id > ? ORDER BY id', [taskId, afterId]),
+    );
+    return rows.map(eventFromRow);
+  }
+
+  async cancelTask(id: number, owner: string | null, opts: { now: number; actor: string; reason: string }): Promise<CancelResult> {
+    return this.backend.tx(async (ex) => {
+      const [task] = await this.lockTasks(ex, [id]);
+      if (!task || (owner !== null && task.owner !== owner))
+        throw new TschedError('TASK_NOT_FOUND', `task ${id} does not exist`, { details: { id } });
+      if (task.status === 'cancelled') {
+        const live = await ex.all<RunRow>(`SELECT * FROM runs WHERE task_id = ? AND state IN ${LIVE} ORDER BY id`, [id]);
+        return { task: taskFromRow(task), runsToStop: live.map(runFromRow), changed: false };
+      }
+      const from = task.status;
+      task.status = transitionTask(task.status, 'cancel'); // done/failed → TASK_FINISHED naming the status
+      task.updated_at = opts.now;
+      task.finished_at = opts.now;
+      task.current_run_id = null;
+      await this.saveTasks(ex, [task]);
+      // The run keeps its resources until its worker reports it ended (or the lease expires).
+      const runs = await ex.all<RunRow>(`UPDATE runs SET cancel_requested = 1 WHERE task_id = ? AND state IN ${LIVE} RETURNING *`, [id]);
+      runs.sort((a, b) => Number(a.id) - Number(b.id));
+      await this.insertEvents(ex, [
+        { taskId: id, runId: null, at: opts.now, actor: opts.actor, type: 'task.cancelled', from, to: 'cancelled', reason: opts.reason },
+        ...runs.map((r) => ({
+          taskId: id,
+          runId: Number(r.id),
+          at: opts.now,
+          actor: opts.actor,
+          type: 'run.cancel_requested',
+          from: r.state,
+          to: r.state,
+          reason: opts.reason,
+        })),
+      ]);
+      return { task: taskFromRow(task), runsToStop: runs.map(runFromRow), changed: true };
+    });
+  }
+
+  async requeueTask(id: number, owner: string | null, opts: { now: number; actor: string }): Promise<Task> {
+    return this.backend.tx(async (ex) => {
+      const [task] = await this.lockTasks(ex, [id]);
+      if (!task || (owner !== null && task.owner !== owner))
+        throw new TschedError('TASK_NOT_FOUND', `task ${id} does not exist`, { details: { id } });
+      const from = task.status;
+      task.status = transitionTask(task.status, 'requeue');
+      task.attempts = 0;
+      task.due_at = opts.now;
+      task.start_deadline = opts.now + Number(task.delay_tolerance);
+      task.updated_at = opts.now;
+      task.finished_at = null;
+      task.last_error = null;
+      task.current_run_id = null;
+      task.deadline_missed = 0;
+      await this.saveTasks(ex, [task]);
+      await this.insertEvents(ex, [
+        { taskId: id, runId: null, at: opts.now, actor: opts.actor, type: 'task.requeued', from, to: 'waiting', reason: null },
+      ]);
+      return taskFromRow(task);
+    });
+  }
+
+  // ---------------------------------------------------------------- resource manager
+
+  private async workersWithLoad(ex: Exec, onlySchedulable: boolean): Promise<WorkerWithLoad[]> {
+    const workers = await ex.all<WorkerRow>(
+      onlySchedulable ? "SELECT * FROM workers WHERE state IN ('active','draining') ORDER BY id" : 'SELECT * FROM workers ORDER BY id',
+    );
+    const live = await ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'>>(
+      `SELECT id, task_id, worker_id, cpus, memory, ports, cap_at FROM runs WHERE state IN ${LIVE} ORDER BY id`,
+    );
+    const byWorker = new Map<string, WorkerWithLoad>();
+    const out = workers.map((w) => {
+      const x: WorkerWithLoad = { ...workerFromRow(w), allocated: { cpus: 0, memory: 0, ports: [] }, live: [] };
+      byWorker.set(x.id, x);
+      return x;
+    });
+    for (const r of live) {
+      const w = byWorker.get(r.worker_id);
+      if (!w) continue;
+      const ports = JSON.parse(r.ports) as number[];
+      w.allocated.cpus += Number(r.cpus);
+      w.allocated.memory += Number(r.memory);
+      w.allocated.ports.push(...ports);
+      w.live.push({
+        runId: Number(r.id),
+        taskId: Number(r.task_id),
+        cpus: Number(r.cpus),
+        memory: Number(r.memory),
+        ports,
+        endsBy: Number(r.cap_at),
+      });
+    }
+    return out;
+  }
+
+  loadWorkers(): Promise<WorkerWithLoad[]> {
+    return this.backend.read((ex) => this.workersWithLoad(ex, true));
+  }
+
+  listWorkers(): Promise<WorkerWithLoad[]> {
+    return this.backend.read((ex) => this.workersWithLoad(ex, false));
+  }
+
+  async loadCandidates(now: number, limit: number, urgentBefore: number): Promise<Task[]> {
+    return this.backend.read(async (ex) => {
+      // Walks tasks_ready in order; stops after `limit` due rows.
+      const best = await ex.all<TaskRow>(
+        "SELECT * FROM tasks WHERE status = 'waiting' AND due_at <= ? AND paused = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
+        [now, limit],
+      );
+      // Walks tasks_deadline from the earliest deadline: the ones about to be promoted, whatever their priority.
+      const urgent = await ex.all<TaskRow>(
+        "SELECT * FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 ORDER BY start_deadline, id LIMIT ?",
+        [urgentBefore, now, limit],
+      );
+      const seen = new Set(best.map((r) => Number(r.id)));
+      return [...best, ...urgent.filter((r) => !seen.has(Number(r.id)))].map(taskFromRow);
+    });
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    const [r] = await this.backend.read((ex) =>
+      ex.all<{ m: number | null }>("SELECT MIN(due_at) AS m FROM tasks WHERE status = 'waiting' AND paused = 0"),
+    );
+    return r && r.m !== null ? Number(r.m) : null;
+  }
+
+  async applyPlan(plan: PlacementDecision[], ctx: ApplyContext): Promise<ApplyResult> {
+    if (plan.length === 0 && ctx.epoch === null) return { runs: [], rejected: [] };
+    return this.backend.tx(async (ex) => {
+      if (ctx.epoch !== null) {
+        const [l] = await ex.all<{ epoch: number }>(
+          `SELECT epoch FROM leader WHERE id = 'scheduler'${this.backend.kind === 'postgres' ? ' FOR SHARE' : ''}`,
+        );
+        if (!l || Number(l.epoch) !== ctx.epoch) {
+          throw new TschedError('NOT_LEADER', `leadership epoch ${ctx.epoch} is no longer current`, {
+            details: { epoch: ctx.epoch, current: l ? Number(l.epoch) : null },
+          });
+        }
+      }
+      if (plan.length === 0) return { runs: [], rejected: [] };
+      const tasks = new Map(
+        (
+          await this.lockTasks(
+            ex,
+            plan.map((d) => d.taskId),
+          )
+        ).map((t) => [Number(t.id), t]),
+      );
+      const workerIds = [...new Set(plan.map((d) => d.workerId))].sort();
+      // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
+      const workers = new Map(
+        (await this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`)).map((w) => [
+          w.id,
+          w,
+        ]),
+      );
+      const used = new Map<string, { cpus: number; memory: number; ports: Set<number> }>();
+      for (const id of workerIds) used.set(id, { cpus: 0, memory: 0, ports: new Set() });
+      for (const s of await this.selectIn<{ worker_id: string; cpus: number; memory: number }>(
+        ex,
+        `SELECT worker_id, CAST(SUM(cpus) AS BIGINT) AS cpus, CAST(SUM(memory) AS BIGINT) AS memory FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
+        workerIds,
+        ' GROUP BY worker_id',
+      )) {
+        const u = used.get(s.worker_id)!;
+        u.cpus = Number(s.cpus);
+        u.memory = Number(s.memory);
+      }
+      for (const p of await this.selectIn<{ worker_id: string; ports: string }>(
+        ex,
+        `SELECT worker_id, ports FROM runs WHERE state IN ${LIVE} AND ports <> '[]' AND worker_id IN`,
+        workerIds,
+      )) {
+        for (const port of JSON.parse(p.ports) as number[]) used.get(p.worker_id)!.ports.add(port);
+      }
+
+      const rejected: ApplyResult['rejected'] = [];
+      const accepted: Array<{ d: PlacementDecision; task: TaskRow; worker: WorkerRow }> = [];
+      for (const d of plan) {
+        const reject = (reason: string) => rejected.push({ taskId: d.taskId, workerId: d.workerId, reason });
+        const task = tasks.get(d.taskId);
+        if (!task || task.status !== 'waiting' || Number(task.paused) === 1) {
+          reject('task_not_waiting');
+          continue;
+        }
+        if (Number(task.due_at) > ctx.now) {
+          reject('task_not_due');
+          continue;
+        }
+        const worker = workers.get(d.workerId);
+        if (!worker || worker.state !== 'active') {
+          reject('worker_unavailable');
+          continue;
+        }
+        const cap = JSON.parse(worker.capacity) as Capacity;
+        const u = used.get(d.workerId)!;
+        const a = d.allocation;
+        if (u.cpus + a.cpus > cap.cpus) {
+          reject('overcommit_cpu');
+          continue;
+        }
+        if (u.memory + a.memory > cap.memory) {
+          reject('overcommit_memory');
+          continue;
+        }
+        const ports = a.ports ?? [];
+        if (ports.some((p) => !cap.ports || p < cap.ports.from || p > cap.ports.to)) {
+          reject('port_out_of_range');
+          continue;
+        }
+        if (ports.some((p) => u.ports.has(p)) || new Set(ports).size !== ports.length) {
+          reject('port_taken');
+          continue;
+        }
+        u.cpus += a.cpus;
+        u.memory += a.memory;
+        for (const p of ports) u.ports.add(p);
+        task.status = transitionTask(task.status, 'claim');
+        task.attempts = Number(task.attempts) + 1; // attempts count at claim
+        task.updated_at = ctx.now;
+        accepted.push({ d, task, worker });
+      }
+
+      const runRows = await this.insertRows<RunRow>(
+        ex,
+        'runs',
+        [
+          'task_id',
+          'attempt',
+          'worker_id',
+          'worker_name',
+          'lease_token',
+          'lease_expires_at',
+          'state',
+          'allocation',
+          'cpus',
+          'memory',
+          'ports',
+          'assigned_at',
+          'cap_at',
+          'cancel_requested',
+          'delivered',
+          'usage',
+        ],
+        accepted.map(({ d, task, worker }) => [
+          d.taskId,
+          task.attempts,
+          worker.id,
+          worker.name,
+          randomBytes(16).toString('hex'),
+          ctx.now + ctx.leaseMs,
+          'assigned',
+          JSON.stringify({
+            cpus: d.allocation.cpus,
+            memory: d.allocation.memory,
+            ports: d.allocation.ports ?? [],
+            namedPorts: d.allocation.namedPorts ?? {},
+          }),
+          d.allocation.cpus,
+          d.allocation.memory,
+          JSON.stringify(d.allocation.ports ?? []),
+          ctx.now,
+          ctx.now + Number(task.execution_cap),
+          0,
+          0,
+          JSON.stringify(EMPTY_USAGE),
+        ]),
+        '*',
+      );
+      runRows.sort((a, b) => Number(a.id) - Number(b.id));
+      const events: EventIn[] = [];
+      for (const r of runRows) {
+        const task = tasks.get(Number(r.task_id))!;
+        task.current_run_id = Number(r.id);
+        events.push(
+          {
+            taskId: Number(task.id),
+            runId: Number(r.id),
+            at: ctx.now,
+            actor: ctx.actor,
+            type: 'task.claimed',
+            from: 'waiting',
+            to: 'in_progress',
+            reason: `attempt ${task.attempts} on ${r.worker_name}`,
+          },
+          {
+            taskId: Number(task.id),
+            runId: Number(r.id),
+            at: ctx.now,
+            actor: ctx.actor,
+            type: 'run.assigned',
+            from: null,
+            to: 'assigned',
+            reason: null,
+          },
+        );
+      }
+      await this.saveTasks(
+        ex,
+        accepted.map((x) => x.task),
+      );
+      await this.insertEvents(ex, events);
+      return { runs: runRows.map(runFromRow), rejected };
+    });
+  }
+
+  // ---------------------------------------------------------------- worker protocol
+
+  async registerWorker(reg: WorkerRegistration, now: number): Promise<{ worker: Worker; orphaned: Run[] }> {
+    return this.backend.tx(async (ex) => {
+      const [w] = await ex.all<WorkerRow>(
+        'INSERT INTO workers (id, name, capacity, labels, executors, enforcement, version, hostname, state, registered_at, last_seen_at) ' +
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?) ON CONFLICT (name) DO UPDATE SET capacity = excluded.capacity, labels = excluded.labels, " +
+          'executors = excluded.executors, enforcement = excluded.enforcement, version = excluded.version, hostname = excluded.hostname, ' +
+          "state = 'active', registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at RETURNING *",
+        [
+          `w_${randomBytes(8).toString('hex')}`,
+          reg.name,
+          JSON.stringify(reg.capacity),
+          JSON.stringify(reg.labels),
+          JSON.stringify(reg.executors),
+          JSON.stringify(reg.enforcement),
+          reg.version,
+          reg.hostname,
+          now,
+          now,
+        ],
+      );
+      const worker = workerFromRow(w!);
+      // Whatever a previous life of this worker was running is gone: end it lost, let the queue manager decide.
+      const stale = await ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE}`, [worker.id]);
+      if (stale.length === 0) return { worker, orphaned: [] };
+      const { runs, tasks } = await this.lockRunsWithTasks(
+        ex,
+        stale.map((r) => Number(r.id)),
+      );
+      const endings: Ending[] = [...runs.values()]
+        .filter((r) => isLive(r.state))
+        .map((run) => ({
+          run,
+          outcome: 'lost',
+          exitCode: null,
+          reason: 'worker_restarted',
+          startedAt: null,
+          finishedAt: now,
+          usage: null,
+          actor: `worker:${reg.name}`,
+        }));
+      const ended = await this.endRuns(ex, endings, tasks, now);
+      return { worker, orphaned: ended.map((e) => e.run) };
+    });
+  }
+
+  async getWorker(id: string): Promise<Worker | null> {
+    const [r] = await this.backend.read((ex) => ex.all<WorkerRow>('SELECT * FROM workers WHERE id = ?', [id]));
+    return r ? workerFromRow(r) : null;
+  }
+
+  async setWorkerState(id: string, state: WorkerState, _now: number): Promise<Worker | null> {
+    const [r] = await this.backend.tx((ex) => ex.all<WorkerRow>('UPDATE workers SET state = ? WHERE id = ? RETURNING *', [state, id]));
+    return r ? workerFromRow(r) : null;
+  }
+
+  async heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult> {
+    return this.backend.tx(async (ex) => {
+      // A heartbeat proves the worker is alive: a worker marked lost by silence becomes active again.
+      const [w] = await ex.all<{ id: string }>(
+        "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? RETURNING id",
+        [now, workerId],
+      );
+      if (!w) throw new TschedError('WORKER_NOT_FOUND', `worker ${workerId} is not registered; register again`, { details: { workerId } });
+      const rows = new Map(
+        (
+          await this.lockRuns(
+            ex,
+            runs.map((r) => r.runId),
+          )
+        ).map((r) => [Number(r.id), r]),
+      );
+      const acks: ItemAck[] = [];
+      const extend: number[] = [];
+      const cancel = new Set<number>();
+      for (const item of runs) {
+        const r = rows.get(item.runId);
+        if (!r) {
+          acks.push({ runId: item.runId, ok: false, code: 'RUN_NOT_FOUND' });
+          cancel.add(item.runId);
+        } else if (r.lease_token !== item.token || !isLive(r.state) || r.worker_id !== workerId) {
+          acks.push({ runId: item.runId, ok: false, code: 'LEASE_STALE' });
+          cancel.add(item.runId);
+        } else {
+          acks.push({ runId: item.runId, ok: true });
+          extend.push(item.runId);
+        }
+      }
+      if (extend.length > 0) {
+        await this.selectIn(ex, 'UPDATE runs SET lease_expires_at = ? WHERE id IN', extend, '', [now + leaseMs]);
+      }
+      for (const r of await ex.all<{ id: number }>(
+        `SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1`,
+        [workerId],
+      )) {
+        cancel.add(Number(r.id));
+      }
+      return { acks, cancel: [...cancel].sort((a, b) => a - b) };
+    });
+  }
+
+  async takeAssignments(workerId: string, max: number, now: number): Promise<Assignment[]> {
+    if (max <= 0) return [];
+    return this.backend.tx(async (ex) => {
+      const runs = await ex.all<RunRow>(
+        `SELECT * FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?${this.lock}`,
+        [workerId, max],
+      );
+      if (runs.length === 0) return [];
+      await this.selectIn(
+        ex,
+        'UPDATE runs SET delivered = 1 WHERE id IN',
+        runs.map((r) => r.id),
+      );
+      const tasks = new Map(
+        (
+          await this.selectIn<TaskRow>(
+            ex,
+            'SELECT * FROM tasks WHERE id IN',
+            runs.map((r) => r.task_id),
+          )
+        ).map((t) => [Number(t.id), taskFromRow(t)]),
+      );
+      return runs.map((r) => {
+        const task = tasks.get(Number(r.task_id))!;
+        return { run: runFromRow(r), task, capRemainingMs: Math.max(0, Number(r.assigned_at) + task.executionCap - now) };
+      });
+    });
+  }
+
+  async startRuns(items: Array<RunToken & { at: number }>, now: number): Promise<ItemAck[]> {
+    if (items.length === 0) return [];
+    return this.backend.tx(async (ex) => {
+      const rows = new Map(
+        (
+          await this.lockRuns(
+            ex,
+            items.map((i) => i.runId),
+          )
+        ).map((r) => [Number(r.id), r]),
+      );
+      const acks: ItemAck[] = [];
+      const changed: RunRow[] = [];
+      const events: EventIn[] = [];
+      for (const item of items) {
+        const r = rows.get(item.runId);
+        if (!r) {
+          acks.push({ runId: item.runId, ok: false, code: 'RUN_NOT_FOUND' });
+          continue;
+        }
+        if (r.lease_token !== item.token || !isLive(r.state)) {
+          acks.push({ runId: item.runId, ok: false, code: 'LEASE_STALE' });
+          continue;
+        }
+        acks.push({ runId: item.runId, ok: true });
+        if (r.state !== 'assigned') continue; // a repeated start is acked and changes nothing
+        r.state = 'running';
+        r.started_at = item.at;
+        changed.push(r);
+        events.push({
+          taskId: Number(r.task_id),
+          runId: Number(r.id),
+          at: now,
+          actor: `worker:${r.worker_name}`,
+          type: 'run.started',
+          from: 'assigned',
+          to: 'running',
+          reason: null,
+        });
+      }
+      await this.saveRuns(ex, changed);
+      await this.insertEvents(ex, events);
+      return acks;
+    });
+  }
+
+  async appendLogs(input: LogChunkInput[], maxBytesPerRun: number): Promise<ItemAck[]> {
+    if (input.length === 0) return [];
+    return this.backend.tx(async (ex) => {
+      const rows = new Map(
+        (
+          await this.lockRuns(
+            ex,
+            input.map((c) => c.runId),
+          )
+        ).map((r) => [Number(r.id), r]),
+      );
+      const acks: ItemAck[] = [];
+      const inserts: unknown[][] = [];
+      const touched = new Map<number, RunRow>();
+      const put = (r: RunRow, stream: string, at: number, data: string, bytes: number) => {
+        const seq = Number(r.log_seq) + 1;
+        const start = Number(r.log_bytes);
+        inserts.push([r.id, seq, start, start + bytes, stream, at, data]);
+        r.log_seq = seq;
+        r.log_bytes = start + bytes;
+        touched.set(Number(r.id), r);
+      };
+      for (const c of input) {
+        const r = rows.get(c.runId);
+        if (!r) {
+          acks.push({ runId: c.runId, ok: false, code: 'RUN_NOT_FOUND' });
+          continue;
+        }
+        if (r.lease_token !== c.token || !isLive(r.state)) {
+          acks.push({ runId: c.runId, ok: false, code: 'LEASE_STALE' });
+          continue;
+        }
+        acks.push({ runId: c.runId, ok: true });
+        if (Number(r.log_truncated) === 1 || c.data.length === 0) continue; // past the cap: accepted and dropped
+        const room = maxBytesPerRun - Number(r.log_bytes);
+        const fit = utf8Prefix(c.data, Math.max(0, room));
+        if (fit.bytes > 0) put(r, c.stream, c.at, fit.text, fit.bytes);
+        if (fit.text.length < c.data.length) {
+          const note = `[tsched] log truncated at ${maxBytesPerRun} bytes\n`;
+          put(r, 'system', c.at, note, Buffer.byteLength(note));
+          r.log_truncated = 1;
+        }
+      }
+      await this.insertRows(ex, 'log_chunks', ['run_id', 'seq', 'start_offset', 'end_offset', 'stream', 'at', 'data'], inserts);
+      await this.updateRows(
+        ex,
+        'runs',
+        ['id', 'BIGINT'],
+        [
+          ['log_bytes', 'BIGINT'],
+          ['log_seq', 'INTEGER'],
+          ['log_truncated', 'INTEGER'],
+        ],
+        [...touched.values()].map((r) => [r.id, r.log_bytes, r.log_seq, r.log_truncated]),
+      );
+      return acks;
+    });
+  }
+
+  async finishRuns(results: RunResultInput[], now: number): Promise<FinishResult> {
+    if (results.length === 0) return { acks: [], changed: [] };
+    return this.backend.tx(async (ex) => {
+      const { runs, tasks } = await this.lockRunsWithTasks(
+        ex,
+        results.map((r) => r.runId),
+      );
+      const acks: ItemAck[] = [];
+      const endings: Ending[] = [];
+      const ending = new Set<number>();
+      for (const res of results) {
+        const r = runs.get(res.runId);
+        if (!r) {
+          acks.push({ runId: res.runId, ok: false, code: 'RUN_NOT_FOUND' });
+          continue;
+        }
+        // A duplicate result (even in this same batch) finds the run ended: refused, never recorded twice.
+        if (r.lease_token !== res.token || !isLive(r.state) || ending.has(res.runId)) {
+          acks.push({ runId: res.runId, ok: false, code: 'LEASE_STALE' });
+          continue;
+        }
+        ending.add(res.runId);
+        acks.push({ runId: res.runId, ok: true });
+        endings.push({
+          run: r,
+          outcome: res.outcome,
+          exitCode: res.exitCode,
+          reason: res.reason,
+          startedAt: res.startedAt,
+          finishedAt: res.finishedAt,
+          usage: res.usage,
+          actor: `worker:${r.worker_name}`,
+        });
+      }
+      const before = new Map([...tasks.values()].map((t) => [Number(t.id), t.status]));
+      await this.endRuns(ex, endings, tasks, now);
+      const changed: FinishResult['changed'] = [];
+      for (const t of tasks.values()) if (before.get(Number(t.id)) !== t.status) changed.push({ taskId: Number(t.id), status: t.status });
+      return { acks, changed };
+    });
+  }
+
+  async readLogs(runId: number, offset: number, limit: number): Promise<{ chunks: LogChunk[]; nextOffset: number; ended: boolean }> {
+    return this.backend.read(async (ex) => {
+      const [run] = await ex.all<{ state: string }>('SELECT state FROM runs WHERE id = ?', [runId]);
+      if (!run) throw new TschedError('RUN_NOT_FOUND', `run ${runId} does not exist`, { details: { runId } });
+      const rows = await ex.all<{
+        seq: number;
+        start_offset: number;
+        end_offset: number;
+        stream: LogChunk['stream'];
+        at: number;
+        data: string;
+      }>(
+        'SELECT seq, start_offset, end_offset, stream, at, data FROM log_chunks WHERE run_id = ? AND end_offset > ? ORDER BY seq LIMIT ?',
+        [runId, offset, Math.max(1, limit)],
+      );
+      const out: LogChunk[] = rows.map((c) => {
+        const start = Number(c.start_offset);
+        // The first chunk may start before the offset asked for: cut it at the offset.
+        const data =
+          start < offset
+            ? Buffer.from(c.data, 'utf8')
+                .subarray(offset - start)
+                .toString('utf8')
+            : c.data;
+        return { runId, seq: Number(c.seq), offset: Math.max(start, offset), stream: c.stream, at: Number(c.at), data };
+      });
+      const last = rows[rows.length - 1];
+      return { chunks: out, nextOffset: last ? Number(last.end_offset) : offset, ended: !isLive(run.state) };
+    });
+  }
+
+  // ---------------------------------------------------------------- monitor
+
+  async reap(now: number, opts: { workerSilenceMs: number; capGraceMs: number }): Promise<ReapResult> {
+    return this.backend.tx(async (ex) => {
+      const expired = await ex.all<{ id: number }>(
+        `SELECT id FROM runs WHERE state IN ${LIVE} AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?`,
+        [now, REAP_BATCH],
+      );
+      const overCap = await ex.all<{ id: number }>("SELECT id FROM runs WHERE state = 'running' AND cap_at < ? ORDER BY cap_at LIMIT ?", [
+        now - opts.capGraceMs,
+        REAP_BATCH,
+      ]);
+      const ids = [...expired, ...overCap].map((r) => Number(r.id));
+      let ended: ReapResult['ended'] = [];
+      if (ids.length > 0) {
+        const { runs, tasks } = await this.lockRunsWithTasks(ex, ids);
+        const endings: Ending[] = [];
+        for (const run of [...runs.values()].sort((a, b) => Number(a.id) - Number(b.id))) {
+          if (!isLive(run.state)) continue; // ended meanwhile
+          const base = { run, exitCode: null, startedAt: null, finishedAt: now, usage: null, actor: 'monitor' };
+          if (Number(run.lease_expires_at) < now) endings.push({ ...base, outcome: 'lost', reason: 'lease_expired' });
+          else if (run.state === 'running' && Number(run.cap_at) + opts.capGraceMs < now)
+            endings.push({ ...base, outcome: 'timed_out', reason: 'cap_exceeded_server' });
+        }
+        ended = await this.endRuns(ex, endings, tasks, now);
+      }
+      const lost = await ex.all<{ id: string }>(
+        "UPDATE workers SET state = 'lost' WHERE state IN ('active','draining') AND last_seen_at < ? RETURNING id",
+        [now - opts.workerSilenceMs],
+      );
+      return { ended, lostWorkers: lost.map((w) => w.id).sort() };
+    });
+  }
+}

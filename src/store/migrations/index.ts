@@ -1,0 +1,159 @@
+// Versioned migrations, run in order by `migrate()` inside one transaction. A version never changes once
+// released: add a new one. `{{ID}}` becomes the dialect's integer primary key. Times are epoch ms (BIGINT),
+// booleans are INTEGER 0/1, and JSON values are TEXT, so that the same SQL runs on SQLite and PostgreSQL.
+
+import type { Backend, Exec } from '../backend.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    statements: [
+      `CREATE TABLE tokens (
+        token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL, created_at BIGINT NOT NULL)`,
+      `CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL)`,
+      `CREATE TABLE tasks (
+        id {{ID}},
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        command TEXT NOT NULL,
+        shell INTEGER NOT NULL,
+        script TEXT,
+        script_path TEXT,
+        image TEXT,
+        executor TEXT NOT NULL,
+        env TEXT NOT NULL,
+        resources TEXT NOT NULL,
+        constraints TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        delay_tolerance BIGINT NOT NULL,
+        execution_cap BIGINT NOT NULL,
+        total_attempts INTEGER NOT NULL,
+        retry TEXT NOT NULL,
+        scheduling_type TEXT NOT NULL,
+        schedule TEXT,
+        placement TEXT,
+        notify TEXT,
+        on_deadline_miss TEXT NOT NULL,
+        due_at BIGINT NOT NULL,
+        start_deadline BIGINT NOT NULL,
+        parent_id BIGINT,
+        occurrence_at BIGINT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        current_run_id BIGINT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        finished_at BIGINT,
+        last_error TEXT,
+        deadline_missed INTEGER NOT NULL DEFAULT 0,
+        paused INTEGER NOT NULL DEFAULT 0)`,
+      // loadCandidates: best-first scan of waiting tasks; due_at last so the due filter reads the index only.
+      'CREATE INDEX tasks_ready ON tasks (status, priority DESC, start_deadline, id, due_at)',
+      'CREATE INDEX tasks_due ON tasks (status, due_at)',
+      'CREATE INDEX tasks_deadline ON tasks (status, start_deadline, id)',
+      'CREATE INDEX tasks_owner ON tasks (owner, id)',
+      // One row per occurrence of a recurring task, whoever expands it.
+      'CREATE UNIQUE INDEX tasks_occurrence ON tasks (parent_id, occurrence_at)',
+      `CREATE TABLE runs (
+        id {{ID}},
+        task_id BIGINT NOT NULL,
+        attempt INTEGER NOT NULL,
+        worker_id TEXT NOT NULL,
+        worker_name TEXT NOT NULL,
+        lease_token TEXT NOT NULL,
+        lease_expires_at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        allocation TEXT NOT NULL,
+        cpus BIGINT NOT NULL,
+        memory BIGINT NOT NULL,
+        ports TEXT NOT NULL,
+        assigned_at BIGINT NOT NULL,
+        cap_at BIGINT NOT NULL,
+        started_at BIGINT,
+        finished_at BIGINT,
+        exit_code INTEGER,
+        outcome TEXT,
+        reason TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        usage TEXT NOT NULL,
+        log_bytes BIGINT NOT NULL DEFAULT 0,
+        log_seq INTEGER NOT NULL DEFAULT 0,
+        log_truncated INTEGER NOT NULL DEFAULT 0)`,
+      'CREATE INDEX runs_worker ON runs (worker_id, state)',
+      'CREATE INDEX runs_lease ON runs (state, lease_expires_at)',
+      'CREATE INDEX runs_cap ON runs (state, cap_at)',
+      'CREATE INDEX runs_task ON runs (task_id, id)',
+      `CREATE TABLE log_chunks (
+        run_id BIGINT NOT NULL,
+        seq INTEGER NOT NULL,
+        start_offset BIGINT NOT NULL,
+        end_offset BIGINT NOT NULL,
+        stream TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq))`,
+      'CREATE INDEX log_chunks_offset ON log_chunks (run_id, end_offset)',
+      `CREATE TABLE events (
+        id {{ID}},
+        task_id BIGINT NOT NULL,
+        run_id BIGINT,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        type TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT,
+        reason TEXT)`,
+      'CREATE INDEX events_task ON events (task_id, id)',
+      `CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        capacity TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        executors TEXT NOT NULL,
+        enforcement TEXT NOT NULL,
+        version TEXT NOT NULL,
+        hostname TEXT NOT NULL,
+        state TEXT NOT NULL,
+        registered_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL)`,
+      `CREATE TABLE idempotency_keys (
+        owner TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        request_hash TEXT,
+        task_ids TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (owner, idem_key))`,
+      'CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at)',
+      // Cluster mode: one row per elected role; `epoch` fences a deposed leader's writes.
+      'CREATE TABLE leader (id TEXT PRIMARY KEY, holder TEXT, epoch BIGINT NOT NULL, expires_at BIGINT NOT NULL)',
+    ],
+  },
+];
+
+/** Applies every migration not yet recorded in schema_migrations, in one transaction. */
+export async function runMigrations(backend: Backend, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  return backend.tx(async (ex: Exec) => {
+    await backend.migrationPrelude(ex);
+    await ex.all(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+    );
+    const done = new Set((await ex.all<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+    const applied: number[] = [];
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (done.has(m.version)) continue;
+      for (const s of m.statements) await ex.all(s.replaceAll('{{ID}}', backend.idType));
+      await ex.all('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, Date.now()]);
+      applied.push(m.version);
+    }
+    return applied;
+  });
+}

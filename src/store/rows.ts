@@ -1,0 +1,269 @@
+// Rows as the database holds them (snake_case, JSON as text, booleans as 0/1) and their domain shapes.
+
+import type { Allocation } from '../domain/resources.js';
+import type { RunOutcome, RunState, TaskStatus } from '../domain/status.js';
+import type { NewTask, Run, Task, TaskEventRecord } from '../domain/task.js';
+import type { Worker, WorkerState } from '../domain/worker.js';
+
+export interface TaskRow {
+  id: number;
+  owner: string;
+  name: string;
+  command: string;
+  shell: number;
+  script: string | null;
+  script_path: string | null;
+  image: string | null;
+  executor: string;
+  env: string;
+  resources: string;
+  constraints: string;
+  labels: string;
+  priority: number;
+  delay_tolerance: number;
+  execution_cap: number;
+  total_attempts: number;
+  retry: string;
+  scheduling_type: string;
+  schedule: string | null;
+  placement: string | null;
+  notify: string | null;
+  on_deadline_miss: string;
+  due_at: number;
+  start_deadline: number;
+  parent_id: number | null;
+  occurrence_at: number | null;
+  status: TaskStatus;
+  attempts: number;
+  current_run_id: number | null;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+  last_error: string | null;
+  deadline_missed: number;
+  paused: number;
+}
+
+export interface RunRow {
+  id: number;
+  task_id: number;
+  attempt: number;
+  worker_id: string;
+  worker_name: string;
+  lease_token: string;
+  lease_expires_at: number;
+  state: RunState;
+  allocation: string;
+  cpus: number;
+  memory: number;
+  ports: string;
+  assigned_at: number;
+  cap_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  exit_code: number | null;
+  outcome: RunOutcome | null;
+  reason: string | null;
+  cancel_requested: number;
+  delivered: number;
+  usage: string;
+  log_bytes: number;
+  log_seq: number;
+  log_truncated: number;
+}
+
+export interface WorkerRow {
+  id: string;
+  name: string;
+  capacity: string;
+  labels: string;
+  executors: string;
+  enforcement: string;
+  version: string;
+  hostname: string;
+  state: WorkerState;
+  registered_at: number;
+  last_seen_at: number;
+}
+
+export interface EventRow {
+  id: number;
+  task_id: number;
+  run_id: number | null;
+  at: number;
+  actor: string;
+  type: string;
+  from_state: string | null;
+  to_state: string | null;
+  reason: string | null;
+}
+
+const json = (s: string | null): never => (s === null ? null : JSON.parse(s)) as never;
+const num = (v: unknown): number => Number(v);
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+/** Column order of a task insert; values come from `taskInsertValues`. */
+export const TASK_INSERT_COLUMNS = [
+  'owner',
+  'name',
+  'command',
+  'shell',
+  'script',
+  'script_path',
+  'image',
+  'executor',
+  'env',
+  'resources',
+  'constraints',
+  'labels',
+  'priority',
+  'delay_tolerance',
+  'execution_cap',
+  'total_attempts',
+  'retry',
+  'scheduling_type',
+  'schedule',
+  'placement',
+  'notify',
+  'on_deadline_miss',
+  'due_at',
+  'start_deadline',
+  'parent_id',
+  'occurrence_at',
+  'status',
+  'attempts',
+  'created_at',
+  'updated_at',
+  'deadline_missed',
+  'paused',
+] as const;
+
+export function taskInsertValues(owner: string, t: NewTask, now: number): unknown[] {
+  const dueAt = t.dueAt ?? now;
+  return [
+    owner,
+    t.name,
+    JSON.stringify(t.command),
+    t.shell ? 1 : 0,
+    t.script,
+    t.scriptPath,
+    t.image,
+    t.executor,
+    JSON.stringify(t.env),
+    JSON.stringify(t.resources),
+    JSON.stringify(t.constraints),
+    JSON.stringify(t.labels),
+    t.priority,
+    t.delayTolerance,
+    t.executionCap,
+    t.totalAttempts,
+    JSON.stringify(t.retry),
+    t.schedulingType,
+    t.schedule === null ? null : JSON.stringify(t.schedule),
+    t.placement,
+    t.notify === null ? null : JSON.stringify(t.notify),
+    t.onDeadlineMiss,
+    dueAt,
+    dueAt + t.delayTolerance,
+    t.parentId,
+    t.occurrenceAt,
+    'waiting',
+    0,
+    now,
+    now,
+    0,
+    0,
+  ];
+}
+
+export function taskFromRow(r: TaskRow): Task {
+  return {
+    id: num(r.id),
+    owner: r.owner,
+    name: r.name,
+    command: json(r.command),
+    shell: num(r.shell) === 1,
+    script: r.script,
+    scriptPath: r.script_path,
+    image: r.image,
+    executor: r.executor as Task['executor'],
+    env: json(r.env),
+    resources: json(r.resources),
+    constraints: json(r.constraints),
+    labels: json(r.labels),
+    priority: num(r.priority),
+    delayTolerance: num(r.delay_tolerance),
+    executionCap: num(r.execution_cap),
+    totalAttempts: num(r.total_attempts),
+    retry: json(r.retry),
+    schedulingType: r.scheduling_type as Task['schedulingType'],
+    schedule: json(r.schedule),
+    placement: r.placement as Task['placement'],
+    notify: json(r.notify),
+    onDeadlineMiss: r.on_deadline_miss as Task['onDeadlineMiss'],
+    dueAt: num(r.due_at),
+    parentId: numOrNull(r.parent_id),
+    occurrenceAt: numOrNull(r.occurrence_at),
+    status: r.status,
+    attempts: num(r.attempts),
+    startDeadline: num(r.start_deadline),
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    finishedAt: numOrNull(r.finished_at),
+    lastError: r.last_error,
+    deadlineMissed: num(r.deadline_missed) === 1,
+    paused: num(r.paused) === 1,
+  };
+}
+
+export function runFromRow(r: RunRow): Run {
+  return {
+    id: num(r.id),
+    taskId: num(r.task_id),
+    attempt: num(r.attempt),
+    workerId: r.worker_id,
+    workerName: r.worker_name,
+    leaseToken: r.lease_token,
+    leaseExpiresAt: num(r.lease_expires_at),
+    state: r.state,
+    allocation: json(r.allocation) as Allocation,
+    assignedAt: num(r.assigned_at),
+    startedAt: numOrNull(r.started_at),
+    finishedAt: numOrNull(r.finished_at),
+    exitCode: numOrNull(r.exit_code),
+    outcome: r.outcome,
+    reason: r.reason,
+    cancelRequested: num(r.cancel_requested) === 1,
+    usage: json(r.usage),
+  };
+}
+
+export function workerFromRow(r: WorkerRow): Worker {
+  return {
+    id: r.id,
+    name: r.name,
+    capacity: json(r.capacity),
+    labels: json(r.labels),
+    executors: json(r.executors),
+    enforcement: json(r.enforcement),
+    version: r.version,
+    hostname: r.hostname,
+    state: r.state,
+    registeredAt: num(r.registered_at),
+    lastSeenAt: num(r.last_seen_at),
+  };
+}
+
+export function eventFromRow(r: EventRow): TaskEventRecord {
+  return {
+    id: num(r.id),
+    taskId: num(r.task_id),
+    runId: numOrNull(r.run_id),
+    at: num(r.at),
+    actor: r.actor,
+    type: r.type,
+    from: r.from_state,
+    to: r.to_state,
+    reason: r.reason,
+  };
+}
