@@ -7,6 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Control } from './control.js';
 import { sendError } from './errors.js';
 import { taskRoutes } from './routes/tasks.js';
+import { tokenRoutes } from './routes/tokens.js';
 import { workerRoutes } from './routes/workers.js';
 
 export async function buildApp(c: Control, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
@@ -66,6 +67,7 @@ export async function buildApp(c: Control, opts: { logger?: boolean } = {}): Pro
       route.config = { ...(route.config as object), rateLimit: { max: c.config.rateLimitPerMinute, timeWindow: 60_000 } } as never;
     });
     taskRoutes(scoped, c);
+    tokenRoutes(scoped, c);
   });
   workerRoutes(app, c);
   return app;

@@ -1,0 +1,144 @@
+// Helpers that start the REAL tsched processes (built into dist/ by `npm test`) for integration tests.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BIN = join(ROOT, 'bin/tsched.js');
+
+export function tempDir(prefix = 'tsched-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface UpProcess {
+  url: string;
+  token: string;
+  workerToken: string;
+  dataDir: string;
+  configPath: string;
+  proc: ChildProcess;
+  output(): string;
+  /** Stops with a signal and waits for exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `tsched up` on a free port with a temporary (or given) data directory. */
+export async function startUp(opts: { dataDir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<UpProcess> {
+  const dataDir = opts.dataDir ?? tempDir();
+  const configPath = join(dataDir, 'cli-config.json');
+  const proc = spawn(process.execPath, [BIN, 'up', '--port', '0', '--data-dir', dataDir, ...(opts.args ?? [])], {
+    env: { ...process.env, TSCHED_CONFIG: configPath, TSCHED_LOG_LEVEL: 'warn', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+  });
+  const url = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`tsched up did not print its URL within 20s:\n${out}`)), 20_000);
+    const check = () => {
+      const m = /(http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        res(m[1] as string);
+      }
+    };
+    proc.stdout!.on('data', check);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`tsched up exited with ${code}:\n${out}`));
+    });
+  });
+  // The URL is printed once the server listens; wait for /healthz to be sure.
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const creds = JSON.parse(readFileSync(join(dataDir, 'credentials.json'), 'utf8')) as { token: string; workerToken: string };
+  return {
+    url,
+    token: creds.token,
+    workerToken: creds.workerToken,
+    dataDir,
+    configPath,
+    proc,
+    output: () => out,
+    stop: (signal: NodeJS.Signals = 'SIGINT') =>
+      new Promise((res) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return res(proc.exitCode);
+        const killer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+        proc.once('exit', (code) => {
+          clearTimeout(killer);
+          res(code);
+        });
+        proc.kill(signal);
+      }),
+  };
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI. */
+export function cli(args: string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> {
+  return new Promise((res) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    if (input !== undefined) p.stdin.end(input);
+    else p.stdin.end();
+    p.on('exit', (code) => res({ code, stdout, stderr }));
+  });
+}
+
+/** A tiny JSON API client for tests. */
+export function api(url: string, token: string | null) {
+  return async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(url + path, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...headers,
+      },
+      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    let json: any = null;
+    try {
+      json = JSON.parse(text);
+    } catch {}
+    return { status: res.status, json, text, headers: res.headers };
+  };
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
