@@ -60,6 +60,10 @@ export async function buildApp(c: Control, opts: { logger?: boolean } = {}): Pro
     leader: c.isLeader(),
   }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    reply.header('content-type', c.metrics.registry.contentType);
+    return c.metrics.registry.metrics();
+  });
 
   await app.register(async (scoped) => {
     // Rate limits apply to the user-facing API; worker protocol calls are bounded by their own long-poll.

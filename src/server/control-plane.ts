@@ -3,12 +3,13 @@
 
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { plan } from '../scheduler/index.js';
+import { type Explanation, plan } from '../scheduler/index.js';
 import type { Store } from '../store/port.js';
 import { buildApp } from './app.js';
 import { Authenticator } from './auth.js';
 import { resolveConfig, type ServerConfig } from './config.js';
 import type { Control } from './control.js';
+import { Metrics } from './metrics.js';
 import { Monitor } from './monitor.js';
 import { SchedulerLoop } from './scheduler-loop.js';
 import { VERSION } from './version.js';
@@ -51,6 +52,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     wakeups,
     auth: new Authenticator(store),
     log,
+    metrics: new Metrics(store),
     now,
     version: VERSION,
     kick: () => scheduler?.kick(),
@@ -66,9 +68,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
           reasons: [{ code: 'not_due', workers: 0, detail: new Date(task.dueAt).toISOString() }],
           rank: 0,
           band: String(task.priority),
+          promoted: false,
           estimatedStart: task.dueAt,
           message: `not due yet: it becomes due at ${new Date(task.dueAt).toISOString()}${task.attempts > 0 ? ' (retry backoff)' : ''}`,
-        };
+        } as unknown as Explanation;
       }
       const workers = await store.loadWorkers();
       const candidates = await store.loadCandidates(t, config.schedulerBatch, t + config.urgencyWindowMs);
@@ -77,13 +80,21 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       const e = p.explanations.get(taskId);
       if (e) return e;
       if (p.placements.some((x) => x.taskId === taskId))
-        return { taskId, reasons: [], rank: 0, band: String(task.priority), estimatedStart: t, message: 'it fits now and will start on the next scheduling pass' };
+        return {
+          taskId,
+          reasons: [],
+          rank: 0,
+          band: String(task.priority),
+          promoted: false,
+          estimatedStart: t,
+          message: 'it fits now and will start on the next scheduling pass',
+        };
       return null;
     },
   };
 
-  scheduler = new SchedulerLoop({ store, config, wakeups, log, now, epoch: () => null });
-  const monitor = new Monitor({ store, config, wakeups, log, now, onChange: () => scheduler?.kick() });
+  scheduler = new SchedulerLoop({ store, config, wakeups, log, now, epoch: () => null, metrics: control.metrics });
+  const monitor = new Monitor({ store, config, wakeups, log, now, metrics: control.metrics, onChange: () => scheduler?.kick() });
   const app = await buildApp(control);
   await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 7420 });
   const addr = app.server.address() as AddressInfo;

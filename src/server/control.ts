@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Explanation } from '../scheduler/index.js';
 import type { Store } from '../store/port.js';
 import type { Authenticator } from './auth.js';
+import type { Metrics } from './metrics.js';
 import type { ServerConfig } from './config.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -13,6 +14,7 @@ export interface Control {
   wakeups: Wakeups;
   auth: Authenticator;
   log: Logger;
+  metrics: Metrics;
   /** The store's clock, or an injected one in tests. */
   now(): Promise<number>;
   /** Something changed that may let tasks start: ask the scheduler for a pass. */

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { Store } from '../store/port.js';
 import type { ServerConfig } from './config.js';
+import type { Metrics } from './metrics.js';
 import type { Wakeups } from './wakeups.js';
 
 export class Monitor {
@@ -17,6 +18,7 @@ export class Monitor {
       config: Readonly<ServerConfig>;
       wakeups: Wakeups;
       log: Logger;
+      metrics?: Metrics;
       now: () => Promise<number>;
       onChange: () => void;
     },
@@ -41,6 +43,7 @@ export class Monitor {
       for (const e of res.ended) {
         this.deps.log.warn({ runId: e.run.id, taskId: e.run.taskId, outcome: e.outcome, worker: e.run.workerName }, 'run ended by the monitor');
         this.deps.wakeups.wakeWorker(e.run.workerId); // so it learns to kill what it still runs
+        this.deps.metrics?.runsFinished.inc({ outcome: e.outcome });
       }
       for (const w of res.lostWorkers) this.deps.log.warn({ workerId: w }, 'worker lost: silent past its lease');
       if (res.ended.length > 0 || res.lostWorkers.length > 0) this.deps.onChange();

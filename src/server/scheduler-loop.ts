@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { plan, type SchedulerConfig } from '../scheduler/index.js';
 import type { Store } from '../store/port.js';
 import type { ServerConfig } from './config.js';
+import type { Metrics } from './metrics.js';
 import type { Wakeups } from './wakeups.js';
 
 export interface SchedulerLoopDeps {
@@ -15,6 +16,7 @@ export interface SchedulerLoopDeps {
   config: Readonly<ServerConfig>;
   wakeups: Wakeups;
   log: Logger;
+  metrics?: Metrics;
   /** The store's clock (injectable for tests). */
   now: () => Promise<number>;
   /** Fencing epoch of this leader, or null when not fenced (embedded mode). */
@@ -101,11 +103,13 @@ export class SchedulerLoop {
     }
     const res = await store.applyPlan(p.placements, { now, leaseMs: config.leaseMs, epoch: this.deps.epoch(), actor: 'scheduler' });
     this.stats.placed += res.runs.length;
+    this.deps.metrics?.placed.inc(res.runs.length);
     this.stats.rejected += res.rejected.length;
     const workerIds = [...new Set(res.runs.map((r) => r.workerId))];
     for (const id of workerIds) this.deps.wakeups.wakeWorker(id);
     if (workerIds.length > 0) this.deps.onAssigned?.(workerIds);
     this.stats.lastPassMs = performance.now() - t0;
+    this.deps.metrics?.passSeconds.observe(this.stats.lastPassMs / 1000);
     // Rejections mean the snapshot was stale (a concurrent change): plan again with fresh state.
     return res.rejected.length > 0 || tasks.length >= config.schedulerBatch;
   }

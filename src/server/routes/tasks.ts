@@ -49,7 +49,10 @@ export function taskRoutes(app: FastifyInstance, c: Control): void {
         ...(idempotencyKey ? { idempotencyKey } : {}),
         ...(requestHash ? { requestHash } : {}),
       });
-      if (!res.replayed) c.kick();
+      if (!res.replayed) {
+        c.metrics.submitted.inc(res.tasks.length);
+        c.kick();
+      }
       reply.status(res.replayed ? 200 : 201);
       if (res.replayed) reply.header('Idempotent-Replayed', 'true');
       return isBatch ? { tasks: res.tasks } : { task: res.tasks[0] };

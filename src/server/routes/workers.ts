@@ -130,6 +130,9 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
           now,
         );
         results = fin.acks;
+        b.results.forEach((r, i) => {
+          if (fin.acks[i]?.ok) c.metrics.runsFinished.inc({ outcome: r.outcome });
+        });
         for (const r of b.results) c.wakeups.wakeLogs(r.runId);
         c.kick(); // resources were freed, retries may be due
       }
