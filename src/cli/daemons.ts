@@ -1,0 +1,288 @@
+// The long-running commands: `up` (embedded server + local worker), `server` (cluster replica) and
+// `worker` (an agent). Their modules are imported only when one of these runs, so the other commands
+// start fast. Ctrl-C (SIGINT) or SIGTERM stops them cleanly; a second one forces the exit.
+
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseSize } from '../domain/units.js';
+import { describeSource, resolveConfig, writeConfig } from './config.js';
+import { UsageError } from './errors.js';
+
+type ExecutorName = 'shell' | 'docker';
+
+// The shapes this CLI relies on (the modules' own types are the source of truth; these mirror them so
+// that the CLI builds and loads without them).
+interface EmbeddedHandle {
+  url: string;
+  token: string;
+  workerToken: string;
+  dataDir: string;
+  close(): Promise<void>;
+}
+interface EmbeddedModule {
+  startEmbedded(opts: {
+    port?: number;
+    host?: string;
+    dataDir: string;
+    cpus?: number;
+    memory?: number;
+    executors?: ExecutorName[];
+  }): Promise<EmbeddedHandle>;
+}
+interface ClusterModule {
+  startServer(opts: {
+    db: string;
+    listen?: string;
+    host?: string;
+    port?: number;
+    advertiseUrl?: string;
+  }): Promise<{ url: string; close(): Promise<void> }>;
+}
+interface WorkerOptions {
+  server: string;
+  token: string;
+  name?: string;
+  cpus?: number;
+  memory?: number;
+  ports?: { from: number; to: number };
+  labels?: Record<string, string>;
+  executors?: ExecutorName[];
+  workDir: string;
+  scriptsRoot?: string;
+  keepFailedWorkDirs?: boolean;
+}
+interface WorkerModule {
+  startWorker(opts: WorkerOptions): Promise<{ stop(opts?: { drainTimeoutMs?: number }): Promise<void> }>;
+}
+
+async function load<T>(specifier: string, what: string): Promise<T> {
+  try {
+    return (await import(specifier)) as T;
+  } catch (err) {
+    if (
+      (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' &&
+      String((err as Error).message).includes(specifier.replace('../', ''))
+    ) {
+      throw new Error(`${what} is not part of this build (${specifier} is missing); run \`npm run build\``);
+    }
+    throw err;
+  }
+}
+
+// ---- flag parsing shared by the three commands
+
+export function parseCpusFlag(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new UsageError(`${flag}: expected a number of cores > 0 such as 2 or 0.5, got "${v}"`);
+  return n;
+}
+
+export function parseMemoryFlag(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = parseSize(v);
+  if (m === null || m <= 0) throw new UsageError(`${flag}: expected a size such as 4GiB or 512MiB, got "${v}"`);
+  return m;
+}
+
+export function parsePortFlag(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) > 65535) throw new UsageError(`${flag}: expected a TCP port from 0 to 65535, got "${v}"`);
+  return Number(v);
+}
+
+export function parseExecutors(v: string | undefined): ExecutorName[] | undefined {
+  if (v === undefined) return undefined;
+  const list = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const e of list) if (e !== 'shell' && e !== 'docker') throw new UsageError(`--executors: expected shell and/or docker, got "${e}"`);
+  if (list.length === 0) throw new UsageError('--executors: expected shell and/or docker');
+  return [...new Set(list)] as ExecutorName[];
+}
+
+export function parsePortRange(v: string | undefined): { from: number; to: number } | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)-(\d+)$/.exec(v.trim());
+  const from = Number(m?.[1]);
+  const to = Number(m?.[2]);
+  if (!m || from < 1 || to > 65535 || from > to)
+    throw new UsageError(`--ports: expected a range FROM-TO within 1-65535 such as 20000-20999, got "${v}"`);
+  return { from, to };
+}
+
+export function parseLabels(v: string | undefined): Record<string, string> | undefined {
+  if (v === undefined) return undefined;
+  const out: Record<string, string> = {};
+  for (const item of v.split(',').filter(Boolean)) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--labels: expected k=v,k2=v2, got "${item}"`);
+    out[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** Resolves when SIGINT or SIGTERM arrives; a second signal exits at once. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolvePromise) => {
+    const onSignal = (sig: string) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      const force = () => {
+        process.stderr.write('tsched: second signal, exiting now\n');
+        process.exit(130);
+      };
+      process.once('SIGINT', force);
+      process.once('SIGTERM', force);
+      resolvePromise(sig);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** After a clean stop, leave; if a stray handle keeps the loop alive, do not hang forever. */
+function exitSoon(): void {
+  setTimeout(() => process.exit(process.exitCode ?? 0), 3000).unref();
+}
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const err = (s: string) => process.stderr.write(`${s}\n`);
+
+export interface UpFlags {
+  port?: string;
+  host?: string;
+  dataDir?: string;
+  cpus?: string;
+  memory?: string;
+  executors?: string;
+  json?: boolean;
+}
+
+export async function runUp(f: UpFlags): Promise<void> {
+  const opts: Parameters<EmbeddedModule['startEmbedded']>[0] = { dataDir: resolve(f.dataDir ?? './.tsched') };
+  const port = parsePortFlag('--port', f.port);
+  if (port !== undefined) opts.port = port;
+  if (f.host !== undefined) opts.host = f.host;
+  const cpus = parseCpusFlag('--cpus', f.cpus);
+  if (cpus !== undefined) opts.cpus = cpus;
+  const memory = parseMemoryFlag('--memory', f.memory);
+  if (memory !== undefined) opts.memory = memory;
+  const executors = parseExecutors(f.executors);
+  if (executors) opts.executors = executors;
+
+  const { startEmbedded } = await load<EmbeddedModule>('../server/embedded.js', 'the embedded server');
+  const h = await startEmbedded(opts);
+  const cfgPath = writeConfig({ url: h.url, token: h.token });
+  if (f.json) {
+    out(JSON.stringify({ url: h.url, token: h.token, workerToken: h.workerToken, dataDir: h.dataDir, configPath: cfgPath }));
+  } else {
+    out(`tsched is up at ${h.url}`);
+    out(`  data:         ${h.dataDir}`);
+    out(`  token:        ${h.token}`);
+    out(`  worker token: ${h.workerToken}   (for remote workers: tsched worker --server ${h.url} --token …)`);
+    out(`  CLI config:   ${cfgPath}   (other tsched commands now use this server and token)`);
+    out('Try: tsched submit -- echo hello   ·   tsched ls   ·   Ctrl-C stops it.');
+  }
+  const sig = await untilSignal();
+  err(`tsched: ${sig}, stopping…`);
+  await h.close();
+  err('tsched: stopped');
+  exitSoon();
+}
+
+export interface ServerFlags {
+  db?: string;
+  listen?: string;
+  advertiseUrl?: string;
+  json?: boolean;
+}
+
+export async function runServer(f: ServerFlags): Promise<void> {
+  const db = f.db ?? process.env.TSCHED_DB;
+  if (!db) throw new UsageError('--db: expected a PostgreSQL URL such as postgres://user@host:5432/tsched (or set TSCHED_DB)');
+  if (!/^postgres(ql)?:\/\//.test(db)) throw new UsageError(`--db: expected a postgres:// URL, got "${db}"`);
+  const opts: Parameters<ClusterModule['startServer']>[0] = { db };
+  if (f.listen !== undefined) {
+    const m = /^(?:(.*):)?(\d+)$/.exec(f.listen);
+    if (!m || Number(m[2]) > 65535) throw new UsageError(`--listen: expected HOST:PORT or PORT such as 0.0.0.0:7420, got "${f.listen}"`);
+    opts.listen = f.listen;
+    if (m[1]) opts.host = m[1].replace(/^\[|\]$/g, '');
+    opts.port = Number(m[2]);
+  }
+  if (f.advertiseUrl !== undefined) {
+    try {
+      new URL(f.advertiseUrl);
+    } catch {
+      throw new UsageError(`--advertise-url: expected a URL such as http://10.0.0.5:7420, got "${f.advertiseUrl}"`);
+    }
+    opts.advertiseUrl = f.advertiseUrl;
+  }
+  const { startServer } = await load<ClusterModule>('../server/cluster.js', 'the cluster server');
+  const h = await startServer(opts);
+  if (f.json) out(JSON.stringify({ url: h.url }));
+  else out(`tsched server listening at ${h.url} (PostgreSQL store). Ctrl-C stops it.`);
+  const sig = await untilSignal();
+  err(`tsched: ${sig}, stopping…`);
+  await h.close();
+  err('tsched: stopped');
+  exitSoon();
+}
+
+export interface WorkerFlags {
+  server?: string;
+  token?: string;
+  name?: string;
+  cpus?: string;
+  memory?: string;
+  ports?: string;
+  labels?: string;
+  executors?: string;
+  workDir?: string;
+  scriptsRoot?: string;
+  keepFailed?: boolean;
+  drainTimeout?: string;
+  json?: boolean;
+}
+
+export async function runWorker(f: WorkerFlags, globals: { server?: string; token?: string }): Promise<void> {
+  const cfg = resolveConfig({ server: f.server ?? globals.server, token: f.token ?? globals.token });
+  if (!cfg.token) throw new UsageError('--token: a worker needs a token (the worker token `tsched up` prints, or an admin token)');
+  const name = f.name ?? hostname();
+  const opts: WorkerOptions = {
+    server: cfg.url,
+    token: cfg.token,
+    name,
+    workDir: resolve(f.workDir ?? join(tmpdir(), `tsched-worker-${name}`)),
+  };
+  const cpus = parseCpusFlag('--cpus', f.cpus);
+  if (cpus !== undefined) opts.cpus = cpus;
+  const memory = parseMemoryFlag('--memory', f.memory);
+  if (memory !== undefined) opts.memory = memory;
+  const ports = parsePortRange(f.ports);
+  if (ports) opts.ports = ports;
+  const labels = parseLabels(f.labels);
+  if (labels) opts.labels = labels;
+  const executors = parseExecutors(f.executors);
+  if (executors) opts.executors = executors;
+  if (f.scriptsRoot !== undefined) opts.scriptsRoot = resolve(f.scriptsRoot);
+  if (f.keepFailed) opts.keepFailedWorkDirs = true;
+  const drainTimeoutMs = f.drainTimeout === undefined ? 30_000 : Number(f.drainTimeout) * 1000;
+  if (!Number.isFinite(drainTimeoutMs) || drainTimeoutMs < 0)
+    throw new UsageError(`--drain-timeout: expected seconds ≥ 0, got "${f.drainTimeout}"`);
+
+  const { startWorker } = await load<WorkerModule>('../worker/agent.js', 'the worker agent');
+  const h = await startWorker(opts);
+  if (f.json) out(JSON.stringify({ name, server: cfg.url, workDir: opts.workDir }));
+  else
+    out(
+      `tsched worker ${name} connected to ${cfg.url} (server from ${describeSource(cfg.urlSource, 'url', cfg.configPath)}). Ctrl-C drains and stops it.`,
+    );
+  const sig = await untilSignal();
+  err(`tsched: ${sig}, draining (up to ${drainTimeoutMs / 1000}s; a second Ctrl-C exits at once)…`);
+  await h.stop({ drainTimeoutMs });
+  err('tsched: worker stopped');
+  exitSoon();
+}
