@@ -508,12 +508,9 @@ export function catchUp(
   return result;
 }
 
-const SLICES = 16;
-
 /**
- * Occurrences in (lo, hi]: the first `maxList` listed, then the rest counted. When too many remain, the
- * rest of the span is cut into slices, each walked with an equal share of the budget: a slice walked to
- * its end is counted exactly, a denser one is extrapolated from the rate seen. Bounded by ~2 × maxList steps.
+ * Occurrences in (lo, hi]: the first `maxList` listed, then the rest counted with about as many more steps
+ * (see countSpan). Exact when the walk reached hi.
  */
 function countOccurrences(
   c: Compiled,
@@ -530,28 +527,62 @@ function countOccurrences(
     listed.push(n);
     t = n;
   }
-  let count = listed.length;
-  let exact = true;
-  const start = t; // the last listed occurrence; the rest lie in (start, hi]
-  const share = Math.max(1, Math.floor(maxList / SLICES));
-  const last = prev(c, hi + 1) ?? start;
-  for (let s = 0; s < SLICES; s++) {
-    const a = start + Math.floor(((hi - start) * s) / SLICES);
-    const z = start + Math.floor(((hi - start) * (s + 1)) / SLICES);
-    let seen = 0;
-    let u = a;
-    for (;;) {
-      const n = next(c, u);
-      if (n === null || n > z) break;
-      seen++;
-      u = n;
-      if (seen === share) break;
-    }
-    if (seen === share && u < z) {
-      // Stopped early: extrapolate at the rate seen so far in this slice.
-      count += Math.round((seen * (z - a)) / (u - a));
-      exact = false;
-    } else count += seen;
+  const rest = countSpan(c, t, hi, maxList);
+  return { listed, count: listed.length + rest.count, exact: rest.exact, last: prev(c, hi + 1) ?? t };
+}
+
+interface Leaf {
+  /** Occurrences counted exactly in this leaf's walked part. */
+  seen: number;
+  /** Walked up to here; the unknown part is (u, z]. */
+  u: number;
+  z: number;
+  first: number;
+  done: boolean;
+  /** Estimate of the unknown part (u, z], at the rate between first and u. */
+  rest: number;
+}
+
+const LEAF_STEPS = 4;
+
+function walkLeaf(c: Compiled, a: number, z: number): Leaf {
+  const leaf: Leaf = { seen: 0, u: a, z, first: a, done: true, rest: 0 };
+  while (leaf.seen < LEAF_STEPS) {
+    const n = next(c, leaf.u);
+    if (n === null || n > z) return leaf;
+    if (leaf.seen === 0) leaf.first = n;
+    leaf.seen++;
+    leaf.u = n;
   }
-  return { listed, count, exact, last };
+  leaf.done = false;
+  leaf.rest = ((leaf.seen - 1) * (z - leaf.u)) / (leaf.u - leaf.first);
+  return leaf;
+}
+
+/**
+ * Counts occurrences in (a, z] in about `budget` steps. Walk a few steps; while budget remains, take the leaf
+ * whose unknown part is estimated largest and split that part in two, walking a few steps into each. Empty
+ * stretches finish in one step, so the budget flows to where occurrences are: sparse parts end up counted
+ * exactly, dense ones extrapolated piecewise, and uneven schedules (a burst each weekday) stay close.
+ */
+function countSpan(c: Compiled, a: number, z: number, budget: number): { count: number; exact: boolean } {
+  const leaves: Leaf[] = [walkLeaf(c, a, z)];
+  let spent = LEAF_STEPS;
+  while (spent < budget) {
+    let widest: Leaf | null = null;
+    for (const l of leaves) if (!l.done && (widest === null || l.rest > widest.rest)) widest = l;
+    if (widest === null) break;
+    const mid = widest.u + Math.floor((widest.z - widest.u) / 2);
+    leaves.push(walkLeaf(c, widest.u, mid), walkLeaf(c, mid, widest.z));
+    widest.done = true; // its unknown part now belongs to the two new leaves
+    widest.rest = 0;
+    spent += 2 * LEAF_STEPS;
+  }
+  let count = 0;
+  let exact = true;
+  for (const l of leaves) {
+    count += l.seen + l.rest;
+    if (l.rest > 0) exact = false;
+  }
+  return { count: Math.round(count), exact };
 }
