@@ -1,0 +1,651 @@
+// The placement pass: order the candidates, filter workers, score, reserve for the blocked head, backfill,
+// and say why for everything left waiting. Pure: no I/O, no clock (`now` comes in), no randomness, and no
+// iteration over hash maps whose order depends on anything but the input, so equal inputs give equal plans.
+
+import { PRIORITY_NAMES, URGENT_PRIORITY } from '../domain/priority.js';
+import type { Allocation } from '../domain/resources.js';
+import type { Task } from '../domain/task.js';
+import type { WorkerWithLoad } from '../domain/worker.js';
+import type { PlacementDecision } from '../store/port.js';
+import { type Quota, resolveConfig, type SchedulerConfig } from './config.js';
+import { buildExplanation, type Explanation } from './explain.js';
+import { type Dominant, FitIndex, type Mode } from './fit-index.js';
+import type { ReasonCode } from './reasons.js';
+
+export interface Snapshot {
+  /** Workers with what is allocated on them (any state; only active ones take tasks). */
+  workers: WorkerWithLoad[];
+  /** Waiting, due candidates handed in by the store. */
+  tasks: Task[];
+}
+
+export interface Reservation {
+  taskId: number;
+  workerId: string;
+  /** When the task is expected to fit there (from the execution caps of what runs on it). */
+  at: number;
+}
+
+export interface PlanStats {
+  candidates: number;
+  placed: number;
+  unplaced: number;
+  deferred: number;
+  quotaBlocked: number;
+  passLimited: number;
+  /** Placements refused on the reserved worker because they would delay the reservation. */
+  reservationBlocked: number;
+  /** Distinct (executor, constraints) classes, each with its own feasible-worker index. */
+  classes: number;
+  /** max(cpu, memory) allocated ÷ capacity over active workers, before and after this plan. */
+  utilizationBefore: number;
+  utilizationAfter: number;
+}
+
+export interface Plan {
+  placements: PlacementDecision[];
+  explanations: Map<number, Explanation>;
+  reservations: Reservation[];
+  stats: PlanStats;
+}
+
+/** One feasibility class (Nomad's "computed class"): tasks with the same executor and constraints. */
+export interface TaskClass {
+  key: string;
+  /** Worker indexes that pass the static filters (state, executor, labels). */
+  members: Int32Array;
+  index: FitIndex;
+  /** Workers failing a static filter, counted by the first filter they fail. */
+  staticCounts: Map<ReasonCode, number>;
+  /** Largest total capacity among members, for "too large" verdicts. */
+  capMax: { cpus: number; memory: number; ports: number };
+  /** Shapes known to fit nowhere in this pass (free space only shrinks during a pass). */
+  failed: Array<[number, number, number]>;
+}
+
+/** What happened to one candidate. */
+export type Outcome =
+  | { kind: 'placed'; worker: number }
+  | { kind: 'deferred'; utilization: number }
+  | { kind: 'quota'; code: 'quota_cpu' | 'quota_memory'; used: number; limit: number }
+  | { kind: 'pass_limit' }
+  | { kind: 'unfit'; cls: TaskClass; blockedByReservation: boolean };
+
+interface PassRun {
+  endsBy: number;
+  cpus: number;
+  memory: number;
+  ports: number;
+  runId: number | null;
+  taskId: number;
+}
+
+interface TimelineEvent extends PassRun {}
+
+/** Mutable state of one pass; shared with explain.ts. */
+export class PassState {
+  readonly cfg: SchedulerConfig;
+  readonly workers: WorkerWithLoad[];
+  readonly W: number;
+  readonly freeC: Float64Array;
+  readonly freeM: Float64Array;
+  readonly freeP: Float64Array;
+  readonly capC: Float64Array;
+  readonly capM: Float64Array;
+  readonly capP: Float64Array;
+  readonly active: Uint8Array;
+  totalC = 0;
+  totalM = 0;
+  allocC = 0;
+  allocM = 0;
+  readonly classes = new Map<string, TaskClass>();
+  private readonly memberOf: Array<Array<[TaskClass, number]> | undefined>;
+  private readonly usedPorts: Array<Set<number> | undefined>;
+  private readonly nextPort: Int32Array;
+  readonly passRuns: Array<PassRun[] | undefined>;
+  private readonly timelines: Array<TimelineEvent[] | undefined>;
+  readonly ownerUse = new Map<string, { cpus: number; memory: number }>();
+  reservation: {
+    taskId: number;
+    rank: number;
+    worker: number;
+    at: number;
+    extraC: number;
+    extraM: number;
+    extraP: number;
+    cause: string;
+  } | null = null;
+  private ownerRuns: Map<string, Array<{ endsBy: number; cpus: number; memory: number }>> | null = null;
+  estimatesLeft: number;
+  readonly estimateMemo = new Map<string, { at: number; cause: string } | null>();
+
+  constructor(
+    snapshot: Snapshot,
+    readonly now: number,
+    cfg: SchedulerConfig,
+  ) {
+    this.cfg = cfg;
+    this.workers = snapshot.workers;
+    const W = this.workers.length;
+    this.W = W;
+    this.freeC = new Float64Array(W);
+    this.freeM = new Float64Array(W);
+    this.freeP = new Float64Array(W);
+    this.capC = new Float64Array(W);
+    this.capM = new Float64Array(W);
+    this.capP = new Float64Array(W);
+    this.active = new Uint8Array(W);
+    this.memberOf = new Array(W);
+    this.usedPorts = new Array(W);
+    this.nextPort = new Int32Array(W);
+    this.passRuns = new Array(W);
+    this.timelines = new Array(W);
+    this.estimatesLeft = cfg.maxEstimatesPerPass ?? Number.POSITIVE_INFINITY;
+    for (let i = 0; i < W; i++) {
+      const w = this.workers[i];
+      const cap = w.capacity;
+      this.capC[i] = cap.cpus;
+      this.capM[i] = cap.memory;
+      this.freeC[i] = cap.cpus - w.allocated.cpus;
+      this.freeM[i] = cap.memory - w.allocated.memory;
+      const range = cap.ports;
+      if (range && range.to >= range.from) {
+        this.capP[i] = range.to - range.from + 1;
+        this.nextPort[i] = range.from;
+        let used = 0;
+        if (w.allocated.ports.length > 0 || w.live.some((r) => r.ports.length > 0)) {
+          const set = this.portSet(i);
+          for (const p of set) if (p >= range.from && p <= range.to) used++;
+        }
+        this.freeP[i] = this.capP[i] - used;
+      }
+      if (w.state === 'active') {
+        this.active[i] = 1;
+        this.totalC += cap.cpus;
+        this.totalM += cap.memory;
+        this.allocC += w.allocated.cpus;
+        this.allocM += w.allocated.memory;
+      }
+      for (const r of w.live) if (r.owner !== undefined) this.addOwnerUse(r.owner, r.cpus, r.memory);
+    }
+  }
+
+  utilization(): number {
+    const c = this.totalC > 0 ? this.allocC / this.totalC : 0;
+    const m = this.totalM > 0 ? this.allocM / this.totalM : 0;
+    return Math.max(c, m);
+  }
+
+  addOwnerUse(owner: string, cpus: number, memory: number): void {
+    const u = this.ownerUse.get(owner);
+    if (u) {
+      u.cpus += cpus;
+      u.memory += memory;
+    } else this.ownerUse.set(owner, { cpus, memory });
+  }
+
+  /** Dominant resource share of an owner (DRF). */
+  share(owner: string): number {
+    const u = this.ownerUse.get(owner);
+    if (!u) return 0;
+    return Math.max(this.totalC > 0 ? u.cpus / this.totalC : 0, this.totalM > 0 ? u.memory / this.totalM : 0);
+  }
+
+  quotaFor(owner: string): Quota | undefined {
+    return Object.hasOwn(this.cfg.quotas, owner) ? this.cfg.quotas[owner] : this.cfg.defaultQuota;
+  }
+
+  private portSet(i: number): Set<number> {
+    let s = this.usedPorts[i];
+    if (!s) {
+      const w = this.workers[i];
+      s = new Set(w.allocated.ports);
+      for (const r of w.live) for (const p of r.ports) s.add(p);
+      this.usedPorts[i] = s;
+    }
+    return s;
+  }
+
+  /** The task's feasibility class, built on first use: static filters once per class, not per task. */
+  classOf(t: Task): TaskClass {
+    const ckeys = Object.keys(t.constraints);
+    let key = t.executor;
+    if (ckeys.length > 0) {
+      ckeys.sort();
+      for (const k of ckeys) key += `\u0000${k}\u0001${t.constraints[k]}`;
+    }
+    let cls = this.classes.get(key);
+    if (!cls) {
+      cls = this.buildClass(key, t);
+      this.classes.set(key, cls);
+    }
+    return cls;
+  }
+
+  private buildClass(key: string, t: Task): TaskClass {
+    const members: number[] = [];
+    const staticCounts = new Map<ReasonCode, number>();
+    const bump = (c: ReasonCode) => staticCounts.set(c, (staticCounts.get(c) ?? 0) + 1);
+    const ckeys = Object.keys(t.constraints).sort();
+    const capMax = { cpus: 0, memory: 0, ports: 0 };
+    for (let i = 0; i < this.W; i++) {
+      const w = this.workers[i];
+      if (w.state !== 'active') {
+        bump(w.state === 'lost' ? 'lost' : w.state === 'stopped' ? 'stopped' : 'draining');
+        continue;
+      }
+      if (!w.executors.includes(t.executor)) {
+        bump('executor');
+        continue;
+      }
+      let ok = true;
+      for (const k of ckeys) {
+        if (!Object.hasOwn(w.labels, k) || w.labels[k] !== t.constraints[k]) {
+          ok = false;
+          break;
+        }
+      }
+      if (!ok) {
+        bump('labels');
+        continue;
+      }
+      members.push(i);
+      capMax.cpus = Math.max(capMax.cpus, this.capC[i]);
+      capMax.memory = Math.max(capMax.memory, this.capM[i]);
+      capMax.ports = Math.max(capMax.ports, this.capP[i]);
+    }
+    const n = members.length;
+    const index = new FitIndex(n, this.totalC > 0 ? this.totalC / n || 1 : 1, this.totalM > 0 ? this.totalM / n || 1 : 1);
+    const cls: TaskClass = { key, members: Int32Array.from(members), index, staticCounts, capMax, failed: [] };
+    for (let pos = 0; pos < n; pos++) {
+      const i = members[pos];
+      index.setLeaf(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
+      let list = this.memberOf[i];
+      if (!list) {
+        list = [];
+        this.memberOf[i] = list;
+      }
+      list.push([cls, pos]);
+    }
+    index.rebuild();
+    return cls;
+  }
+
+  /** Takes resources on worker i for task t; returns the allocation with concrete ports. */
+  take(i: number, t: Task): Allocation {
+    const r = t.resources;
+    const nPorts = r.ports + r.portNames.length;
+    const ports: number[] = [];
+    const namedPorts: Record<string, number> = {};
+    if (nPorts > 0) {
+      const range = this.workers[i].capacity.ports;
+      if (!range) throw new Error('take: no port range'); // the index never offers such a worker
+      const used = this.portSet(i);
+      let p = this.nextPort[i];
+      while (ports.length < nPorts && p <= range.to) {
+        if (!used.has(p)) {
+          ports.push(p);
+          used.add(p);
+        }
+        p++;
+      }
+      this.nextPort[i] = p;
+      for (let k = 0; k < r.portNames.length; k++) namedPorts[r.portNames[k]] = ports[k];
+    }
+    this.freeC[i] -= r.cpus;
+    this.freeM[i] -= r.memory;
+    this.freeP[i] -= nPorts;
+    this.allocC += r.cpus;
+    this.allocM += r.memory;
+    this.addOwnerUse(t.owner, r.cpus, r.memory);
+    const runs = this.passRuns[i] ?? [];
+    this.passRuns[i] = runs;
+    runs.push({ endsBy: this.now + t.executionCap, cpus: r.cpus, memory: r.memory, ports: nPorts, runId: null, taskId: t.id });
+    this.timelines[i] = undefined;
+    const list = this.memberOf[i];
+    if (list) for (const [cls, pos] of list) cls.index.update(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
+    return { cpus: r.cpus, memory: r.memory, ports, namedPorts };
+  }
+
+  /** Runs on worker i ordered by when they free their resources at the latest. */
+  private timeline(i: number): TimelineEvent[] {
+    let tl = this.timelines[i];
+    if (!tl) {
+      tl = [];
+      for (const r of this.workers[i].live) {
+        tl.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory, ports: r.ports.length, runId: r.runId, taskId: r.taskId });
+      }
+      const mine = this.passRuns[i];
+      if (mine) for (const r of mine) tl.push(r);
+      tl.sort((a, b) => a.endsBy - b.endsBy || a.taskId - b.taskId);
+      this.timelines[i] = tl;
+    }
+    return tl;
+  }
+
+  /**
+   * When worker i will have room for (c, m, p) at the latest, counting only the execution caps of what runs
+   * there, and which run's end makes the room. null when it never can (too small).
+   */
+  earliestFit(i: number, c: number, m: number, p: number): { at: number; cause: string; free: [number, number, number] } | null {
+    if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) return null;
+    let fc = this.freeC[i];
+    let fm = this.freeM[i];
+    let fp = this.freeP[i];
+    if (fc >= c && fm >= m && fp >= p) return { at: this.now, cause: 'now', free: [fc, fm, fp] };
+    for (const e of this.timeline(i)) {
+      fc += e.cpus;
+      fm += e.memory;
+      fp += e.ports;
+      if (fc >= c && fm >= m && fp >= p) {
+        const cause =
+          e.runId !== null
+            ? `run r-${e.runId} (task ${e.taskId}) reaches its cap`
+            : `task ${e.taskId}, placed in this pass, reaches its cap`;
+        return { at: Math.max(this.now, e.endsBy), cause, free: [fc, fm, fp] };
+      }
+    }
+    return null; // allocations not backed by live runs never free up in this view
+  }
+
+  /** Earliest fit over a class's workers; the worker index too. */
+  earliestInClass(
+    cls: TaskClass,
+    c: number,
+    m: number,
+    p: number,
+  ): { worker: number; at: number; cause: string; free: [number, number, number] } | null {
+    let best: { worker: number; at: number; cause: string; free: [number, number, number] } | null = null;
+    for (const i of cls.members) {
+      const e = this.earliestFit(i, c, m, p);
+      if (e && (best === null || e.at < best.at)) best = { worker: i, ...e };
+    }
+    return best;
+  }
+
+  /** Memoised, budgeted estimate of when a shape fits somewhere in its class. */
+  estimate(cls: TaskClass, c: number, m: number, p: number): { at: number; cause: string } | null | undefined {
+    const key = `${cls.key}\u0002${c}\u0002${m}\u0002${p}`;
+    if (this.estimateMemo.has(key)) return this.estimateMemo.get(key);
+    if (this.estimatesLeft <= 0) return undefined;
+    this.estimatesLeft--;
+    const e = this.earliestInClass(cls, c, m, p);
+    const v = e ? { at: e.at, cause: e.cause } : null;
+    this.estimateMemo.set(key, v);
+    return v;
+  }
+
+  /** When enough of an owner's running work reaches its cap for `need` more to fit under the quota. */
+  quotaRelief(owner: string, dim: 'cpus' | 'memory', need: number): number | null {
+    if (!this.ownerRuns) {
+      this.ownerRuns = new Map();
+      for (let i = 0; i < this.W; i++) {
+        for (const r of this.workers[i].live) {
+          if (r.owner === undefined) continue;
+          const list = this.ownerRuns.get(r.owner) ?? [];
+          list.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory });
+          this.ownerRuns.set(r.owner, list);
+        }
+        for (const r of this.passRuns[i] ?? []) {
+          const t = this.passOwner.get(r.taskId);
+          if (t === undefined) continue;
+          const list = this.ownerRuns.get(t) ?? [];
+          list.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory });
+          this.ownerRuns.set(t, list);
+        }
+      }
+      for (const list of this.ownerRuns.values()) list.sort((a, b) => a.endsBy - b.endsBy);
+    }
+    let freed = 0;
+    for (const r of this.ownerRuns.get(owner) ?? []) {
+      freed += r[dim];
+      if (freed >= need) return Math.max(this.now, r.endsBy);
+    }
+    return null;
+  }
+
+  /** taskId → owner of the tasks placed in this pass (for quota estimates). */
+  readonly passOwner = new Map<number, string>();
+}
+
+/** The effective band: the task's priority, or the urgent band when its start deadline is near. */
+export function effectivePriority(t: Task, now: number, cfg: Pick<SchedulerConfig, 'urgencyWindowMs'>): number {
+  return t.startDeadline - now <= cfg.urgencyWindowMs ? Math.max(t.priority, URGENT_PRIORITY) : t.priority;
+}
+
+/** Within an owner's queue and between equals: least slack (earliest start deadline) first, then FIFO by id. */
+function bySlack(a: Task, b: Task): number {
+  return a.startDeadline - b.startDeadline || a.id - b.id;
+}
+
+interface OwnerQueue {
+  owner: string;
+  tasks: Task[];
+  head: number;
+  share: number;
+}
+
+function ownerLess(a: OwnerQueue, b: OwnerQueue): boolean {
+  if (a.share !== b.share) return a.share < b.share;
+  const c = bySlack(a.tasks[a.head], b.tasks[b.head]);
+  return c < 0;
+}
+
+/** A small binary min-heap of owner queues, keyed by (dominant share, head's slack, head's id). */
+class OwnerHeap {
+  private readonly a: OwnerQueue[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  push(q: OwnerQueue): void {
+    const a = this.a;
+    a.push(q);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!ownerLess(a[i], a[p])) break;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+  }
+  pop(): OwnerQueue {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop() as OwnerQueue;
+    if (a.length > 0) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && ownerLess(a[l], a[m])) m = l;
+        if (r < a.length && ownerLess(a[r], a[m])) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m], a[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/** Per-candidate bookkeeping for explanations. */
+export interface Ranked {
+  task: Task;
+  band: number;
+  promoted: boolean;
+  /** 1-based position in its band's processing order. */
+  rank: number;
+  outcome: Outcome;
+}
+
+export function plan(snapshot: Snapshot, now: number, config?: Partial<SchedulerConfig>): Plan {
+  const cfg = resolveConfig(config);
+  const st = new PassState(snapshot, now, cfg);
+  const utilizationBefore = st.utilization();
+  const placements: PlacementDecision[] = [];
+  const ranked: Ranked[] = [];
+  const stats: PlanStats = {
+    candidates: snapshot.tasks.length,
+    placed: 0,
+    unplaced: 0,
+    deferred: 0,
+    quotaBlocked: 0,
+    passLimited: 0,
+    reservationBlocked: 0,
+    classes: 0,
+    utilizationBefore,
+    utilizationAfter: utilizationBefore,
+  };
+  const maxPlacements = cfg.maxPlacementsPerPass ?? Number.POSITIVE_INFINITY;
+  const high = PRIORITY_NAMES.high;
+
+  // Bands, highest first; each band sorted once by slack so owner queues come out sorted.
+  const bands = new Map<number, Task[]>();
+  const promotedSet = new Set<number>();
+  for (const t of snapshot.tasks) {
+    const b = effectivePriority(t, now, cfg);
+    if (b !== t.priority) promotedSet.add(t.id);
+    const list = bands.get(b);
+    if (list) list.push(t);
+    else bands.set(b, [t]);
+  }
+  const bandKeys = [...bands.keys()].sort((a, b) => b - a);
+
+  // The task currently being placed, read by the backfill check (avoids a closure per task).
+  let current: Task | null = null;
+  let rejectedByReservation = false;
+  const accept =
+    (cls: TaskClass) =>
+    (pos: number): boolean => {
+      const res = st.reservation;
+      if (res === null || cls.members[pos] !== res.worker || current === null) return true;
+      const r = current.resources;
+      // EASY backfill: either it is gone (by its cap) before the reserved task's start...
+      if (now + current.executionCap <= res.at) return true;
+      // ...or the room left at that time is enough for both.
+      if (r.cpus <= res.extraC && r.memory <= res.extraM && r.ports + r.portNames.length <= res.extraP) return true;
+      rejectedByReservation = true;
+      return false;
+    };
+  const acceptors = new Map<TaskClass, (pos: number) => boolean>();
+
+  for (const band of bandKeys) {
+    const tasks = (bands.get(band) as Task[]).sort(bySlack);
+    const queues = new Map<string, OwnerQueue>();
+    const order: OwnerQueue[] = [];
+    for (const t of tasks) {
+      let q = queues.get(t.owner);
+      if (!q) {
+        q = { owner: t.owner, tasks: [], head: 0, share: 0 };
+        queues.set(t.owner, q);
+        order.push(q);
+      }
+      q.tasks.push(t);
+    }
+    const heap = new OwnerHeap();
+    for (const q of order) {
+      q.share = st.share(q.owner);
+      heap.push(q);
+    }
+    let rank = 0;
+    while (heap.size > 0) {
+      const q = heap.pop();
+      const t = q.tasks[q.head++];
+      rank++;
+      const entry: Ranked = { task: t, band, promoted: promotedSet.has(t.id), rank, outcome: { kind: 'pass_limit' } };
+      ranked.push(entry);
+      const r = t.resources;
+      const nPorts = r.ports + r.portNames.length;
+      const slack = t.startDeadline - now;
+      let placedHere = false;
+      if (stats.placed >= maxPlacements) {
+        entry.outcome = { kind: 'pass_limit' };
+        stats.passLimited++;
+      } else if (band < high && slack > cfg.deferralSlackMs && st.utilization() > cfg.deferralThreshold) {
+        entry.outcome = { kind: 'deferred', utilization: st.utilization() };
+        stats.deferred++;
+      } else {
+        const quota = st.quotaFor(t.owner);
+        const use = st.ownerUse.get(t.owner) ?? { cpus: 0, memory: 0 };
+        if (quota?.cpus !== undefined && use.cpus + r.cpus > quota.cpus) {
+          entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
+          stats.quotaBlocked++;
+        } else if (quota?.memory !== undefined && use.memory + r.memory > quota.memory) {
+          entry.outcome = { kind: 'quota', code: 'quota_memory', used: use.memory, limit: quota.memory };
+          stats.quotaBlocked++;
+        } else {
+          const cls = st.classOf(t);
+          let pos = -1;
+          rejectedByReservation = false;
+          const knownFail = cls.failed.some(([c, m, p]) => r.cpus >= c && r.memory >= m && nPorts >= p);
+          if (!knownFail && cls.members.length > 0) {
+            const mode: Mode = t.placement ?? cfg.placement;
+            const dom: Dominant = st.totalC > 0 && st.totalM > 0 && r.memory / st.totalM > r.cpus / st.totalC ? 1 : 0;
+            let acc = acceptors.get(cls);
+            if (!acc) {
+              acc = accept(cls);
+              acceptors.set(cls, acc);
+            }
+            current = t;
+            pos = cls.index.findBest(r.cpus, r.memory, nPorts, mode, dom, st.reservation ? acc : null);
+            current = null;
+          }
+          if (pos >= 0) {
+            const i = cls.members[pos];
+            const res = st.reservation;
+            if (res !== null && res.worker === i && now + t.executionCap > res.at) {
+              res.extraC -= r.cpus;
+              res.extraM -= r.memory;
+              res.extraP -= nPorts;
+            }
+            const allocation = st.take(i, t);
+            st.passOwner.set(t.id, t.owner);
+            placements.push({ taskId: t.id, workerId: snapshot.workers[i].id, allocation });
+            entry.outcome = { kind: 'placed', worker: i };
+            stats.placed++;
+            placedHere = true;
+          } else {
+            entry.outcome = { kind: 'unfit', cls, blockedByReservation: rejectedByReservation };
+            if (rejectedByReservation) stats.reservationBlocked++;
+            else if (!knownFail && cls.failed.length < 16) cls.failed.push([r.cpus, r.memory, nPorts]);
+            // The highest-ranked task blocked on resources gets a reservation where it fits soonest, so a
+            // stream of smaller tasks cannot starve it (EASY backfilling).
+            if (st.reservation === null && !rejectedByReservation && cls.members.length > 0) {
+              const e = st.earliestInClass(cls, r.cpus, r.memory, nPorts);
+              if (e) {
+                st.reservation = {
+                  taskId: t.id,
+                  rank,
+                  worker: e.worker,
+                  at: e.at,
+                  extraC: e.free[0] - r.cpus,
+                  extraM: e.free[1] - r.memory,
+                  extraP: e.free[2] - nPorts,
+                  cause: e.cause,
+                };
+              }
+            }
+          }
+        }
+      }
+      if (placedHere) q.share = st.share(q.owner);
+      if (q.head < q.tasks.length) heap.push(q);
+    }
+  }
+
+  const explanations = new Map<number, Explanation>();
+  const bandSizes = new Map<number, number>();
+  for (const e of ranked) bandSizes.set(e.band, (bandSizes.get(e.band) ?? 0) + 1);
+  for (const e of ranked) {
+    if (e.outcome.kind === 'placed') continue;
+    explanations.set(e.task.id, buildExplanation(st, e, bandSizes.get(e.band) ?? 0));
+  }
+  stats.unplaced = snapshot.tasks.length - stats.placed;
+  stats.classes = st.classes.size;
+  stats.utilizationAfter = st.utilization();
+  const res = st.reservation;
+  const reservations: Reservation[] = res ? [{ taskId: res.taskId, workerId: snapshot.workers[res.worker].id, at: res.at }] : [];
+  return { placements, explanations, reservations, stats };
+}
