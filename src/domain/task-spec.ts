@@ -5,6 +5,7 @@
 import type { FieldIssue } from './errors.js';
 import { validationError } from './errors.js';
 import { parsePriority } from './priority.js';
+import { validateSchedule } from './recurrence.js';
 import type { Category, ResourceRequest, Shape } from './resources.js';
 import { CATEGORIES, DEFAULT_CATEGORY_SHAPES } from './resources.js';
 import type { DeadlineMissPolicy, Executor, NewTask, OverlapPolicy, Placement, ScheduleSpec, SchedulingType } from './task.js';
@@ -206,6 +207,8 @@ export function normalizeTask(input: TaskInput, defaults: SpecDefaults = DEFAULT
       ...(typeof endAt === 'number' ? { endAt } : {}),
       ...(s.maxOccurrences !== undefined ? { maxOccurrences: s.maxOccurrences } : {}),
     };
+    // The schedule's meaning (on per type, cron syntax, startAt < endAt); one issue per path, the checks above first.
+    for (const i of validateSchedule(schedule)) if (!issues.some((x) => x.path === prefix + i.path)) bad(i.path, i.message);
   } else if (schedulingType !== 'once') {
     bad('schedule', `expected a schedule object for schedulingType ${schedulingType}`);
   }
