@@ -38,7 +38,14 @@ export class SqliteBackend implements Backend {
   private readonly stmts = new Map<string, Database.Statement>();
   private readonly exec: Exec;
 
-  constructor(readonly raw: Database.Database) {
+  /** Handles sharing this connection (see sqlite.ts); the last close() closes it. */
+  refs = 1;
+  onClose: () => void = () => {};
+
+  constructor(
+    readonly raw: Database.Database,
+    private readonly busyTimeoutMs = 5000,
+  ) {
     this.kysely = new Kysely({ dialect: new SqliteDialect({ database: raw }) });
     // better-sqlite3 is synchronous: run cached prepared statements directly (Kysely's driver re-prepares each call).
     this.exec = { all: async <T>(sql: string, params: unknown[] = []) => this.run(sql, params) as T[] };
@@ -60,7 +67,7 @@ export class SqliteBackend implements Backend {
   // between our awaits. BEGIN IMMEDIATE takes the write lock up front (no deferred-upgrade SQLITE_BUSY).
   tx<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
     return this.kysely.connection().execute(async () => {
-      this.raw.exec('BEGIN IMMEDIATE');
+      await this.begin();
       try {
         const r = await fn(this.exec);
         this.raw.exec('COMMIT');
@@ -70,6 +77,23 @@ export class SqliteBackend implements Backend {
         throw e;
       }
     });
+  }
+
+  /**
+   * BEGIN IMMEDIATE, waiting for another process's write lock without blocking the event loop: the
+   * connection's busy_timeout is 0 and we retry here, so a lock holder in this same process can progress.
+   */
+  private async begin(): Promise<void> {
+    const deadline = Date.now() + this.busyTimeoutMs;
+    for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
+      try {
+        this.raw.exec('BEGIN IMMEDIATE');
+        return;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   read<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
@@ -83,6 +107,8 @@ export class SqliteBackend implements Backend {
   async migrationPrelude(): Promise<void> {}
 
   async close(): Promise<void> {
+    if (--this.refs > 0) return;
+    this.onClose();
     await this.kysely.destroy(); // closes the better-sqlite3 handle
   }
 }

@@ -1,7 +1,9 @@
-// SQLite adapter: better-sqlite3 12 under Kysely. One connection per process; writes are serialised.
+// SQLite adapter: better-sqlite3 12 under Kysely. One connection per database file per process, shared by
+// every store opened on it: writes are serialised by that connection's mutex (two connections in one
+// thread would deadlock, one waiting on a lock the other can only release after an await).
 
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteBackend } from './backend.js';
 import { KyselyStore, type StoreOptions } from './kysely-store.js';
@@ -9,18 +11,33 @@ import { KyselyStore, type StoreOptions } from './kysely-store.js';
 export interface SqliteStoreOptions extends StoreOptions {
   /** A file path, or ":memory:". */
   path: string;
-  /** How long a writer waits for another process's lock before SQLITE_BUSY, ms. */
+  /** How long a writer waits for another process's write lock before failing with SQLITE_BUSY, ms. */
   busyTimeoutMs?: number;
 }
 
+const open = new Map<string, SqliteBackend>();
+
 export function createSqliteStore(opts: SqliteStoreOptions): KyselyStore {
-  if (opts.path !== ':memory:' && opts.path !== '') mkdirSync(dirname(opts.path), { recursive: true });
-  const db = new Database(opts.path);
+  const memory = opts.path === ':memory:' || opts.path === '';
+  const key = memory ? null : resolve(opts.path);
+  const shared = key ? open.get(key) : undefined;
+  if (shared) {
+    shared.refs++;
+    return new KyselyStore(shared, opts);
+  }
+  if (key) mkdirSync(dirname(key), { recursive: true });
+  const db = new Database(key ?? ':memory:');
   // WAL lets readers run beside the writer. synchronous=FULL fsyncs the WAL at every commit: with NORMAL
   // a power loss can drop the last commits, and "accepted means durable" (201 only after commit) forbids that.
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
-  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+  // Lock waits are retried asynchronously in SqliteBackend.begin(), never by blocking the event loop.
+  db.pragma('busy_timeout = 0');
   db.pragma('foreign_keys = OFF');
-  return new KyselyStore(new SqliteBackend(db), opts);
+  const backend = new SqliteBackend(db, opts.busyTimeoutMs ?? 5000);
+  if (key) {
+    open.set(key, backend);
+    backend.onClose = () => open.delete(key);
+  }
+  return new KyselyStore(backend, opts);
 }

@@ -1,0 +1,768 @@
+// One conformance suite for every Store adapter: each test runs against SQLite (a temp file) and PostgreSQL
+// (a fresh schema per test). PostgreSQL absent: a loud warning and the SQLite half only — unless CI=true.
+
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TschedError } from '../domain/errors.js';
+import type { NewTask } from '../domain/task.js';
+import { normalizeTask } from '../domain/task-spec.js';
+import type { WorkerRegistration } from '../domain/worker.js';
+import { type KyselyStore, openStore } from './index.js';
+import type { PlacementDecision, RunResultInput, Store } from './port.js';
+import { createPostgresStore } from './postgres.js';
+import { createSqliteStore } from './sqlite.js';
+
+const PG_URL = process.env.TSCHED_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+async function postgresReachable(): Promise<boolean> {
+  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await c.connect();
+    await c.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+const pgUp = await postgresReachable();
+if (!pgUp) {
+  const msg = `PostgreSQL is not reachable at ${PG_URL}: the PostgreSQL half of the store conformance suite is SKIPPED`;
+  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true requires it)`);
+  console.warn(`\n${'!'.repeat(100)}\n!!! ${msg}\n${'!'.repeat(100)}\n`);
+}
+
+const tmpRoot = mkdtempSync(join(tmpdir(), 'tsched-store-'));
+afterAll(() => rmSync(tmpRoot, { recursive: true, force: true }));
+
+interface Harness {
+  name: 'sqlite' | 'postgres';
+  /** A fresh empty database; `open` may be called again for a second handle on the same one. */
+  create(): Promise<{ open: (opts?: { random?: () => number }) => KyselyStore; drop: () => Promise<void> }>;
+}
+
+const harnesses: Harness[] = [
+  {
+    name: 'sqlite',
+    async create() {
+      const path = join(tmpRoot, `${randomBytes(6).toString('hex')}.db`);
+      return { open: (o) => createSqliteStore({ path, ...o }), drop: async () => rmSync(path, { force: true }) };
+    },
+  },
+];
+if (pgUp) {
+  harnesses.push({
+    name: 'postgres',
+    async create() {
+      const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
+      return {
+        open: (o) => createPostgresStore({ url: PG_URL, schema, maxConnections: 4, ...o }),
+        drop: async () => {
+          const c = new pg.Client({ connectionString: PG_URL });
+          await c.connect();
+          await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+          await c.end();
+        },
+      };
+    },
+  });
+}
+
+const T0 = 1_700_000_000_000;
+const MB = 1024 * 1024;
+const USAGE = { peakMemory: null, cpuSeconds: null };
+
+function task(over: Partial<NewTask> = {}): NewTask {
+  return { ...normalizeTask({ command: ['true'] }), ...over };
+}
+
+function workerReg(name: string, over: Partial<WorkerRegistration['capacity']> = {}): WorkerRegistration {
+  return {
+    name,
+    capacity: { cpus: 2000, memory: 1024 * MB, ports: { from: 9000, to: 9003 }, ...over },
+    labels: { zone: 'a' },
+    executors: ['shell'],
+    enforcement: { memory: 'none', cpu: 'none' },
+    version: 'test',
+    hostname: 'host',
+  };
+}
+
+const alloc = (cpus: number, memory: number, ports: number[] = []) => ({ cpus, memory, ports, namedPorts: {} });
+const ctx = (now = T0, over: Partial<{ epoch: number | null; leaseMs: number }> = {}) => ({
+  now,
+  leaseMs: 30_000,
+  epoch: null,
+  actor: 'scheduler',
+  ...over,
+});
+
+describe.each(harnesses)('Store conformance: $name', (h) => {
+  let store: KyselyStore;
+  let db: Awaited<ReturnType<Harness['create']>>;
+  const extra: KyselyStore[] = [];
+
+  beforeEach(async () => {
+    db = await h.create();
+    store = db.open({ random: () => 0.5 });
+    await store.migrate();
+  });
+  afterEach(async () => {
+    for (const s of extra.splice(0)) await s.close();
+    await store.close();
+    await db.drop();
+  });
+
+  /** Submit one task, register a worker, place the task: a live run to play with. */
+  async function placed(over: Partial<NewTask> = {}, workerName = 'w1') {
+    const [t] = (await store.submitTasks('alice', [task(over)], { now: T0, actor: 'alice' })).tasks;
+    const { worker } = await store.registerWorker(workerReg(workerName), T0);
+    const res = await store.applyPlan([{ taskId: t!.id, workerId: worker.id, allocation: alloc(500, 64 * MB) }], ctx());
+    expect(res.rejected).toEqual([]);
+    return { task: t!, worker, run: res.runs[0]! };
+  }
+
+  const result = (
+    run: { id: number; leaseToken: string },
+    outcome: RunResultInput['outcome'],
+    exitCode: number | null = null,
+    at = T0 + 1000,
+  ): RunResultInput => ({
+    runId: run.id,
+    token: run.leaseToken,
+    outcome,
+    exitCode,
+    reason: null,
+    startedAt: T0,
+    finishedAt: at,
+    usage: USAGE,
+  });
+
+  // ------------------------------------------------------------ migrations
+
+  it('migrate twice is a no-op, also from two handles at once', async () => {
+    await store.migrate();
+    const other = db.open();
+    extra.push(other);
+    await Promise.all([other.migrate(), store.migrate()]);
+    const rows = await store.backend.read((ex) => ex.all<{ version: number }>('SELECT version FROM schema_migrations'));
+    expect(rows.map((r) => Number(r.version))).toEqual([1]);
+    expect(store.kind).toBe(h.name);
+    expect(typeof (await store.now())).toBe('number');
+  });
+
+  // ------------------------------------------------------------ submit, get, list, counts
+
+  it('submits a batch durably: ids, defaults, due time, deadline, owner isolation', async () => {
+    const res = await store.submitTasks('alice', [task({ name: 'a' }), task({ name: 'b', dueAt: T0 + 5000, delayTolerance: 1000 })], {
+      now: T0,
+      actor: 'alice',
+    });
+    expect(res.replayed).toBe(false);
+    const [a, b] = res.tasks;
+    expect(a!.id).toBeLessThan(b!.id);
+    expect(a).toMatchObject({
+      owner: 'alice',
+      name: 'a',
+      status: 'waiting',
+      attempts: 0,
+      dueAt: T0,
+      createdAt: T0,
+      finishedAt: null,
+      paused: false,
+    });
+    expect(a!.startDeadline).toBe(T0 + a!.delayTolerance);
+    expect(b).toMatchObject({ dueAt: T0 + 5000, startDeadline: T0 + 6000 });
+    const got = await store.getTask(a!.id, 'alice');
+    expect(got).toEqual(a);
+    expect(got!.command).toEqual(['true']);
+    expect(got!.retry).toEqual(a!.retry);
+    expect(await store.getTask(a!.id, 'bob')).toBeNull();
+    expect(await store.getTask(a!.id, null)).toEqual(a);
+    expect(await store.getTask(999_999, null)).toBeNull();
+  });
+
+  it('lists newest first with cursor paging, status and owner filters, and counts', async () => {
+    const ids: number[] = [];
+    for (let i = 0; i < 7; i++)
+      ids.push(
+        ...(await store.submitTasks(i % 2 ? 'bob' : 'alice', [task({ name: `t${i}` })], { now: T0, actor: 'x' })).tasks.map((t) => t.id),
+      );
+    await store.cancelTask(ids[0]!, null, { now: T0, actor: 'alice', reason: 'test' });
+
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { tasks: { id: number }[]; next: string | null } = await store.listTasks({ owner: null, limit: 3, cursor });
+      expect(page.tasks.length).toBeLessThanOrEqual(3);
+      seen.push(...page.tasks.map((t) => t.id));
+      cursor = page.next;
+    } while (cursor);
+    expect(seen).toEqual([...ids].reverse());
+
+    const alice = await store.listTasks({ owner: 'alice', limit: 100 });
+    expect(alice.tasks.map((t) => t.id)).toEqual([ids[6], ids[4], ids[2], ids[0]]);
+    expect(alice.next).toBeNull();
+    const cancelled = await store.listTasks({ owner: null, status: ['cancelled'], limit: 10 });
+    expect(cancelled.tasks.map((t) => t.id)).toEqual([ids[0]]);
+
+    expect(await store.countTasks(null)).toEqual({ waiting: 6, in_progress: 0, done: 0, failed: 0, cancelled: 1 });
+    expect(await store.countTasks('bob')).toEqual({ waiting: 3, in_progress: 0, done: 0, failed: 0, cancelled: 0 });
+
+    await expect(store.listTasks({ owner: null, limit: 0 })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+    await expect(store.listTasks({ owner: null, limit: 5, cursor: '!!' })).rejects.toMatchObject({
+      code: 'VALIDATION_FAILED',
+      message: /cursor/,
+    });
+  });
+
+  it('stores an occurrence of a recurring task once, whoever expands it', async () => {
+    const [parent] = (await store.submitTasks('alice', [task({ schedulingType: 'daily' })], { now: T0, actor: 'alice' })).tasks;
+    const occ = task({ parentId: parent!.id, occurrenceAt: T0 + 86_400_000, dueAt: T0 + 86_400_000 });
+    const first = await store.submitTasks('alice', [occ], { now: T0, actor: 'scheduler' });
+    const again = await store.submitTasks('alice', [occ], { now: T0, actor: 'scheduler' });
+    expect(first.tasks).toHaveLength(1);
+    expect(again.tasks).toHaveLength(0);
+    const list = await store.listTasks({ owner: null, parentId: parent!.id, limit: 10 });
+    expect(list.tasks.map((t) => t.id)).toEqual([first.tasks[0]!.id]);
+  });
+
+  // ------------------------------------------------------------ idempotency
+
+  it('replays an idempotency key, refuses it for a different body, and expires it after 24h', async () => {
+    const opts = { now: T0, actor: 'alice', idempotencyKey: 'k1', requestHash: 'h1' };
+    const first = await store.submitTasks('alice', [task(), task()], opts);
+    const again = await store.submitTasks('alice', [task(), task()], { ...opts, now: T0 + 1000 });
+    expect(again.replayed).toBe(true);
+    expect(again.tasks).toEqual(first.tasks);
+    const conflict = await store.submitTasks('alice', [task()], { ...opts, requestHash: 'h2' }).catch((e) => e);
+    expect(conflict).toBeInstanceOf(TschedError);
+    expect(conflict.code).toBe('IDEMPOTENCY_CONFLICT');
+    expect(conflict.message).toMatch(/k1/);
+    // Another owner's key space is separate.
+    expect((await store.submitTasks('bob', [task()], opts)).replayed).toBe(false);
+    // After 24h the key is free again.
+    const later = await store.submitTasks('alice', [task()], { ...opts, now: T0 + 86_400_001 });
+    expect(later.replayed).toBe(false);
+    expect((await store.countTasks(null)).waiting).toBe(4);
+  });
+
+  it('concurrent submits with one idempotency key create one batch', async () => {
+    const others = [db.open(), db.open()];
+    extra.push(...others);
+    const opts = { now: T0, actor: 'alice', idempotencyKey: 'same', requestHash: 'h' };
+    const results = await Promise.all(
+      [store, ...others, store, ...others].map((s) => s.submitTasks('alice', [task(), task(), task()], opts)),
+    );
+    expect(results.filter((r) => !r.replayed)).toHaveLength(1);
+    const ids = results[0]!.tasks.map((t) => t.id);
+    for (const r of results) expect(r.tasks.map((t) => t.id)).toEqual(ids);
+    expect((await store.countTasks(null)).waiting).toBe(3);
+  });
+
+  // ------------------------------------------------------------ applyPlan
+
+  it('applyPlan never overcommits cpu or memory and names the reason', async () => {
+    const { worker } = await store.registerWorker(workerReg('w1'), T0); // 2000m, 1024 MiB
+    const ts = (await store.submitTasks('alice', [task(), task(), task(), task()], { now: T0, actor: 'alice' })).tasks;
+    const plan: PlacementDecision[] = [
+      { taskId: ts[0]!.id, workerId: worker.id, allocation: alloc(1000, 256 * MB) },
+      { taskId: ts[1]!.id, workerId: worker.id, allocation: alloc(1000, 256 * MB) },
+      { taskId: ts[2]!.id, workerId: worker.id, allocation: alloc(1, 1) }, // cpu full
+    ];
+    const res = await store.applyPlan(plan, ctx());
+    expect(res.runs.map((r) => r.taskId)).toEqual([ts[0]!.id, ts[1]!.id]);
+    expect(res.rejected).toEqual([{ taskId: ts[2]!.id, workerId: worker.id, reason: 'overcommit_cpu' }]);
+    // Memory: free the cpu by finishing one run, then ask for too much memory.
+    await store.finishRuns([result(res.runs[0]!, 'succeeded', 0)], T0);
+    const mem = await store.applyPlan([{ taskId: ts[2]!.id, workerId: worker.id, allocation: alloc(500, 800 * MB) }], ctx());
+    expect(mem.rejected).toEqual([{ taskId: ts[2]!.id, workerId: worker.id, reason: 'overcommit_memory' }]);
+    const [w] = await store.loadWorkers();
+    expect(w!.allocated).toEqual({ cpus: 1000, memory: 256 * MB, ports: [] });
+    expect(w!.live).toEqual([
+      { runId: res.runs[1]!.id, taskId: ts[1]!.id, cpus: 1000, memory: 256 * MB, ports: [], endsBy: T0 + ts[1]!.executionCap },
+    ]);
+  });
+
+  it('applyPlan never hands out a port twice or outside the range', async () => {
+    const { worker } = await store.registerWorker(workerReg('w1'), T0); // ports 9000–9003
+    const ts = (await store.submitTasks('alice', [task(), task(), task(), task(), task()], { now: T0, actor: 'alice' })).tasks;
+    const d = (i: number, ports: number[]) => ({ taskId: ts[i]!.id, workerId: worker.id, allocation: alloc(100, MB, ports) });
+    const first = await store.applyPlan([d(0, [9000, 9001])], ctx());
+    expect(first.rejected).toEqual([]);
+    const res = await store.applyPlan([d(1, [9001]), d(2, [9002, 9002]), d(3, [9100]), d(4, [9002, 9003])], ctx());
+    expect(res.rejected.map((r) => r.reason)).toEqual(['port_taken', 'port_taken', 'port_out_of_range']);
+    expect(res.runs.map((r) => r.allocation.ports)).toEqual([[9002, 9003]]);
+    const [w] = await store.loadWorkers();
+    expect(w!.allocated.ports.sort()).toEqual([9000, 9001, 9002, 9003]);
+  });
+
+  it('applyPlan refuses non-waiting, not-due and paused tasks, and unavailable workers', async () => {
+    const { worker } = await store.registerWorker(workerReg('w1'), T0);
+    const { worker: w2 } = await store.registerWorker(workerReg('w2'), T0);
+    const ts = (await store.submitTasks('alice', [task(), task(), task({ dueAt: T0 + 60_000 }), task()], { now: T0, actor: 'alice' }))
+      .tasks;
+    await store.cancelTask(ts[1]!.id, null, { now: T0, actor: 'alice', reason: 'x' });
+    await store.setWorkerState(w2.id, 'draining', T0);
+    const a = alloc(100, MB);
+    const res = await store.applyPlan(
+      [
+        { taskId: ts[0]!.id, workerId: worker.id, allocation: a },
+        { taskId: ts[0]!.id, workerId: worker.id, allocation: a }, // the same task twice in one plan
+        { taskId: ts[1]!.id, workerId: worker.id, allocation: a }, // cancelled
+        { taskId: ts[2]!.id, workerId: worker.id, allocation: a }, // not due yet
+        { taskId: ts[3]!.id, workerId: w2.id, allocation: a }, // draining
+        { taskId: ts[3]!.id, workerId: 'w_missing', allocation: a },
+        { taskId: 999_999, workerId: worker.id, allocation: a },
+      ],
+      ctx(),
+    );
+    expect(res.runs).toHaveLength(1);
+    expect(res.rejected.map((r) => r.reason)).toEqual([
+      'task_not_waiting',
+      'task_not_waiting',
+      'task_not_due',
+      'worker_unavailable',
+      'worker_unavailable',
+      'task_not_waiting',
+    ]);
+    // Placed again later: still refused, the task is in progress.
+    expect((await store.applyPlan([{ taskId: ts[0]!.id, workerId: worker.id, allocation: a }], ctx())).rejected[0]!.reason).toBe(
+      'task_not_waiting',
+    );
+  });
+
+  it('applyPlan refuses the whole plan when the fencing epoch is not current', async () => {
+    const { worker } = await store.registerWorker(workerReg('w1'), T0);
+    const [t] = (await store.submitTasks('alice', [task()], { now: T0, actor: 'alice' })).tasks;
+    const plan = [{ taskId: t!.id, workerId: worker.id, allocation: alloc(100, MB) }];
+    await expect(store.applyPlan(plan, ctx(T0, { epoch: 1 }))).rejects.toMatchObject({ code: 'NOT_LEADER' });
+    await store.backend.tx((ex) =>
+      ex.all("INSERT INTO leader (id, holder, epoch, expires_at) VALUES ('scheduler', 'me', 2, ?)", [T0 + 10_000]),
+    );
+    await expect(store.applyPlan(plan, ctx(T0, { epoch: 1 }))).rejects.toMatchObject({ code: 'NOT_LEADER' });
+    expect((await store.getTask(t!.id, null))!.status).toBe('waiting');
+    expect((await store.applyPlan(plan, ctx(T0, { epoch: 2 }))).runs).toHaveLength(1);
+  });
+
+  it('concurrent plans from two handles never overcommit a worker', async () => {
+    const other = db.open();
+    extra.push(other);
+    const { worker } = await store.registerWorker(workerReg('w1', { cpus: 3000 }), T0);
+    const ts = (
+      await store.submitTasks(
+        'alice',
+        Array.from({ length: 10 }, () => task()),
+        { now: T0, actor: 'alice' },
+      )
+    ).tasks;
+    const plans = [ts.slice(0, 5), ts.slice(5)].map((part) =>
+      part.map((t) => ({ taskId: t.id, workerId: worker.id, allocation: alloc(1000, MB) })),
+    );
+    const [r1, r2] = await Promise.all([store.applyPlan(plans[0]!, ctx()), other.applyPlan(plans[1]!, ctx())]);
+    expect(r1!.runs.length + r2!.runs.length).toBe(3);
+    const [w] = await store.loadWorkers();
+    expect(w!.allocated.cpus).toBe(3000);
+  });
+
+  it('counts attempts at claim and records the claim', async () => {
+    const { task: t, run, worker } = await placed({ totalAttempts: 3 });
+    expect(run).toMatchObject({
+      taskId: t.id,
+      attempt: 1,
+      workerId: worker.id,
+      workerName: 'w1',
+      state: 'assigned',
+      assignedAt: T0,
+      leaseExpiresAt: T0 + 30_000,
+      cancelRequested: false,
+    });
+    expect(run.leaseToken).toMatch(/^[0-9a-f]{32}$/);
+    const after = await store.getTask(t.id, null);
+    expect(after).toMatchObject({ status: 'in_progress', attempts: 1 });
+    // The attempt is lost (crash): it still counts, and the next claim is attempt 2.
+    await store.reap(T0 + 31_000, { workerSilenceMs: 3_600_000, capGraceMs: 0 });
+    const waiting = await store.getTask(t.id, null);
+    expect(waiting).toMatchObject({ status: 'waiting', attempts: 1 });
+    const res = await store.applyPlan([{ taskId: t.id, workerId: worker.id, allocation: alloc(100, MB) }], ctx(waiting!.dueAt));
+    expect(res.runs[0]!.attempt).toBe(2);
+    expect((await store.getTask(t.id, null))!.attempts).toBe(2);
+  });
+
+  // ------------------------------------------------------------ worker protocol and fencing
+
+  it('delivers each assignment once, with the cap left', async () => {
+    const { run, worker, task: t } = await placed({ executionCap: 60_000 });
+    const first = await store.takeAssignments(worker.id, 10, T0 + 10_000);
+    expect(first).toHaveLength(1);
+    expect(first[0]!.run.id).toBe(run.id);
+    expect(first[0]!.task.id).toBe(t.id);
+    expect(first[0]!.capRemainingMs).toBe(50_000);
+    expect(await store.takeAssignments(worker.id, 10, T0 + 10_000)).toEqual([]);
+  });
+
+  it('a stale lease token changes nothing on start, heartbeat, logs or finish', async () => {
+    const { run, worker, task: t } = await placed();
+    const bad = { runId: run.id, token: 'f'.repeat(32) };
+    const eventsBefore = await store.listEvents(t.id);
+    expect(await store.startRuns([{ ...bad, at: T0 }], T0)).toEqual([{ runId: run.id, ok: false, code: 'LEASE_STALE' }]);
+    const hb = await store.heartbeat(worker.id, [bad], T0 + 5000, 30_000);
+    expect(hb.acks).toEqual([{ runId: run.id, ok: false, code: 'LEASE_STALE' }]);
+    expect(await store.appendLogs([{ ...bad, stream: 'stdout', at: T0, data: 'x' }], 1000)).toEqual([
+      { runId: run.id, ok: false, code: 'LEASE_STALE' },
+    ]);
+    const fin = await store.finishRuns([{ ...result(run, 'succeeded', 0), token: bad.token }], T0);
+    expect(fin).toEqual({ acks: [{ runId: run.id, ok: false, code: 'LEASE_STALE' }], changed: [] });
+    expect(await store.getRun(run.id)).toEqual(run);
+    expect((await store.getTask(t.id, null))!.status).toBe('in_progress');
+    expect((await store.readLogs(run.id, 0, 100)).chunks).toEqual([]);
+    expect(await store.listEvents(t.id)).toEqual(eventsBefore);
+    // Unknown runs are named as such.
+    expect(await store.startRuns([{ runId: 999_999, token: 'x', at: T0 }], T0)).toEqual([
+      { runId: 999_999, ok: false, code: 'RUN_NOT_FOUND' },
+    ]);
+  });
+
+  it('an ended run refuses everything, and a duplicate result is never recorded twice', async () => {
+    const { run, worker, task: t } = await placed();
+    const tok = { runId: run.id, token: run.leaseToken };
+    expect(await store.startRuns([{ ...tok, at: T0 + 10 }], T0 + 10)).toEqual([{ runId: run.id, ok: true }]);
+    expect(await store.startRuns([{ ...tok, at: T0 + 20 }], T0 + 20)).toEqual([{ runId: run.id, ok: true }]); // repeated start: no change
+    expect((await store.getRun(run.id))!).toMatchObject({ state: 'running', startedAt: T0 + 10 });
+    const hb = await store.heartbeat(worker.id, [tok], T0 + 1000, 30_000);
+    expect(hb).toEqual({ acks: [{ runId: run.id, ok: true }], cancel: [] });
+    expect((await store.getRun(run.id))!.leaseExpiresAt).toBe(T0 + 31_000);
+    expect((await store.getWorker(worker.id))!.lastSeenAt).toBe(T0 + 1000);
+
+    const ok = await store.finishRuns([result(run, 'succeeded', 0), result(run, 'succeeded', 0)], T0 + 2000);
+    expect(ok.acks).toEqual([
+      { runId: run.id, ok: true },
+      { runId: run.id, ok: false, code: 'LEASE_STALE' },
+    ]);
+    expect(ok.changed).toEqual([{ taskId: t.id, status: 'done' }]);
+    const events = await store.listEvents(t.id);
+    const dup = await store.finishRuns([result(run, 'failed', 1)], T0 + 3000);
+    expect(dup.acks).toEqual([{ runId: run.id, ok: false, code: 'LEASE_STALE' }]);
+    expect(await store.listEvents(t.id)).toEqual(events);
+    expect(await store.startRuns([{ ...tok, at: T0 }], T0)).toEqual([{ runId: run.id, ok: false, code: 'LEASE_STALE' }]);
+    expect(await store.appendLogs([{ ...tok, stream: 'stdout', at: T0, data: 'late' }], 1000)).toEqual([
+      { runId: run.id, ok: false, code: 'LEASE_STALE' },
+    ]);
+    const late = await store.heartbeat(worker.id, [tok], T0 + 4000, 30_000);
+    expect(late).toEqual({ acks: [{ runId: run.id, ok: false, code: 'LEASE_STALE' }], cancel: [run.id] });
+    expect(await store.getRun(run.id)).toMatchObject({ state: 'succeeded', outcome: 'succeeded', exitCode: 0, finishedAt: T0 + 1000 });
+    expect(await store.getTask(t.id, null)).toMatchObject({ status: 'done', finishedAt: T0 + 2000, lastError: null });
+    await expect(store.heartbeat('w_nobody', [], T0, 1000)).rejects.toMatchObject({ code: 'WORKER_NOT_FOUND' });
+  });
+
+  // ------------------------------------------------------------ queue manager
+
+  it('a failed attempt with attempts left waits again with backoff', async () => {
+    const retry = { backoff: 1000, maxDelay: 60_000, noRetryExitCodes: [] };
+    const { run, task: t } = await placed({ totalAttempts: 3, retry, delayTolerance: 5000 });
+    const now = T0 + 2000;
+    const res = await store.finishRuns([result(run, 'failed', 1)], now);
+    expect(res.changed).toEqual([{ taskId: t.id, status: 'waiting' }]);
+    const after = await store.getTask(t.id, null);
+    // random 0.5 × min(maxDelay, 1000·2^0) = 500 ms
+    expect(after).toMatchObject({ status: 'waiting', attempts: 1, dueAt: now + 500, startDeadline: now + 5500, finishedAt: null });
+    const ev = (await store.listEvents(t.id)).at(-1)!;
+    expect(ev).toMatchObject({ type: 'task.retry_scheduled', from: 'in_progress', to: 'waiting', runId: run.id });
+    expect(ev.reason).toMatch(/retry in 500ms/);
+    // Not due before its backoff.
+    expect((await store.loadCandidates(now + 100, 10, now + 100)).map((x) => x.id)).toEqual([]);
+    expect((await store.loadCandidates(now + 500, 10, now + 500)).map((x) => x.id)).toEqual([t.id]);
+    expect(await store.nextDueAt()).toBe(now + 500);
+  });
+
+  it('the last attempt failing fails the task with its last error', async () => {
+    const { run, task: t } = await placed({ totalAttempts: 1 });
+    const res = await store.finishRuns([{ ...result(run, 'timed_out'), reason: 'cap_exceeded' }], T0 + 5000);
+    expect(res.changed).toEqual([{ taskId: t.id, status: 'failed' }]);
+    const after = await store.getTask(t.id, null);
+    expect(after).toMatchObject({ status: 'failed', attempts: 1, finishedAt: T0 + 5000 });
+    expect(after!.lastError).toMatch(/attempt 1 of 1 timed_out; no attempts left/);
+    expect(after!.lastError).toMatch(/cap_exceeded/);
+    expect((await store.getRun(run.id))!.state).toBe('timed_out');
+  });
+
+  it('a no-retry exit code fails the task at once', async () => {
+    const retry = { backoff: 1000, maxDelay: 60_000, noRetryExitCodes: [3] };
+    const { run, task: t } = await placed({ totalAttempts: 5, retry });
+    await store.finishRuns([result(run, 'failed', 3)], T0 + 1000);
+    const after = await store.getTask(t.id, null);
+    expect(after!.status).toBe('failed');
+    expect(after!.lastError).toMatch(/exit code 3 is not retryable/);
+  });
+
+  it('a failed task can be requeued with fresh attempts', async () => {
+    const { run, task: t } = await placed({ totalAttempts: 1 });
+    await store.finishRuns([result(run, 'failed', 1)], T0 + 1000);
+    const again = await store.requeueTask(t.id, 'alice', { now: T0 + 2000, actor: 'alice' });
+    expect(again).toMatchObject({ status: 'waiting', attempts: 0, dueAt: T0 + 2000, lastError: null, finishedAt: null });
+    await expect(store.requeueTask(t.id, 'alice', { now: T0, actor: 'alice' })).rejects.toMatchObject({ code: 'INVALID_TRANSITION' });
+    await expect(store.requeueTask(t.id, 'bob', { now: T0, actor: 'bob' })).rejects.toMatchObject({ code: 'TASK_NOT_FOUND' });
+    expect((await store.listEvents(t.id)).at(-1)).toMatchObject({ type: 'task.requeued', from: 'failed', to: 'waiting' });
+  });
+
+  // ------------------------------------------------------------ cancel
+
+  it('cancels a waiting task at once, and twice is a no-op', async () => {
+    const [t] = (await store.submitTasks('alice', [task()], { now: T0, actor: 'alice' })).tasks;
+    const c1 = await store.cancelTask(t!.id, 'alice', { now: T0 + 1, actor: 'alice', reason: 'not needed' });
+    expect(c1).toMatchObject({ changed: true, runsToStop: [], task: { status: 'cancelled', finishedAt: T0 + 1 } });
+    const c2 = await store.cancelTask(t!.id, 'alice', { now: T0 + 2, actor: 'alice', reason: 'again' });
+    expect(c2.changed).toBe(false);
+    expect(c2.task.status).toBe('cancelled');
+    expect((await store.listEvents(t!.id)).map((e) => [e.type, e.from, e.to, e.actor, e.reason])).toEqual([
+      ['task.submitted', null, 'waiting', 'alice', null],
+      ['task.cancelled', 'waiting', 'cancelled', 'alice', 'not needed'],
+    ]);
+    await expect(store.cancelTask(t!.id, 'bob', { now: T0, actor: 'bob', reason: '' })).rejects.toMatchObject({ code: 'TASK_NOT_FOUND' });
+    await expect(store.cancelTask(424242, null, { now: T0, actor: 'a', reason: '' })).rejects.toMatchObject({ code: 'TASK_NOT_FOUND' });
+  });
+
+  it('cancels a running task: the run is asked to stop and keeps its resources until it reports', async () => {
+    const { run, worker, task: t } = await placed();
+    const c = await store.cancelTask(t.id, null, { now: T0 + 10, actor: 'alice', reason: 'stop' });
+    expect(c.changed).toBe(true);
+    expect(c.task.status).toBe('cancelled');
+    expect(c.runsToStop.map((r) => [r.id, r.cancelRequested])).toEqual([[run.id, true]]);
+    expect((await store.loadWorkers())[0]!.allocated.cpus).toBe(500);
+    const hb = await store.heartbeat(worker.id, [{ runId: run.id, token: run.leaseToken }], T0 + 20, 30_000);
+    expect(hb).toEqual({ acks: [{ runId: run.id, ok: true }], cancel: [run.id] });
+    const fin = await store.finishRuns([result(run, 'cancelled')], T0 + 30);
+    expect(fin.acks[0]!.ok).toBe(true);
+    expect(fin.changed).toEqual([]); // the task was already cancelled
+    expect((await store.getRun(run.id))!.state).toBe('cancelled');
+    expect((await store.loadWorkers())[0]!.allocated.cpus).toBe(0);
+    expect((await store.getTask(t.id, null))!.status).toBe('cancelled');
+    expect((await store.listEvents(t.id)).map((e) => e.type)).toEqual([
+      'task.submitted',
+      'task.claimed',
+      'run.assigned',
+      'task.cancelled',
+      'run.cancel_requested',
+      'run.cancelled',
+    ]);
+  });
+
+  it('refuses to cancel a finished task, naming its status', async () => {
+    const { run, task: t } = await placed();
+    await store.finishRuns([result(run, 'succeeded', 0)], T0 + 1);
+    const err = await store.cancelTask(t.id, null, { now: T0 + 2, actor: 'alice', reason: '' }).catch((e) => e);
+    expect(err).toBeInstanceOf(TschedError);
+    expect(err.code).toBe('TASK_FINISHED');
+    expect(err.status).toBe(409);
+    expect(err.message).toMatch(/done/);
+  });
+
+  // ------------------------------------------------------------ workers and the monitor
+
+  it('re-registering a worker keeps its id, updates it and orphans its live runs', async () => {
+    const { run, worker, task: t } = await placed({ totalAttempts: 2 });
+    const again = await store.registerWorker({ ...workerReg('w1', { cpus: 8000 }), labels: { zone: 'b' } }, T0 + 100);
+    expect(again.worker.id).toBe(worker.id);
+    expect(again.worker).toMatchObject({ state: 'active', capacity: { cpus: 8000 }, labels: { zone: 'b' }, lastSeenAt: T0 + 100 });
+    expect(again.orphaned.map((r) => [r.id, r.state, r.reason])).toEqual([[run.id, 'lost', 'worker_restarted']]);
+    expect(await store.getTask(t.id, null)).toMatchObject({ status: 'waiting', attempts: 1 });
+    expect((await store.listEvents(t.id)).slice(-2).map((e) => [e.type, e.reason?.startsWith('attempt 1 of 2 lost') || e.reason])).toEqual([
+      ['run.lost', 'worker_restarted'],
+      ['task.retry_scheduled', true],
+    ]);
+    const other = await store.registerWorker(workerReg('w2'), T0);
+    expect(other.worker.id).not.toBe(worker.id);
+    expect(other.worker.id).toMatch(/^w_/);
+    expect((await store.listWorkers()).map((w) => w.name)).toEqual(expect.arrayContaining(['w1', 'w2']));
+  });
+
+  it('reaps expired leases as lost, over-cap runs as timed_out, and silent workers', async () => {
+    const [a, b] = (
+      await store.submitTasks('alice', [task({ totalAttempts: 2 }), task({ totalAttempts: 1, executionCap: 10_000 })], {
+        now: T0,
+        actor: 'alice',
+      })
+    ).tasks;
+    const { worker } = await store.registerWorker(workerReg('w1'), T0);
+    const { worker: quiet } = await store.registerWorker(workerReg('w2'), T0);
+    const { runs } = await store.applyPlan(
+      [
+        { taskId: a!.id, workerId: worker.id, allocation: alloc(100, MB) },
+        { taskId: b!.id, workerId: worker.id, allocation: alloc(100, MB) },
+      ],
+      ctx(T0, { leaseMs: 5000 }),
+    );
+    const [ra, rb] = runs;
+    await store.startRuns([{ runId: rb!.id, token: rb!.leaseToken, at: T0 }], T0);
+    // Keep rb's lease fresh: only its cap can end it.
+    await store.heartbeat(worker.id, [{ runId: rb!.id, token: rb!.leaseToken }], T0 + 4000, 60_000);
+    const nothing = await store.reap(T0 + 4999, { workerSilenceMs: 60_000, capGraceMs: 2000 });
+    expect(nothing).toEqual({ ended: [], lostWorkers: [] });
+
+    const r1 = await store.reap(T0 + 6000, { workerSilenceMs: 60_000, capGraceMs: 2000 });
+    expect(r1.ended.map((e) => [e.run.id, e.outcome, e.taskStatus, e.run.reason])).toEqual([[ra!.id, 'lost', 'waiting', 'lease_expired']]);
+    const r2 = await store.reap(T0 + 12_001, { workerSilenceMs: 60_000, capGraceMs: 2000 });
+    expect(r2.ended.map((e) => [e.run.id, e.outcome, e.taskStatus, e.run.reason])).toEqual([
+      [rb!.id, 'timed_out', 'failed', 'cap_exceeded_server'],
+    ]);
+    expect((await store.listEvents(b!.id)).map((e) => e.actor).at(-1)).toBe('monitor');
+
+    const r3 = await store.reap(T0 + 61_000, { workerSilenceMs: 60_000, capGraceMs: 2000 });
+    expect(r3.lostWorkers).toEqual([quiet.id]);
+    expect((await store.getWorker(quiet.id))!.state).toBe('lost');
+    expect((await store.loadWorkers()).map((w) => w.id)).toEqual([worker.id]);
+    // A lost worker that speaks again is active.
+    await store.heartbeat(quiet.id, [], T0 + 62_000, 1000);
+    expect((await store.getWorker(quiet.id))!.state).toBe('active');
+  });
+
+  // ------------------------------------------------------------ logs
+
+  it('stores logs with byte offsets and reads them from any offset', async () => {
+    const { run, task: t } = await placed();
+    const tok = { runId: run.id, token: run.leaseToken };
+    const acks = await store.appendLogs(
+      [
+        { ...tok, stream: 'stdout', at: T0 + 1, data: 'hello ' },
+        { ...tok, stream: 'stderr', at: T0 + 2, data: 'wörld\n' },
+        { ...tok, stream: 'stdout', at: T0 + 3, data: 'bye\n' },
+      ],
+      1000,
+    );
+    expect(acks.every((a) => a.ok)).toBe(true);
+    const all = await store.readLogs(run.id, 0, 100);
+    expect(all.chunks.map((c) => [c.seq, c.offset, c.stream, c.data])).toEqual([
+      [1, 0, 'stdout', 'hello '],
+      [2, 6, 'stderr', 'wörld\n'],
+      [3, 13, 'stdout', 'bye\n'],
+    ]);
+    expect(all.nextOffset).toBe(17);
+    expect(all.ended).toBe(false);
+    const mid = await store.readLogs(run.id, 3, 1);
+    expect(mid.chunks.map((c) => [c.offset, c.data])).toEqual([[3, 'lo ']]);
+    expect(mid.nextOffset).toBe(6);
+    expect((await store.readLogs(run.id, 17, 100)).chunks).toEqual([]);
+    await store.finishRuns([result(run, 'succeeded', 0)], T0 + 10);
+    expect((await store.readLogs(run.id, 17, 100)).ended).toBe(true);
+    await expect(store.readLogs(999_999, 0, 10)).rejects.toMatchObject({ code: 'RUN_NOT_FOUND' });
+    expect(t.id).toBeGreaterThan(0);
+  });
+
+  it('truncates a run log at the cap with one system note and drops the rest', async () => {
+    const { run } = await placed();
+    const tok = { runId: run.id, token: run.leaseToken };
+    const acks = await store.appendLogs(
+      [
+        { ...tok, stream: 'stdout', at: T0, data: '12345678' },
+        { ...tok, stream: 'stdout', at: T0, data: 'abcdefgh' },
+        { ...tok, stream: 'stdout', at: T0, data: 'dropped' },
+      ],
+      12,
+    );
+    expect(acks.every((a) => a.ok)).toBe(true);
+    expect(await store.appendLogs([{ ...tok, stream: 'stderr', at: T0, data: 'also dropped' }], 12)).toEqual([{ runId: run.id, ok: true }]);
+    const logs = await store.readLogs(run.id, 0, 100);
+    expect(logs.chunks.map((c) => [c.stream, c.data])).toEqual([
+      ['stdout', '12345678'],
+      ['stdout', 'abcd'],
+      ['system', '[tsched] log truncated at 12 bytes\n'],
+    ]);
+  });
+
+  // ------------------------------------------------------------ candidates and events
+
+  it('loads due candidates best first, plus those about to miss their deadline', async () => {
+    const mk = (priority: number, delayTolerance: number, dueAt: number | null = null) => task({ priority, delayTolerance, dueAt });
+    const ts = (
+      await store.submitTasks('alice', [mk(50, 60_000), mk(75, 60_000), mk(50, 10_000), mk(90, 1000, T0 + 100_000), mk(10, 5000)], {
+        now: T0,
+        actor: 'alice',
+      })
+    ).tasks;
+    const best = await store.loadCandidates(T0, 2, T0);
+    expect(best.map((t) => t.id)).toEqual([ts[1]!.id, ts[2]!.id]);
+    // With urgentBefore past the low-priority task's deadline, it comes along although the limit is reached.
+    const withUrgent = await store.loadCandidates(T0, 2, T0 + 6000);
+    expect(withUrgent.map((t) => t.id)).toEqual([ts[1]!.id, ts[2]!.id, ts[4]!.id]);
+    expect((await store.loadCandidates(T0, 10, T0)).map((t) => t.id)).not.toContain(ts[3]!.id);
+    expect(await store.nextDueAt()).toBe(T0);
+  });
+
+  it('writes an event for every change of a full lifecycle', async () => {
+    const { run, worker, task: t } = await placed({ totalAttempts: 2 });
+    await store.startRuns([{ runId: run.id, token: run.leaseToken, at: T0 }], T0);
+    await store.finishRuns([result(run, 'failed', 1)], T0 + 1000);
+    const due = (await store.getTask(t.id, null))!.dueAt;
+    const { runs } = await store.applyPlan([{ taskId: t.id, workerId: worker.id, allocation: alloc(100, MB) }], ctx(due));
+    await store.startRuns([{ runId: runs[0]!.id, token: runs[0]!.leaseToken, at: due }], due);
+    await store.finishRuns([result(runs[0]!, 'succeeded', 0, due + 10)], due + 10);
+    const events = await store.listEvents(t.id);
+    expect(events.map((e) => `${e.type}:${e.from ?? ''}>${e.to ?? ''}`)).toEqual([
+      'task.submitted:>waiting',
+      'task.claimed:waiting>in_progress',
+      'run.assigned:>assigned',
+      'run.started:assigned>running',
+      'run.failed:running>failed',
+      'task.retry_scheduled:in_progress>waiting',
+      'task.claimed:waiting>in_progress',
+      'run.assigned:>assigned',
+      'run.started:assigned>running',
+      'run.succeeded:running>succeeded',
+      'task.done:in_progress>done',
+    ]);
+    expect(events.map((e) => e.actor)).toEqual([
+      'alice',
+      'scheduler',
+      'scheduler',
+      'worker:w1',
+      'worker:w1',
+      'worker:w1',
+      'scheduler',
+      'scheduler',
+      'worker:w1',
+      'worker:w1',
+      'worker:w1',
+    ]);
+    expect((await store.listEvents(t.id, events[5]!.id)).length).toBe(5);
+    expect((await store.listRuns(t.id)).map((r) => [r.attempt, r.state])).toEqual([
+      [1, 'failed'],
+      [2, 'succeeded'],
+    ]);
+  });
+
+  it('stores and finds tokens by hash', async () => {
+    await store.putToken({ tokenHash: 'abc', userId: 'alice', role: 'user', name: 'laptop' });
+    await store.putToken({ tokenHash: 'abc', userId: 'alice', role: 'admin', name: 'laptop' });
+    expect(await store.findToken('abc')).toEqual({ tokenHash: 'abc', userId: 'alice', role: 'admin', name: 'laptop' });
+    expect(await store.findToken('nope')).toBeNull();
+  });
+});
+
+describe('openStore', () => {
+  it('opens SQLite from sqlite: URLs and plain paths', async () => {
+    for (const url of [`sqlite:${join(tmpRoot, 'a', 'x.db')}`, join(tmpRoot, 'b.db'), ':memory:']) {
+      const s = openStore({ url });
+      expect(s.kind).toBe('sqlite');
+      await s.migrate();
+      expect((await s.countTasks(null)).waiting).toBe(0);
+      await s.close();
+    }
+  });
+
+  it('opens PostgreSQL from postgres:// and postgresql:// URLs', () => {
+    expect(openStore({ url: 'postgres://u@localhost:1/db?schema=abc' }).kind).toBe('postgres');
+    expect(openStore({ url: 'postgresql://u@localhost:1/db' }).kind).toBe('postgres');
+  });
+
+  it('names the problem with a bad URL or schema', () => {
+    expect(() => openStore({ url: 'mysql://x' })).toThrow(/unsupported database URL scheme/);
+    expect(() => openStore({ url: '' })).toThrow(TschedError);
+    expect(() => openStore({ url: 'postgres://u@localhost/db?schema=a;drop' })).toThrow(/schema/);
+  });
+});
