@@ -27,6 +27,8 @@ export interface SchedulerConfig {
   maxPlacementsPerPass?: number;
   /** How many distinct start estimates one pass computes for unplaced tasks (each costs a scan of the workers). */
   maxEstimatesPerPass?: number;
+  /** Build explanations for unplaced candidates (default true). Simulations and benchmarks may turn this off. */
+  explain?: boolean;
 }
 
 export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = Object.freeze({
@@ -71,6 +73,7 @@ export function resolveConfig(partial: Partial<SchedulerConfig> = {}): Scheduler
     const v = c[k];
     if (v !== undefined && !(Number.isInteger(v) && v >= 0)) issues.push({ path: `scheduler.${k}`, message: 'expected an integer >= 0' });
   }
+  if (c.explain !== undefined && typeof c.explain !== 'boolean') issues.push({ path: 'scheduler.explain', message: 'expected true or false' });
   if (typeof c.quotas !== 'object' || c.quotas === null)
     issues.push({ path: 'scheduler.quotas', message: 'expected an object of owner → quota' });
   else for (const [owner, q] of Object.entries(c.quotas)) checkQuota(`scheduler.quotas.${owner}`, q, issues);

@@ -639,7 +639,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const bandSizes = new Map<number, number>();
   for (const e of ranked) bandSizes.set(e.band, (bandSizes.get(e.band) ?? 0) + 1);
   for (const e of ranked) {
-    if (e.outcome.kind === 'placed') continue;
+    if (e.outcome.kind === 'placed' || cfg.explain === false) continue;
     explanations.set(e.task.id, buildExplanation(st, e, bandSizes.get(e.band) ?? 0));
   }
   stats.unplaced = snapshot.tasks.length - stats.placed;
