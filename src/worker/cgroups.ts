@@ -1,0 +1,349 @@
+// Per-run control groups: hard memory and CPU limits, peak-memory and CPU accounting, and a way to kill every
+// process of a run even if it left its process group. Detects cgroup v2 (unified) or v1 (one mount per
+// controller, possibly combined like "cpu,cpuacct"), creates the run cgroups under the worker's own cgroup
+// (from /proc/self/cgroup) in `tsched/<worker>/r<runId>`, and checks writability once at start.
+//
+// Processes enter a run's cgroup through a tiny /bin/sh wrapper that writes its own pid into cgroup.procs and
+// then execs the task: the task is inside before its first instruction, so nothing it forks can escape.
+
+import { existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RunUsage } from '../domain/task.js';
+
+export type CgroupMode = 'cgroup-v1' | 'cgroup-v2';
+
+export interface RunLimits {
+  /** bytes; 0 = none */
+  memory: number;
+  /** millicores; 0 = none */
+  cpus: number;
+}
+
+export interface RunCgroup {
+  /** cgroup.procs files the wrapper must join, in order. */
+  readonly procsFiles: string[];
+  pids(): Promise<number[]>;
+  /** SIGKILL every process in the cgroup, until it is empty (or a few rounds passed). */
+  killAll(): Promise<void>;
+  usage(): Promise<RunUsage>;
+  /** Whether the kernel's OOM killer fired in this cgroup. */
+  oomKilled(): Promise<boolean>;
+  remove(): Promise<void>;
+}
+
+export interface Cgroups {
+  readonly mode: CgroupMode;
+  readonly memory: boolean;
+  readonly cpu: boolean;
+  /** Whether CPU time can be read (cpuacct on v1, cpu.stat on v2). */
+  readonly cpuAccounting: boolean;
+  create(runId: number, limits: RunLimits): Promise<RunCgroup>;
+  /** Kills and removes run cgroups a previous life of this worker left behind; returns how many. */
+  sweepLeftovers(): Promise<number>;
+}
+
+const CFS_PERIOD_US = 100_000;
+
+function sanitize(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100) || 'worker';
+}
+
+async function readNum(file: string): Promise<number | null> {
+  try {
+    const n = Number((await fsp.readFile(file, 'utf8')).trim());
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+async function readKeyed(file: string, key: string): Promise<number | null> {
+  try {
+    const text = await fsp.readFile(file, 'utf8');
+    for (const line of text.split('\n')) {
+      const [k, v] = line.split(/\s+/);
+      if (k === key) return Number(v);
+    }
+  } catch {
+    /* absent */
+  }
+  return null;
+}
+
+async function readPids(dir: string): Promise<number[]> {
+  try {
+    const text = await fsp.readFile(join(dir, 'cgroup.procs'), 'utf8');
+    return text
+      .split('\n')
+      .filter((s) => s !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function killDirs(dirs: string[], useCgroupKill: boolean): Promise<void> {
+  for (let round = 0; round < 50; round++) {
+    let any = false;
+    for (const d of dirs) {
+      if (useCgroupKill) await fsp.writeFile(join(d, 'cgroup.kill'), '1').catch(() => {});
+      for (const pid of await readPids(d)) {
+        any = true;
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    if (!any) return;
+    await sleep(round < 5 ? 5 : 20);
+  }
+}
+
+async function removeDirs(dirs: string[]): Promise<void> {
+  for (const d of dirs) {
+    for (let i = 0; i < 20; i++) {
+      try {
+        await fsp.rmdir(d);
+        break;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') break;
+        // EBUSY: killed processes not reaped yet.
+        await sleep(10 * (i + 1));
+      }
+    }
+  }
+}
+
+interface V1Mount {
+  controllers: string[];
+  dir: string; // the worker's base dir in this hierarchy: <mount>/<own path>/tsched/<name>
+}
+
+/** Parses /proc/self/mountinfo for cgroup v1 mounts: controller list → mountpoint and mount root. */
+function v1Mounts(): Array<{ controllers: string[]; mountpoint: string; root: string }> {
+  const out: Array<{ controllers: string[]; mountpoint: string; root: string }> = [];
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const left = line.slice(0, sep).split(' ');
+    const right = line.slice(sep + 3).split(' ');
+    if (right[0] !== 'cgroup') continue;
+    const opts = (right[2] ?? '').split(',');
+    const controllers = opts.filter((o) => ['memory', 'cpu', 'cpuacct'].includes(o));
+    if (controllers.length === 0) continue;
+    out.push({ controllers, mountpoint: left[4] as string, root: left[3] as string });
+  }
+  return out;
+}
+
+function ownCgroupPaths(): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+    const [, ctrls, path] = line.split(':');
+    if (ctrls === undefined || path === undefined) continue;
+    if (ctrls === '') m.set('', path);
+    for (const c of ctrls.split(',')) m.set(c, path);
+  }
+  return m;
+}
+
+function relative(path: string, root: string): string {
+  if (root !== '/' && (path === root || path.startsWith(`${root}/`))) return path.slice(root.length) || '/';
+  return path;
+}
+
+async function probeDir(dir: string): Promise<boolean> {
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+    const probe = join(dir, `probe-${process.pid}`);
+    await fsp.mkdir(probe);
+    await fsp.rmdir(probe);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function detectV1(workerName: string): Promise<Cgroups | null> {
+  const own = ownCgroupPaths();
+  const mounts = v1Mounts();
+  const pick = async (ctrl: string): Promise<V1Mount | null> => {
+    const m = mounts.find((x) => x.controllers.includes(ctrl));
+    const path = own.get(ctrl);
+    if (!m || path === undefined) return null;
+    const dir = join(m.mountpoint, relative(path, m.root), 'tsched', sanitize(workerName));
+    return (await probeDir(dir)) ? { controllers: m.controllers, dir } : null;
+  };
+  const mem = await pick('memory');
+  const cpu = await pick('cpu');
+  let acct = await pick('cpuacct');
+  if (acct && cpu && acct.dir === cpu.dir) acct = null; // combined "cpu,cpuacct" mount: one dir serves both
+  const cpuHasAcct = cpu?.controllers.includes('cpuacct') ?? false;
+  if (!mem && !cpu) return null;
+  const hierarchies = [mem, cpu, acct].filter((x): x is V1Mount => x !== null);
+
+  return {
+    mode: 'cgroup-v1',
+    memory: mem !== null,
+    cpu: cpu !== null,
+    cpuAccounting: acct !== null || cpuHasAcct,
+    async create(runId, limits) {
+      const leaf = `r${runId}`;
+      const memDir = mem ? join(mem.dir, leaf) : null;
+      const cpuDir = cpu ? join(cpu.dir, leaf) : null;
+      const acctDir = acct ? join(acct.dir, leaf) : cpuHasAcct ? cpuDir : null;
+      const dirs = hierarchies.map((h) => join(h.dir, leaf));
+      await Promise.all(
+        dirs.map((d) => fsp.mkdir(d).catch((e: NodeJS.ErrnoException) => (e.code === 'EEXIST' ? undefined : Promise.reject(e)))),
+      );
+      const writes: Promise<void>[] = [];
+      if (memDir && limits.memory > 0) {
+        // limit first, then memsw (memsw must be >= limit): no swap beyond the limit.
+        writes.push(
+          fsp
+            .writeFile(join(memDir, 'memory.limit_in_bytes'), String(limits.memory))
+            .then(() => fsp.writeFile(join(memDir, 'memory.memsw.limit_in_bytes'), String(limits.memory)).catch(() => {})),
+        );
+      }
+      if (cpuDir && limits.cpus > 0) {
+        const quota = Math.max(1000, Math.round((limits.cpus / 1000) * CFS_PERIOD_US));
+        writes.push(fsp.writeFile(join(cpuDir, 'cpu.cfs_quota_us'), String(quota)));
+      }
+      try {
+        await Promise.all(writes);
+      } catch (e) {
+        await removeDirs(dirs);
+        throw e;
+      }
+      return {
+        procsFiles: dirs.map((d) => join(d, 'cgroup.procs')),
+        pids: async () => [...new Set((await Promise.all(dirs.map(readPids))).flat())],
+        killAll: () => killDirs(dirs, false),
+        async usage() {
+          const [peak, cpuNs] = await Promise.all([
+            memDir ? readNum(join(memDir, 'memory.max_usage_in_bytes')) : null,
+            acctDir ? readNum(join(acctDir, 'cpuacct.usage')) : null,
+          ]);
+          return { peakMemory: peak, cpuSeconds: cpuNs === null ? null : cpuNs / 1e9 };
+        },
+        async oomKilled() {
+          if (!memDir) return false;
+          const n = await readKeyed(join(memDir, 'memory.oom_control'), 'oom_kill');
+          if (n !== null) return n > 0;
+          return ((await readNum(join(memDir, 'memory.failcnt'))) ?? 0) > 0;
+        },
+        remove: () => removeDirs(dirs),
+      };
+    },
+    async sweepLeftovers() {
+      let n = 0;
+      const seen = new Set<string>();
+      for (const h of hierarchies) {
+        const entries = await fsp.readdir(h.dir).catch(() => [] as string[]);
+        const runDirs = entries.filter((e) => /^r\d+$/.test(e)).map((e) => join(h.dir, e));
+        await killDirs(runDirs, false);
+        await removeDirs(runDirs);
+        for (const d of entries) if (/^r\d+$/.test(d)) seen.add(d);
+      }
+      n = seen.size;
+      return n;
+    },
+  };
+}
+
+async function detectV2(workerName: string): Promise<Cgroups | null> {
+  const own = ownCgroupPaths().get('') ?? '/';
+  const root = '/sys/fs/cgroup';
+  let base = join(root, own);
+  const enable = async (dir: string) => {
+    const avail = (await fsp.readFile(join(dir, 'cgroup.controllers'), 'utf8')).split(/\s+/);
+    const want = ['memory', 'cpu'].filter((c) => avail.includes(c));
+    if (want.length > 0) await fsp.writeFile(join(dir, 'cgroup.subtree_control'), want.map((c) => `+${c}`).join(' '));
+    return want;
+  };
+  try {
+    // "No internal processes": our own cgroup can only delegate if we leave it, so move into a leaf first.
+    try {
+      await enable(base);
+    } catch {
+      const leaf = join(base, 'tsched-agent');
+      await fsp.mkdir(leaf, { recursive: true });
+      await fsp.writeFile(join(leaf, 'cgroup.procs'), String(process.pid));
+      await enable(base);
+    }
+    base = join(base, 'tsched');
+    await fsp.mkdir(base, { recursive: true });
+    await enable(base);
+    base = join(base, sanitize(workerName));
+    await fsp.mkdir(base, { recursive: true });
+    const got = await enable(base);
+    if (!(await probeDir(base))) return null;
+    const hasMem = got.includes('memory');
+    const hasCpu = got.includes('cpu');
+    if (!hasMem && !hasCpu) return null;
+    const dirBase = base;
+    return {
+      mode: 'cgroup-v2',
+      memory: hasMem,
+      cpu: hasCpu,
+      cpuAccounting: true,
+      async create(runId, limits) {
+        const dir = join(dirBase, `r${runId}`);
+        await fsp.mkdir(dir).catch((e: NodeJS.ErrnoException) => (e.code === 'EEXIST' ? undefined : Promise.reject(e)));
+        try {
+          if (hasMem && limits.memory > 0) {
+            await fsp.writeFile(join(dir, 'memory.max'), String(limits.memory));
+            await fsp.writeFile(join(dir, 'memory.swap.max'), '0').catch(() => {});
+          }
+          if (hasCpu && limits.cpus > 0) {
+            const quota = Math.max(1000, Math.round((limits.cpus / 1000) * CFS_PERIOD_US));
+            await fsp.writeFile(join(dir, 'cpu.max'), `${quota} ${CFS_PERIOD_US}`);
+          }
+        } catch (e) {
+          await removeDirs([dir]);
+          throw e;
+        }
+        const hasKill = existsSync(join(dir, 'cgroup.kill'));
+        return {
+          procsFiles: [join(dir, 'cgroup.procs')],
+          pids: () => readPids(dir),
+          killAll: () => killDirs([dir], hasKill),
+          async usage() {
+            const [peak, usec] = await Promise.all([readNum(join(dir, 'memory.peak')), readKeyed(join(dir, 'cpu.stat'), 'usage_usec')]);
+            return { peakMemory: peak, cpuSeconds: usec === null ? null : usec / 1e6 };
+          },
+          async oomKilled() {
+            return ((await readKeyed(join(dir, 'memory.events'), 'oom_kill')) ?? 0) > 0;
+          },
+          remove: () => removeDirs([dir]),
+        };
+      },
+      async sweepLeftovers() {
+        const entries = (await fsp.readdir(dirBase).catch(() => [] as string[]))
+          .filter((e) => /^r\d+$/.test(e))
+          .map((e) => join(dirBase, e));
+        await killDirs(entries, true);
+        await removeDirs(entries);
+        return entries.length;
+      },
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** Finds usable cgroups, or null when none can be created here (then the RSS watcher enforces memory). */
+export async function detectCgroups(workerName: string): Promise<Cgroups | null> {
+  if (process.platform !== 'linux') return null;
+  try {
+    if (existsSync('/sys/fs/cgroup/cgroup.controllers')) return await detectV2(workerName);
+    return await detectV1(workerName);
+  } catch {
+    return null;
+  }
+}
