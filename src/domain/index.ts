@@ -7,3 +7,4 @@ export * from './units.js';
 export * from './worker.js';
 export * from './queue-policy.js';
 export * from './task-spec.js';
+export * from './recurrence.js';
