@@ -5,39 +5,14 @@
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseSize } from '../domain/units.js';
+import type { ClusterOptions } from '../server/cluster.js';
+import type { EmbeddedOptions } from '../server/embedded.js';
 import { describeSource, resolveConfig, writeConfig } from './config.js';
 import { UsageError } from './errors.js';
 
 type ExecutorName = 'shell' | 'docker';
 
-// The shapes this CLI relies on (the modules' own types are the source of truth; these mirror them so
-// that the CLI builds and loads without them).
-interface EmbeddedHandle {
-  url: string;
-  token: string;
-  workerToken: string;
-  dataDir: string;
-  close(): Promise<void>;
-}
-interface EmbeddedModule {
-  startEmbedded(opts: {
-    port?: number;
-    host?: string;
-    dataDir: string;
-    cpus?: number;
-    memory?: number;
-    executors?: ExecutorName[];
-  }): Promise<EmbeddedHandle>;
-}
-interface ClusterModule {
-  startServer(opts: {
-    db: string;
-    listen?: string;
-    host?: string;
-    port?: number;
-    advertiseUrl?: string;
-  }): Promise<{ url: string; close(): Promise<void> }>;
-}
+// The worker agent's shape as this CLI relies on it; loaded by name so the CLI builds without it.
 interface WorkerOptions {
   server: string;
   token: string;
@@ -162,7 +137,7 @@ export interface UpFlags {
 }
 
 export async function runUp(f: UpFlags): Promise<void> {
-  const opts: Parameters<EmbeddedModule['startEmbedded']>[0] = { dataDir: resolve(f.dataDir ?? './.tsched') };
+  const opts: EmbeddedOptions = { dataDir: resolve(f.dataDir ?? './.tsched') };
   const port = parsePortFlag('--port', f.port);
   if (port !== undefined) opts.port = port;
   if (f.host !== undefined) opts.host = f.host;
@@ -173,7 +148,7 @@ export async function runUp(f: UpFlags): Promise<void> {
   const executors = parseExecutors(f.executors);
   if (executors) opts.executors = executors;
 
-  const { startEmbedded } = await load<EmbeddedModule>('../server/embedded.js', 'the embedded server');
+  const { startEmbedded } = await import('../server/embedded.js');
   const h = await startEmbedded(opts);
   const cfgPath = writeConfig({ url: h.url, token: h.token });
   if (f.json) {
@@ -195,6 +170,8 @@ export async function runUp(f: UpFlags): Promise<void> {
 
 export interface ServerFlags {
   db?: string;
+  adminToken?: string;
+  workerToken?: string;
   listen?: string;
   advertiseUrl?: string;
   json?: boolean;
@@ -204,7 +181,11 @@ export async function runServer(f: ServerFlags): Promise<void> {
   const db = f.db ?? process.env.TSCHED_DB;
   if (!db) throw new UsageError('--db: expected a PostgreSQL URL such as postgres://user@host:5432/tsched (or set TSCHED_DB)');
   if (!/^postgres(ql)?:\/\//.test(db)) throw new UsageError(`--db: expected a postgres:// URL, got "${db}"`);
-  const opts: Parameters<ClusterModule['startServer']>[0] = { db };
+  const opts: ClusterOptions = { db };
+  const adminToken = f.adminToken ?? process.env.TSCHED_ADMIN_TOKEN;
+  const workerToken = f.workerToken ?? process.env.TSCHED_WORKER_TOKEN;
+  if (adminToken) opts.adminToken = adminToken;
+  if (workerToken) opts.workerToken = workerToken;
   if (f.listen !== undefined) {
     const m = /^(?:(.*):)?(\d+)$/.exec(f.listen);
     if (!m || Number(m[2]) > 65535) throw new UsageError(`--listen: expected HOST:PORT or PORT such as 0.0.0.0:7420, got "${f.listen}"`);
@@ -220,10 +201,13 @@ export async function runServer(f: ServerFlags): Promise<void> {
     }
     opts.advertiseUrl = f.advertiseUrl;
   }
-  const { startServer } = await load<ClusterModule>('../server/cluster.js', 'the cluster server');
+  const { startServer } = await import('../server/cluster.js');
   const h = await startServer(opts);
-  if (f.json) out(JSON.stringify({ url: h.url }));
-  else out(`tsched server listening at ${h.url} (PostgreSQL store). Ctrl-C stops it.`);
+  if (f.json) out(JSON.stringify({ url: h.url, token: h.token, workerToken: h.workerToken }));
+  else {
+    out(`tsched server listening at ${h.url} (PostgreSQL store). Ctrl-C stops it.`);
+    if (!adminToken) err('tsched: no --admin-token (or TSCHED_ADMIN_TOKEN) given: only tokens already in the database are accepted');
+  }
   const sig = await untilSignal();
   err(`tsched: ${sig}, stopping…`);
   await h.close();

@@ -130,7 +130,9 @@ export function buildProgram(ctx: ErrorContext): Command {
     .option('--db <url>', 'PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/tsched (env TSCHED_DB)')
     .option('--listen <host:port>', 'address to listen on', '0.0.0.0:7420')
     .option('--advertise-url <url>', 'URL other replicas and workers use to reach this one')
-    .option('--json', 'print {url} as JSON')
+    .option('--admin-token <token>', 'bootstrap admin token, registered at start (env TSCHED_ADMIN_TOKEN)')
+    .option('--worker-token <token>', 'bootstrap worker token, registered at start (env TSCHED_WORKER_TOKEN)')
+    .option('--json', 'print {url, token, workerToken} as JSON')
     .action((f) => runServer(f));
 
   const worker = sub('worker')
@@ -298,7 +300,14 @@ export function buildProgram(ctx: ErrorContext): Command {
             if (f.json) {
               process.stdout.write(`${JSON.stringify(item)}\n`);
             } else if ('end' in item) {
-              note(`[tsched] run ended: ${item.end.outcome ?? 'unknown'}`);
+              if (item.end.runId === null)
+                note(`[tsched] task ${n} ended without running${item.end.status ? ` (${item.end.status})` : ''}`);
+              else
+                note(
+                  `[tsched] run ${item.end.runId} ended: ${item.end.outcome ?? 'unknown'}${item.end.status ? `; task ${item.end.status}` : ''}`,
+                );
+            } else if ('run' in item) {
+              note(`[tsched] a new attempt started: run ${item.run.runId}`);
             } else writeChunk(item);
           }
         } catch (err) {
@@ -361,7 +370,7 @@ export function buildProgram(ctx: ErrorContext): Command {
       if (f.json) return json({ explanation: x });
       if (x) return out(explanationText(x));
       const { task } = await c.getTask(n);
-      out(`task ${n} is not waiting (it is ${task.status}); see tsched show ${n}`);
+      out(`task ${n} is not waiting (it is ${task.status.replace('_', ' ')}); see tsched show ${n}`);
     });
 
   sub('workers')

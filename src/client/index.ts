@@ -28,10 +28,17 @@ export interface LogPage {
   ended: boolean;
 }
 
-/** The last item of a followed log: the run ended with this outcome. */
+/** The last item of a followed log: the run ended with this outcome (runId null: the task never ran). */
 export interface LogEnd {
-  end: { outcome: RunOutcome | null; runId?: number | null };
+  end: { outcome: RunOutcome | null; runId: number | null; status?: TaskStatus | null };
 }
+
+/** A followed log moved on to a newer run of the task (a retry started). */
+export interface LogRunSwitch {
+  run: { runId: number };
+}
+
+export type FollowItem = LogChunk | LogEnd | LogRunSwitch;
 
 export interface ExplanationReason {
   code: string;
@@ -232,11 +239,11 @@ export class TschedClient {
   }
 
   /**
-   * Follows a run's log live (server-sent events) until the run ends; the last item is `{ end }`.
-   * If the task has not run yet, the server waits for its first run. A dropped stream is resumed from
-   * the last byte received, on the same run.
+   * Follows a task's log live (server-sent events) until it ends; the last item is `{ end }`. If the task
+   * has not run yet, the server waits for its first run; when a retry starts, `{ run }` announces the new
+   * run and its output follows. A dropped stream is resumed from the last byte received.
    */
-  async *followLogs(id: number, opts: { run?: number; offset?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogChunk | LogEnd> {
+  async *followLogs(id: number, opts: { run?: number; offset?: number; signal?: AbortSignal } = {}): AsyncGenerator<FollowItem> {
     let run = opts.run;
     let offset = opts.offset;
     let resumes = 0;
@@ -269,9 +276,17 @@ export class TschedClient {
               offset = chunk.offset + utf8Length(chunk.data);
               progressed = true;
               yield chunk;
+            } else if (msg.event === 'run') {
+              const sw = JSON.parse(msg.data) as { runId: number };
+              run = sw.runId;
+              offset = 0;
+              progressed = true;
+              yield { run: { runId: sw.runId } };
             } else if (msg.event === 'end') {
-              const end = (msg.data ? JSON.parse(msg.data) : {}) as LogEnd['end'];
-              yield { end: { outcome: end.outcome ?? null, ...(end.runId !== undefined ? { runId: end.runId } : {}) } };
+              const end = (msg.data ? JSON.parse(msg.data) : {}) as Partial<LogEnd['end']>;
+              const item: LogEnd = { end: { outcome: end.outcome ?? null, runId: end.runId ?? null } };
+              if (end.status !== undefined) item.end.status = end.status;
+              yield item;
               return;
             }
           }
