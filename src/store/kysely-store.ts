@@ -45,6 +45,8 @@ export interface StoreOptions {
 }
 
 const LIVE = "('assigned','running')";
+const TASK_STATE_COLUMNS =
+  'id, status, attempts, current_run_id, due_at, start_deadline, delay_tolerance, total_attempts, retry, execution_cap, paused, updated_at, finished_at, last_error, deadline_missed';
 const DAY = 86_400_000;
 /** Bound on bound parameters per statement (SQLite allows 32766, PostgreSQL 65535). */
 const MAX_PARAMS = 30_000;
@@ -182,6 +184,11 @@ export class KyselyStore implements Store {
 
   private lockTasks(ex: Exec, ids: number[]): Promise<TaskRow[]> {
     return this.selectIn<TaskRow>(ex, 'SELECT * FROM tasks WHERE id IN', [...new Set(ids)], ` ORDER BY id${this.lock}`);
+  }
+
+  /** Like lockTasks, but only the columns the queue manager and saveTasks use (wide rows are costly to read). */
+  private lockTaskStates(ex: Exec, ids: number[]): Promise<TaskRow[]> {
+    return this.selectIn<TaskRow>(ex, `SELECT ${TASK_STATE_COLUMNS} FROM tasks WHERE id IN`, [...new Set(ids)], ` ORDER BY id${this.lock}`);
   }
 
   private lockRuns(ex: Exec, ids: number[]): Promise<RunRow[]> {
@@ -635,7 +642,7 @@ export class KyselyStore implements Store {
     return this.backend.read(async (ex) => {
       // Walks tasks_ready in order; stops after `limit` due rows.
       const best = await ex.all<TaskRow>(
-        "SELECT * FROM tasks WHERE status = 'waiting' AND due_at <= ? AND paused = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
+        "SELECT * FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
         [now, limit],
       );
       // Walks tasks_deadline from the earliest deadline: the ones about to be promoted, whatever their priority.
@@ -710,7 +717,7 @@ export class KyselyStore implements Store {
       for (const d of plan) {
         const reject = (reason: string) => rejected.push({ taskId: d.taskId, workerId: d.workerId, reason });
         const task = tasks.get(d.taskId);
-        if (!task || task.status !== 'waiting' || Number(task.paused) === 1) {
+        if (task?.status !== 'waiting' || Number(task.paused) === 1) {
           reject('task_not_waiting');
           continue;
         }
@@ -719,7 +726,7 @@ export class KyselyStore implements Store {
           continue;
         }
         const worker = workers.get(d.workerId);
-        if (!worker || worker.state !== 'active') {
+        if (worker?.state !== 'active') {
           reject('worker_unavailable');
           continue;
         }

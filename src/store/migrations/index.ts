@@ -137,6 +137,17 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE TABLE leader (id TEXT PRIMARY KEY, holder TEXT, epoch BIGINT NOT NULL, expires_at BIGINT NOT NULL)',
     ],
   },
+  {
+    version: 2,
+    name: 'covering indexes for the placement and delivery paths',
+    statements: [
+      // applyPlan sums live cpu/memory and collects ports per worker from the index alone.
+      'CREATE INDEX runs_worker_load ON runs (worker_id, state, cpus, memory, ports)',
+      'DROP INDEX runs_worker',
+      // takeAssignments: only undelivered runs, however many delivered ones wait to start.
+      "CREATE INDEX runs_undelivered ON runs (worker_id, id) WHERE state = 'assigned' AND delivered = 0",
+    ],
+  },
 ];
 
 /** Applies every migration not yet recorded in schema_migrations, in one transaction. */
