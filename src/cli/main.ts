@@ -10,9 +10,7 @@ import { describeSource, maskToken, readConfig, resolveConfig } from './config.j
 import { runServer, runUp, runWorker } from './daemons.js';
 import { type ErrorContext, EXIT, renderError, UsageError } from './errors.js';
 import { eventTable, explanationText, taskDetail, taskTable, workerTable } from './format.js';
-import { readManifestFile } from './manifest.js';
 import { type SubmitFlags, taskFromFlags } from './task-flags.js';
-import { validateTasks } from './validate.js';
 
 const VERSION = '0.1.0';
 
@@ -201,6 +199,8 @@ export function buildProgram(ctx: ErrorContext): Command {
         f: SubmitFlags & { file?: string; idempotencyKey?: string; wait?: boolean; json?: boolean },
         cmd: Command,
       ) => {
+        // Loaded here, not at start: TypeBox and YAML cost ~120 ms that other commands need not pay.
+        const [{ readManifestFile }, { validateTasks }] = await Promise.all([import('./manifest.js'), import('./validate.js')]);
         let inputs: ReturnType<typeof taskFromFlags>[];
         let batch: boolean;
         if (f.file !== undefined) {
