@@ -73,7 +73,8 @@ export function resolveConfig(partial: Partial<SchedulerConfig> = {}): Scheduler
     const v = c[k];
     if (v !== undefined && !(Number.isInteger(v) && v >= 0)) issues.push({ path: `scheduler.${k}`, message: 'expected an integer >= 0' });
   }
-  if (c.explain !== undefined && typeof c.explain !== 'boolean') issues.push({ path: 'scheduler.explain', message: 'expected true or false' });
+  if (c.explain !== undefined && typeof c.explain !== 'boolean')
+    issues.push({ path: 'scheduler.explain', message: 'expected true or false' });
   if (typeof c.quotas !== 'object' || c.quotas === null)
     issues.push({ path: 'scheduler.quotas', message: 'expected an object of owner → quota' });
   else for (const [owner, q] of Object.entries(c.quotas)) checkQuota(`scheduler.quotas.${owner}`, q, issues);

@@ -101,7 +101,7 @@ const configArb: fc.Arbitrary<Partial<SchedulerConfig>> = fc.record({
   deferralThreshold: fc.double({ min: 0.3, max: 1, noNaN: true }),
   deferralSlackMs: fc.integer({ min: 0, max: 120 }).map((x) => x * MIN),
   urgencyWindowMs: fc.integer({ min: 0, max: 30 }).map((x) => x * MIN),
-  quotas: fc.constantFrom({}, { alice: { cpus: 3000 } }, { bob: { memory: 2 * GiB } }),
+  quotas: fc.constantFrom<SchedulerConfig['quotas']>({}, { alice: { cpus: 3000 } }, { bob: { memory: 2 * GiB } }),
   maxPlacementsPerPass: fc.constantFrom(undefined, undefined, 3),
 });
 
@@ -162,7 +162,12 @@ describe('plan properties', () => {
           if (e.reasons.some((r) => HELD.has(r.code))) continue;
           const t = byId.get(id) as Task;
           const band = effectivePriority(t, NOW, cfg);
-          const free = new Map(workers.map((w) => [w.id, { cpus: w.capacity.cpus - w.allocated.cpus, memory: w.capacity.memory - w.allocated.memory, ports: usedPorts(w) }]));
+          const free = new Map(
+            workers.map((w) => [
+              w.id,
+              { cpus: w.capacity.cpus - w.allocated.cpus, memory: w.capacity.memory - w.allocated.memory, ports: usedPorts(w) },
+            ]),
+          );
           for (const d of p.placements) {
             if (effectivePriority(byId.get(d.taskId) as Task, NOW, cfg) < band) continue;
             const f = free.get(d.workerId) as { cpus: number; memory: number; ports: Set<number> };
@@ -175,7 +180,8 @@ describe('plan properties', () => {
             const f = free.get(w.id) as { cpus: number; memory: number; ports: Set<number> };
             let freePorts = 0;
             if (w.capacity.ports) for (let x = w.capacity.ports.from; x <= w.capacity.ports.to; x++) if (!f.ports.has(x)) freePorts++;
-            const fitsHere = f.cpus >= t.resources.cpus && f.memory >= t.resources.memory && freePorts >= t.resources.ports + t.resources.portNames.length;
+            const fitsHere =
+              f.cpus >= t.resources.cpus && f.memory >= t.resources.memory && freePorts >= t.resources.ports + t.resources.portNames.length;
             expect(fitsHere, `task ${id} fits on ${w.id} but waits: ${e.message}`).toBe(false);
           }
         }

@@ -65,7 +65,7 @@ describe('reservation and EASY backfill', () => {
     let live: Array<{ runId: number; taskId: number; cpus: number; memory: number; endsBy: number }> = [
       { runId: 1, taskId: 100, cpus: 2000, memory: GiB, endsBy: NOW + 6 * MIN },
     ];
-    const waiting = new Map<number, Task>([[1, makeTask({ id: 1, cpus: 4000, memory: GiB, dueAt: NOW, delayTolerance: 60 * MIN })]]);
+    const waiting = new Map<number, Task>([[1, makeTask({ id: 1, cpus: 4000, memory: GiB, dueAt: NOW - MIN, delayTolerance: 60 * MIN })]]);
     let nextId = 2;
     let runId = 2;
     let bigStartedAt: number | null = null;
@@ -204,17 +204,21 @@ describe('off-peak deferral', () => {
     makeTask({ id: 3, cpus: 100, memory: 1, dueAt: NOW, delayTolerance: 120 * MIN, priority: 75 }), // high
   ];
 
-  it('holds delayable tasks while utilization is above the threshold', () => {
-    const p = plan({ workers: [busy(0.85)], tasks: tasks() }, NOW);
+  it('holds delayable tasks while utilization is above the threshold and other work needs the room', () => {
+    const needy = makeTask({ id: 4, cpus: 5000, memory: 1, dueAt: NOW, delayTolerance: 5 * MIN }); // fits nowhere now
+    const p = plan({ workers: [busy(0.85)], tasks: [...tasks(), needy] }, NOW);
     expect(placedIds(p).sort()).toEqual([2, 3]);
     const e = p.explanations.get(1);
     expect(e?.reasons[0]?.code).toBe('deferred_off_peak');
     expect(e?.estimatedStart).toBe(NOW + 90 * MIN);
-    expect(e?.message).toMatch(/Deferred to off-peak: the cluster is 8\d% busy/);
+    expect(e?.message).toMatch(/^Deferred to off-peak: the cluster is 8\d% busy \(threshold 80%\) and it has 2h of slack/);
+    expect(p.stats.deferred).toBe(1);
   });
 
-  it('lets them go once utilization drops', () => {
-    expect(placedIds(plan({ workers: [busy(0.5)], tasks: tasks() }, NOW)).sort()).toEqual([1, 2, 3]);
+  it('lets them go when nothing else waits for room, or once utilization drops', () => {
+    expect(placedIds(plan({ workers: [busy(0.85)], tasks: tasks() }, NOW)).sort()).toEqual([1, 2, 3]);
+    const needy = makeTask({ id: 4, cpus: 4000, memory: 1, dueAt: NOW, delayTolerance: 5 * MIN });
+    expect(placedIds(plan({ workers: [busy(0.5)], tasks: [...tasks(), needy] }, NOW)).sort()).toEqual([1, 2, 3, 4]);
   });
 });
 

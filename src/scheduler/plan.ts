@@ -414,8 +414,9 @@ export function effectivePriority(t: Task, now: number, cfg: Pick<SchedulerConfi
 }
 
 /** Within an owner's queue and between equals: least slack (earliest start deadline) first, then FIFO by id. */
+// Among equal slack, the longest execution cap goes first: in a batch it bounds the makespan (LPT).
 function bySlack(a: Task, b: Task): number {
-  return a.startDeadline - b.startDeadline || a.id - b.id;
+  return a.startDeadline - b.startDeadline || b.executionCap - a.executionCap || a.id - b.id;
 }
 
 interface OwnerQueue {
@@ -531,6 +532,84 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     };
   const acceptors = new Map<TaskClass, (pos: number) => boolean>();
 
+  const held: Ranked[] = [];
+
+  /** Quota, then feasibility and scoring; places the task or records why not. */
+  function attempt(entry: Ranked, mayReserve: boolean): boolean {
+    const t = entry.task;
+    const r = t.resources;
+    const nPorts = r.ports + r.portNames.length;
+    if (stats.placed >= maxPlacements) {
+      entry.outcome = { kind: 'pass_limit' };
+      stats.passLimited++;
+      return false;
+    }
+    const quota = st.quotaFor(t.owner);
+    const use = st.ownerUse.get(t.owner) ?? { cpus: 0, memory: 0 };
+    if (quota?.cpus !== undefined && use.cpus + r.cpus > quota.cpus) {
+      entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
+      stats.quotaBlocked++;
+      return false;
+    }
+    if (quota?.memory !== undefined && use.memory + r.memory > quota.memory) {
+      entry.outcome = { kind: 'quota', code: 'quota_memory', used: use.memory, limit: quota.memory };
+      stats.quotaBlocked++;
+      return false;
+    }
+    const cls = st.classOf(t);
+    let pos = -1;
+    rejectedByReservation = false;
+    const knownFail = cls.failed.some(([c, m, p]) => r.cpus >= c && r.memory >= m && nPorts >= p);
+    if (!knownFail && cls.members.length > 0) {
+      const mode: Mode = t.placement ?? cfg.placement;
+      const dom: Dominant = st.totalC > 0 && st.totalM > 0 && r.memory / st.totalM > r.cpus / st.totalC ? 1 : 0;
+      let acc = acceptors.get(cls);
+      if (!acc) {
+        acc = accept(cls);
+        acceptors.set(cls, acc);
+      }
+      current = t;
+      pos = cls.index.findBest(r.cpus, r.memory, nPorts, mode, dom, st.reservation ? acc : null);
+      current = null;
+    }
+    if (pos >= 0) {
+      const i = cls.members[pos];
+      const res = st.reservation;
+      if (res !== null && res.worker === i && now + t.executionCap > res.at) {
+        res.extraC -= r.cpus;
+        res.extraM -= r.memory;
+        res.extraP -= nPorts;
+      }
+      const allocation = st.take(i, t);
+      st.passOwner.set(t.id, t.owner);
+      placements.push({ taskId: t.id, workerId: snapshot.workers[i].id, allocation });
+      entry.outcome = { kind: 'placed', worker: i };
+      stats.placed++;
+      return true;
+    }
+    entry.outcome = { kind: 'unfit', cls, blockedByReservation: rejectedByReservation };
+    if (rejectedByReservation) stats.reservationBlocked++;
+    else if (!knownFail && cls.failed.length < 16) cls.failed.push([r.cpus, r.memory, nPorts]);
+    // The highest-ranked task blocked on resources gets a reservation where it fits soonest, so a stream of
+    // smaller tasks cannot starve it (EASY backfilling).
+    if (mayReserve && st.reservation === null && !rejectedByReservation && cls.members.length > 0) {
+      const e = st.earliestInClass(cls, r.cpus, r.memory, nPorts);
+      if (e) {
+        st.reservation = {
+          taskId: t.id,
+          rank: entry.rank,
+          worker: e.worker,
+          at: e.at,
+          extraC: e.free[0] - r.cpus,
+          extraM: e.free[1] - r.memory,
+          extraP: e.free[2] - nPorts,
+          cause: e.cause,
+        };
+      }
+    }
+    return false;
+  }
+
   for (const band of bandKeys) {
     const tasks = (bands.get(band) as Task[]).sort(bySlack);
     const queues = new Map<string, OwnerQueue>();
@@ -556,82 +635,28 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       rank++;
       const entry: Ranked = { task: t, band, promoted: promotedSet.has(t.id), rank, outcome: { kind: 'pass_limit' } };
       ranked.push(entry);
-      const r = t.resources;
-      const nPorts = r.ports + r.portNames.length;
-      const slack = t.startDeadline - now;
-      let placedHere = false;
-      if (stats.placed >= maxPlacements) {
-        entry.outcome = { kind: 'pass_limit' };
-        stats.passLimited++;
-      } else if (band < high && slack > cfg.deferralSlackMs && st.utilization() > cfg.deferralThreshold) {
+      if (band < high && t.startDeadline - now > cfg.deferralSlackMs && st.utilization() > cfg.deferralThreshold) {
+        // Off-peak candidate: decided after every other candidate (see below).
         entry.outcome = { kind: 'deferred', utilization: st.utilization() };
-        stats.deferred++;
-      } else {
-        const quota = st.quotaFor(t.owner);
-        const use = st.ownerUse.get(t.owner) ?? { cpus: 0, memory: 0 };
-        if (quota?.cpus !== undefined && use.cpus + r.cpus > quota.cpus) {
-          entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
-          stats.quotaBlocked++;
-        } else if (quota?.memory !== undefined && use.memory + r.memory > quota.memory) {
-          entry.outcome = { kind: 'quota', code: 'quota_memory', used: use.memory, limit: quota.memory };
-          stats.quotaBlocked++;
-        } else {
-          const cls = st.classOf(t);
-          let pos = -1;
-          rejectedByReservation = false;
-          const knownFail = cls.failed.some(([c, m, p]) => r.cpus >= c && r.memory >= m && nPorts >= p);
-          if (!knownFail && cls.members.length > 0) {
-            const mode: Mode = t.placement ?? cfg.placement;
-            const dom: Dominant = st.totalC > 0 && st.totalM > 0 && r.memory / st.totalM > r.cpus / st.totalC ? 1 : 0;
-            let acc = acceptors.get(cls);
-            if (!acc) {
-              acc = accept(cls);
-              acceptors.set(cls, acc);
-            }
-            current = t;
-            pos = cls.index.findBest(r.cpus, r.memory, nPorts, mode, dom, st.reservation ? acc : null);
-            current = null;
-          }
-          if (pos >= 0) {
-            const i = cls.members[pos];
-            const res = st.reservation;
-            if (res !== null && res.worker === i && now + t.executionCap > res.at) {
-              res.extraC -= r.cpus;
-              res.extraM -= r.memory;
-              res.extraP -= nPorts;
-            }
-            const allocation = st.take(i, t);
-            st.passOwner.set(t.id, t.owner);
-            placements.push({ taskId: t.id, workerId: snapshot.workers[i].id, allocation });
-            entry.outcome = { kind: 'placed', worker: i };
-            stats.placed++;
-            placedHere = true;
-          } else {
-            entry.outcome = { kind: 'unfit', cls, blockedByReservation: rejectedByReservation };
-            if (rejectedByReservation) stats.reservationBlocked++;
-            else if (!knownFail && cls.failed.length < 16) cls.failed.push([r.cpus, r.memory, nPorts]);
-            // The highest-ranked task blocked on resources gets a reservation where it fits soonest, so a
-            // stream of smaller tasks cannot starve it (EASY backfilling).
-            if (st.reservation === null && !rejectedByReservation && cls.members.length > 0) {
-              const e = st.earliestInClass(cls, r.cpus, r.memory, nPorts);
-              if (e) {
-                st.reservation = {
-                  taskId: t.id,
-                  rank,
-                  worker: e.worker,
-                  at: e.at,
-                  extraC: e.free[0] - r.cpus,
-                  extraM: e.free[1] - r.memory,
-                  extraP: e.free[2] - nPorts,
-                  cause: e.cause,
-                };
-              }
-            }
-          }
-        }
-      }
-      if (placedHere) q.share = st.share(q.owner);
+        held.push(entry);
+      } else if (attempt(entry, true)) q.share = st.share(q.owner);
       if (q.head < q.tasks.length) heap.push(q);
+    }
+  }
+
+  // Deferral holds delayable work back so that urgent work finds room. When every other candidate that could
+  // use the room got it, there is nothing to make room for, and the held tasks go now (in rank order). A held
+  // task that then finds no room stays deferred: lower bands may have taken the room while it was held.
+  const pressure = ranked.some((e) => e.outcome.kind === 'unfit' && e.outcome.cls.members.length > 0);
+  for (const entry of held) {
+    if (pressure) {
+      stats.deferred++;
+      continue;
+    }
+    const deferred = entry.outcome;
+    if (!attempt(entry, false)) {
+      if (entry.outcome.kind === 'unfit') entry.outcome = deferred;
+      if (entry.outcome.kind === 'deferred') stats.deferred++;
     }
   }
 
