@@ -247,7 +247,6 @@ export class DockerExecutor implements Executor {
           cmd = a.command;
         }
         if (cmd.length === 0) return fail('nothing_to_run: the task has no command, script or scriptPath');
-        if (o.allowDockerSocket) binds.push(`${o.socketPath ?? '/var/run/docker.sock'}:/var/run/docker.sock`);
         if (killReason) return killedResult() as ExecResult;
 
         const c = await this.docker.createContainer(this.containerSpec(a, cmd, binds));
@@ -388,7 +387,7 @@ export class DockerExecutor implements Executor {
         MemorySwap: mem, // equal to Memory: no swap on top of the limit
         PidsLimit: o.pidsLimit ?? 1024,
         PortBindings: bindings,
-        Binds: binds,
+        Binds: o.allowDockerSocket ? [...binds, `${o.socketPath ?? '/var/run/docker.sock'}:/var/run/docker.sock`] : binds,
         // docker-init as PID 1: forwards SIGTERM to the task and reaps its children.
         Init: true,
         AutoRemove: false,
