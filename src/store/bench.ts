@@ -50,13 +50,11 @@ export async function benchStore(store: Store, n: number, batch: number): Promis
     let w = 0;
     while (runs.length < n) {
       const cands = await store.loadCandidates(now, batch, now);
-      const plan = cands
-        .slice(0, n - runs.length)
-        .map((t) => ({
-          taskId: t.id,
-          workerId: workers[w++ % workers.length]!.id,
-          allocation: { cpus: 10, memory: 1000, ports: [], namedPorts: {} },
-        }));
+      const plan = cands.slice(0, n - runs.length).map((t) => ({
+        taskId: t.id,
+        workerId: workers[w++ % workers.length]!.id,
+        allocation: { cpus: 10, memory: 1000, ports: [], namedPorts: {} },
+      }));
       const res = await store.applyPlan(plan, { now, leaseMs: 60_000, epoch: null, actor: 'scheduler' });
       runs.push(...res.runs.map((r) => ({ runId: r.id, token: r.leaseToken })));
     }
@@ -84,17 +82,15 @@ export async function benchStore(store: Store, n: number, batch: number): Promis
   await timed(`finishRuns (batches of ${batch})`, n, async () => {
     for (let i = 0; i < n; i += batch) {
       await store.finishRuns(
-        runs
-          .slice(i, i + batch)
-          .map((r) => ({
-            ...r,
-            outcome: 'succeeded' as const,
-            exitCode: 0,
-            reason: null,
-            startedAt: now,
-            finishedAt: now,
-            usage: { peakMemory: null, cpuSeconds: null },
-          })),
+        runs.slice(i, i + batch).map((r) => ({
+          ...r,
+          outcome: 'succeeded' as const,
+          exitCode: 0,
+          reason: null,
+          startedAt: now,
+          finishedAt: now,
+          usage: { peakMemory: null, cpuSeconds: null },
+        })),
         now,
       );
     }

@@ -200,7 +200,7 @@ export class KyselyStore implements Store {
     const peek = await this.selectIn<{ task_id: number }>(ex, 'SELECT task_id FROM runs WHERE id IN', [...new Set(runIds)]);
     const tasks = new Map(
       (
-        await this.lockTasks(
+        await this.lockTaskStates(
           ex,
           peek.map((r) => Number(r.task_id)),
         )
@@ -678,7 +678,7 @@ export class KyselyStore implements Store {
       if (plan.length === 0) return { runs: [], rejected: [] };
       const tasks = new Map(
         (
-          await this.lockTasks(
+          await this.lockTaskStates(
             ex,
             plan.map((d) => d.taskId),
           )
