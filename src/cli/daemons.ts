@@ -7,42 +7,11 @@ import { join, resolve } from 'node:path';
 import { parseSize } from '../domain/units.js';
 import type { ClusterOptions } from '../server/cluster.js';
 import type { EmbeddedOptions } from '../server/embedded.js';
+import type { WorkerOptions } from '../worker/agent.js';
 import { describeSource, resolveConfig, writeConfig } from './config.js';
 import { UsageError } from './errors.js';
 
 type ExecutorName = 'shell' | 'docker';
-
-// The worker agent's shape as this CLI relies on it; loaded by name so the CLI builds without it.
-interface WorkerOptions {
-  server: string;
-  token: string;
-  name?: string;
-  cpus?: number;
-  memory?: number;
-  ports?: { from: number; to: number };
-  labels?: Record<string, string>;
-  executors?: ExecutorName[];
-  workDir: string;
-  scriptsRoot?: string;
-  keepFailedWorkDirs?: boolean;
-}
-interface WorkerModule {
-  startWorker(opts: WorkerOptions): Promise<{ stop(opts?: { drainTimeoutMs?: number }): Promise<void> }>;
-}
-
-async function load<T>(specifier: string, what: string): Promise<T> {
-  try {
-    return (await import(specifier)) as T;
-  } catch (err) {
-    if (
-      (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' &&
-      String((err as Error).message).includes(specifier.replace('../', ''))
-    ) {
-      throw new Error(`${what} is not part of this build (${specifier} is missing); run \`npm run build\``);
-    }
-    throw err;
-  }
-}
 
 // ---- flag parsing shared by the three commands
 
@@ -257,7 +226,7 @@ export async function runWorker(f: WorkerFlags, globals: { server?: string; toke
   if (!Number.isFinite(drainTimeoutMs) || drainTimeoutMs < 0)
     throw new UsageError(`--drain-timeout: expected seconds ≥ 0, got "${f.drainTimeout}"`);
 
-  const { startWorker } = await load<WorkerModule>('../worker/agent.js', 'the worker agent');
+  const { startWorker } = await import('../worker/agent.js');
   const h = await startWorker(opts);
   if (f.json) out(JSON.stringify({ name, server: cfg.url, workDir: opts.workDir }));
   else
