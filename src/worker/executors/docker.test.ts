@@ -284,6 +284,17 @@ describe.skipIf(!haveDocker)('docker executor (real Docker Engine)', () => {
     const { r } = await run({ image: 'tsched-test/absent-too:latest', command: ['true'] });
     expect(r.outcome).toBe('failed');
     expect(r.reason).toMatch(/^image_pull_failed: tsched-test\/absent-too:latest: ./);
+    // `always` pulls even a present image, so with no registry it cannot run.
+    const always = await run({ command: ['true'] }, executor({ pullPolicy: 'always' }));
+    expect(always.r.outcome).toBe('failed');
+    expect(always.r.reason).toMatch(/^image_pull_failed: tsched-test\/busybox:latest: ./);
+    expect(always.sink.text('system')).toContain('pulling tsched-test/busybox:latest (pull policy always)');
+    const bad = await run({ image: 'Not//A Valid:Ref', command: ['true'] });
+    expect(bad.r.outcome).toBe('failed');
+    expect(bad.r.reason).toBe('image_invalid: Not//A Valid:Ref: expected a Docker image reference without whitespace');
+    const upper = await run({ image: 'NotLowerCase/x', command: ['true'] });
+    expect(upper.r.outcome).toBe('failed');
+    expect(upper.r.reason).toMatch(/^image_(invalid|pull_failed): NotLowerCase\/x: ./);
   });
 
   it('cleans up a previous life: kills and removes the containers labelled with its worker name, only those', async () => {
@@ -337,6 +348,16 @@ describe.skipIf(!haveDocker)('docker executor (real Docker Engine)', () => {
     expect(spec.HostConfig?.PortBindings).toEqual({});
     expect(spec.HostConfig?.SecurityOpt).toEqual([]);
     expect(spec.HostConfig?.Binds).toEqual(['/var/run/docker.sock:/var/run/docker.sock']);
+    // Docker's floors (0.01 cpus, 6 MiB) apply to tiny allocations instead of a create error.
+    expect(spec.HostConfig?.NanoCpus).toBe(1_000_000_000);
+    expect(spec.HostConfig?.Memory).toBe(6 * MiB);
+    const tiny = loose.containerSpec(
+      assignment({ image: TEST_IMAGE, allocation: { cpus: 1, memory: 0, ports: [], namedPorts: {} } }),
+      ['true'],
+      [],
+    );
+    expect(tiny.HostConfig?.NanoCpus).toBe(10_000_000);
+    expect(tiny.HostConfig?.Memory).toBeUndefined();
     // The socket grant, live (running privileged is not possible inside this sandboxed CI host, so that one
     // is checked on the spec above).
     const p = start({ command: ['sh', '-c', 'test -S /var/run/docker.sock && echo socket'] }, executor({ allowDockerSocket: true }));

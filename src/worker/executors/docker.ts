@@ -49,6 +49,8 @@ export interface DockerExecutorOptions {
   onWarning?: (msg: string, err?: unknown) => void;
 }
 
+const MIN_MEMORY = 6 * 1024 * 1024;
+const MIN_NANO_CPUS = 10_000_000;
 const NO_USAGE: RunUsage = { peakMemory: null, cpuSeconds: null };
 /** Where an inline script or a scriptPath appears inside the container. */
 export const CONTAINER_SCRIPT_DIR = '/tsched';
@@ -216,7 +218,7 @@ export class DockerExecutor implements Executor {
         if (!a.image) return fail('invalid_assignment: the docker executor needs an image');
 
         // The image, by the pull policy. A kill during a long pull ends the run at once.
-        const imageProblem = await Promise.race([this.ensureImage(a.image), killed.then(() => null)]);
+        const imageProblem = await Promise.race([this.ensureImage(a.image, ctx.logs), killed.then(() => null)]);
         if (killReason) return killedResult() as ExecResult;
         if (imageProblem) return fail(imageProblem);
 
@@ -329,16 +331,20 @@ export class DockerExecutor implements Executor {
   }
 
   /** The image by the pull policy: null when it is there, else the reason the run fails. */
-  private async ensureImage(image: string): Promise<string | null> {
+  private async ensureImage(image: string, logs: LogSink): Promise<string | null> {
+    // Docker validates references itself (400); whitespace would not even make a valid request path.
+    if (/[\s\0]/.test(image)) return `image_invalid: ${image}: expected a Docker image reference without whitespace`;
     if (this.pullPolicy !== 'always') {
       try {
         await this.docker.getImage(image).inspect();
         return null;
       } catch (e) {
+        if (statusCode(e) === 400) return `image_invalid: ${image}: ${message(e)}`;
         if (statusCode(e) !== 404) throw e;
       }
       if (this.pullPolicy === 'never') return `image_not_found: ${image} (pull policy never)`;
     }
+    logs.write('system', `[tsched] pulling ${image} (pull policy ${this.pullPolicy})\n`);
     try {
       const progress = await this.docker.pull(image);
       await new Promise<void>((resolve, reject) =>
@@ -368,7 +374,9 @@ export class DockerExecutor implements Executor {
         }
       }
     }
-    const mem = a.allocation.memory > 0 ? a.allocation.memory : undefined;
+    // Docker's floors: 0.01 cpus and 6 MiB of memory. An allocation below them gets the floor.
+    const mem = a.allocation.memory > 0 ? Math.max(a.allocation.memory, MIN_MEMORY) : undefined;
+    const nanoCpus = a.allocation.cpus > 0 ? Math.max(Math.round(a.allocation.cpus * 1e6), MIN_NANO_CPUS) : undefined;
     return {
       name: `tsched-run-${a.runId}-${randomBytes(3).toString('hex')}`,
       Image: a.image as string,
@@ -382,7 +390,7 @@ export class DockerExecutor implements Executor {
       Tty: false,
       ExposedPorts: exposed,
       HostConfig: {
-        NanoCpus: a.allocation.cpus > 0 ? Math.round(a.allocation.cpus * 1e6) : undefined,
+        NanoCpus: nanoCpus, // allocation.cpus is in millicores
         Memory: mem,
         MemorySwap: mem, // equal to Memory: no swap on top of the limit
         PidsLimit: o.pidsLimit ?? 1024,
