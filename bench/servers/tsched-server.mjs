@@ -1,0 +1,29 @@
+// Runs a tsched control plane in its own process (so that it gets a core of its own), forked by
+// systems/tsched.mjs. `sqlite DIR` starts the embedded server on a fresh data dir without a local worker;
+// `pg URL` starts a cluster replica on PostgreSQL. Says `ready` with its URL and tokens over IPC and
+// closes on `stop`.
+
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+
+const [mode, where] = process.argv.slice(2);
+const log = pino({ level: process.env.TSCHED_LOG_LEVEL ?? 'warn' }, pino.destination({ dest: 2, sync: false }));
+let server;
+if (mode === 'sqlite') {
+  const { startEmbedded } = await import('../../dist/server/embedded.js');
+  server = await startEmbedded({ dataDir: where, host: '127.0.0.1', port: 0, localWorker: false, log });
+} else if (mode === 'pg') {
+  const { startServer } = await import('../../dist/server/cluster.js');
+  const token = randomBytes(24).toString('hex');
+  const workerToken = randomBytes(24).toString('hex');
+  server = await startServer({ db: where, host: '127.0.0.1', port: 0, adminToken: token, workerToken, log });
+} else {
+  throw new Error(`mode: expected sqlite or pg, got ${mode}`);
+}
+
+process.on('message', async (msg) => {
+  if (msg?.type !== 'stop') return;
+  await server.close();
+  process.send({ type: 'stopped' }, () => process.exit(0));
+});
+process.send({ type: 'ready', url: server.url, token: server.token, workerToken: server.workerToken });

@@ -1,0 +1,45 @@
+// Suite 3, latency: open-loop submission of single tasks at a fixed rate; submit-to-start is measured
+// from each task's scheduled send time to the moment its handler (or the simulated worker) receives it.
+
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { openLoop } from '../lib/openloop.mjs';
+import { latencySummary } from '../lib/stats.mjs';
+
+export async function runLatency(system, opts) {
+  const { rate, durationMs, settleMs = 30_000 } = opts;
+  const total = Math.max(1, Math.round((rate * durationMs) / 1000));
+  const scheduled = new Float64Array(total).fill(Number.NaN);
+  const started = new Float64Array(total).fill(Number.NaN);
+  let startedCount = 0;
+  let duplicates = 0;
+  const onStart = (i) => {
+    if (!Number.isNaN(started[i])) {
+      duplicates++;
+      return;
+    }
+    started[i] = performance.now();
+    startedCount++;
+  };
+  const harness = await system.latencyHarness({ ...opts, onStart });
+  let errors = [];
+  try {
+    ({ errors } = await openLoop({
+      rate,
+      durationMs,
+      send: (i, at) => {
+        scheduled[i] = at;
+        return harness.send(i);
+      },
+    }));
+    const deadline = performance.now() + settleMs;
+    while (startedCount < total && performance.now() < deadline) await sleep(5);
+  } finally {
+    await harness.close();
+  }
+  if (errors.length) throw new Error(`${system.name}: ${errors.length} submits failed, first: ${errors[0]?.message}`);
+  if (duplicates) throw new Error(`${system.name}: ${duplicates} tasks started twice`);
+  if (startedCount < total) throw new Error(`${system.name}: only ${startedCount} of ${total} tasks started within ${settleMs} ms`);
+  const lat = Array.from({ length: total }, (_, i) => started[i] - scheduled[i]);
+  return { rate, durationMs, sent: total, ...latencySummary(lat) };
+}
