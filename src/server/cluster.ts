@@ -19,6 +19,8 @@ export interface ClusterOptions {
   /** Bootstrap tokens (e.g. from TSCHED_ADMIN_TOKEN / TSCHED_WORKER_TOKEN): registered at start, idempotently. */
   adminToken?: string;
   workerToken?: string;
+  /** HMAC key for webhook signatures (TSCHED_WEBHOOK_SECRET); the same on every replica. */
+  webhookSecret?: string;
   config?: Partial<ServerConfig>;
   log?: Logger;
 }
@@ -52,7 +54,8 @@ export async function startServer(opts: ClusterOptions): Promise<ClusterServer> 
     if (token) await store.putToken({ tokenHash: hashToken(token), userId: 'admin', role: 'admin', name: 'bootstrap admin' });
     if (workerToken) await store.putToken({ tokenHash: hashToken(workerToken), userId: 'worker', role: 'worker', name: 'bootstrap workers' });
     const { host, port } = opts.listen ? parseListen(opts.listen, 7420) : { host: opts.host ?? '0.0.0.0', port: opts.port ?? 7420 };
-    const plane = await startControlPlane({ store, host, port, log, ...(opts.config ? { config: opts.config } : {}) });
+    const webhookSecret = opts.webhookSecret ?? process.env.TSCHED_WEBHOOK_SECRET ?? '';
+    const plane = await startControlPlane({ store, host, port, log, config: { webhookSecret, ...opts.config } });
     return {
       url: opts.advertiseUrl ?? plane.url,
       token,

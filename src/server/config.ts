@@ -36,6 +36,8 @@ export interface ServerConfig {
   rateLimitPerMinute: number;
   categoryShapes: Record<Category, Shape>;
   spec: SpecDefaults;
+  /** HMAC secret for webhook signatures. */
+  webhookSecret: string;
 }
 
 export const DEFAULT_SERVER_CONFIG: ServerConfig = {
@@ -56,6 +58,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   rateLimitPerMinute: 60_000,
   categoryShapes: { ...DEFAULT_CATEGORY_SHAPES },
   spec: DEFAULT_SPEC_DEFAULTS,
+  webhookSecret: '',
 };
 
 export function resolveConfig(overrides: Partial<ServerConfig> = {}): Readonly<ServerConfig> {

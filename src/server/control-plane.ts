@@ -11,6 +11,7 @@ import { resolveConfig, type ServerConfig } from './config.js';
 import type { Control } from './control.js';
 import { Metrics } from './metrics.js';
 import { Monitor } from './monitor.js';
+import { Notifier } from './notifier.js';
 import { SchedulerLoop } from './scheduler-loop.js';
 import { VERSION } from './version.js';
 import { Wakeups } from './wakeups.js';
@@ -100,8 +101,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const addr = app.server.address() as AddressInfo;
   const host = opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? opts.host : '127.0.0.1';
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+  const notifier = new Notifier({ store, secret: config.webhookSecret, log, metrics: control.metrics, now });
+  if (!config.webhookSecret) log.warn('no webhook secret configured: webhook signatures use an empty key');
   scheduler.start();
   monitor.start();
+  notifier.start();
 
   let closed = false;
   return {
@@ -114,6 +118,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       if (closed) return;
       closed = true;
       monitor.stop();
+      notifier.stop();
       await scheduler?.stop();
       wakeups.wakeAllWorkers(); // release long-polls so that close does not wait for them
       await app.close();

@@ -1,6 +1,7 @@
 // The embedded server's tokens: created on first start, kept (mode 0600) in the data directory so that a
 // restart keeps working with the same CLI config and workers.
 
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Store } from '../store/port.js';
@@ -11,6 +12,8 @@ export interface Credentials {
   token: string;
   /** A token for workers joining this server. */
   workerToken: string;
+  /** HMAC key for webhook signatures. */
+  webhookSecret: string;
 }
 
 export async function ensureCredentials(store: Store, dataDir: string): Promise<Credentials> {
@@ -18,8 +21,12 @@ export async function ensureCredentials(store: Store, dataDir: string): Promise<
   let creds: Credentials;
   if (existsSync(file)) {
     creds = JSON.parse(readFileSync(file, 'utf8')) as Credentials;
+    if (!creds.webhookSecret) {
+      creds.webhookSecret = randomBytes(32).toString('hex');
+      writeFileSync(file, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
+    }
   } else {
-    creds = { token: newToken('admin'), workerToken: newToken('worker') };
+    creds = { token: newToken('admin'), workerToken: newToken('worker'), webhookSecret: randomBytes(32).toString('hex') };
     writeFileSync(file, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
   }
   // Idempotent: a restart re-asserts the same rows.

@@ -46,7 +46,13 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   try {
     await store.migrate();
     const creds = await ensureCredentials(store, dataDir);
-    plane = await startControlPlane({ store, host: opts.host ?? '127.0.0.1', port: opts.port ?? 7420, log, ...(opts.config ? { config: opts.config } : {}) });
+    plane = await startControlPlane({
+      store,
+      host: opts.host ?? '127.0.0.1',
+      port: opts.port ?? 7420,
+      log,
+      config: { webhookSecret: creds.webhookSecret, ...opts.config },
+    });
     let worker: { stop(o?: { drainTimeoutMs?: number }): Promise<void> } | undefined;
     if (opts.localWorker !== false) {
       const { startWorker } = await import('../worker/agent.js');

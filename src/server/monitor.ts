@@ -47,6 +47,15 @@ export class Monitor {
       }
       for (const w of res.lostWorkers) this.deps.log.warn({ workerId: w }, 'worker lost: silent past its lease');
       if (res.ended.length > 0 || res.lostWorkers.length > 0) this.deps.onChange();
+      // Bounded waiting time: report (once) every task that passed its start deadline without starting.
+      const misses = await store.recordDeadlineMisses(now, 500);
+      for (const m of misses) {
+        this.deps.metrics?.deadlineMissed.inc();
+        this.deps.log.warn(
+          { taskId: m.task.id, name: m.task.name, startDeadline: new Date(m.task.startDeadline).toISOString(), expired: m.expired },
+          m.expired ? 'task missed its start deadline and expired' : 'task missed its start deadline; it will still run',
+        );
+      }
     } catch (err) {
       this.deps.log.warn({ err }, 'monitor tick failed');
     } finally {

@@ -21,11 +21,13 @@ import type {
   ApplyResult,
   Assignment,
   CancelResult,
+  DeadlineMiss,
   FinishResult,
   HeartbeatResult,
   ItemAck,
   LogChunk,
   LogChunkInput,
+  Notification,
   PlacementDecision,
   ReapResult,
   RunResultInput,
@@ -46,7 +48,7 @@ export interface StoreOptions {
 
 const LIVE = "('assigned','running')";
 const TASK_STATE_COLUMNS =
-  'id, status, attempts, current_run_id, due_at, start_deadline, delay_tolerance, total_attempts, retry, execution_cap, paused, updated_at, finished_at, last_error, deadline_missed';
+  'id, owner, name, status, attempts, current_run_id, due_at, start_deadline, delay_tolerance, total_attempts, retry, execution_cap, paused, updated_at, finished_at, last_error, deadline_missed, notify, on_deadline_miss';
 const DAY = 86_400_000;
 /** Bound on bound parameters per statement (SQLite allows 32766, PostgreSQL 65535). */
 const MAX_PARAMS = 30_000;
@@ -364,7 +366,106 @@ export class KyselyStore implements Store {
     );
     await this.saveTasks(ex, [...dirtyTasks.values()]);
     await this.insertEvents(ex, events);
+    await this.queueNotifications(
+      ex,
+      [...dirtyTasks.values()].map((t) => ({ task: t, event: `task.${t.status}` })),
+      now,
+    );
     return ended;
+  }
+
+  /** Adds webhook deliveries for tasks whose `notify.events` include the event. */
+  private async queueNotifications(ex: Exec, items: Array<{ task: TaskRow; event: string; extra?: Record<string, unknown> }>, now: number): Promise<void> {
+    const rows: unknown[][] = [];
+    for (const { task, event, extra } of items) {
+      if (!task.notify) continue;
+      const notify = JSON.parse(task.notify) as { url: string; events: string[] };
+      if (!notify.events.includes(event)) continue;
+      const payload = {
+        task: { id: Number(task.id), name: task.name, owner: task.owner, status: task.status, attempts: Number(task.attempts) },
+        startDeadline: Number(task.start_deadline),
+        lastError: task.last_error,
+        at: now,
+        ...extra,
+      };
+      rows.push([Number(task.id), notify.url, event, JSON.stringify(payload), 'pending', 0, now, now]);
+    }
+    await this.insertRows(ex, 'notifications', ['task_id', 'url', 'event', 'payload', 'state', 'attempts', 'next_at', 'created_at'], rows);
+  }
+
+  async recordDeadlineMisses(now: number, limit: number): Promise<DeadlineMiss[]> {
+    return this.backend.tx(async (ex) => {
+      // Walks tasks_deadline (status, start_deadline, id) from the earliest deadline.
+      const peek = await ex.all<{ id: number }>(
+        "SELECT id FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND deadline_missed = 0 ORDER BY start_deadline, id LIMIT ?",
+        [now, limit],
+      );
+      if (peek.length === 0) return [];
+      const rows = (await this.lockTaskStates(ex, peek.map((r) => Number(r.id)))).filter(
+        (t) => t.status === 'waiting' && Number(t.deadline_missed) === 0 && Number(t.start_deadline) < now,
+      );
+      const events: EventIn[] = [];
+      const notes: Array<{ task: TaskRow; event: string; extra?: Record<string, unknown> }> = [];
+      const out: DeadlineMiss[] = [];
+      for (const t of rows) {
+        t.deadline_missed = 1;
+        t.updated_at = now;
+        const late = now - Number(t.start_deadline);
+        events.push({
+          taskId: Number(t.id),
+          runId: null,
+          at: now,
+          actor: 'monitor',
+          type: 'task.deadline_missed',
+          from: 'waiting',
+          to: 'waiting',
+          reason: `not started by its start deadline ${new Date(Number(t.start_deadline)).toISOString()} (${late}ms late)`,
+        });
+        notes.push({ task: t, event: 'task.deadline_missed', extra: { lateMs: late } });
+        const expired = t.on_deadline_miss === 'expire';
+        if (expired) {
+          t.status = transitionTask(t.status, 'fail');
+          t.finished_at = now;
+          t.last_error = 'deadline_missed: not started within its delay tolerance';
+          events.push({ taskId: Number(t.id), runId: null, at: now, actor: 'monitor', type: 'task.failed', from: 'waiting', to: 'failed', reason: 'deadline_missed' });
+          notes.push({ task: t, event: 'task.failed' });
+        }
+        out.push({ task: t as unknown as Task, expired });
+      }
+      await this.saveTasks(ex, rows);
+      await this.insertEvents(ex, events);
+      await this.queueNotifications(ex, notes, now);
+      // Return full tasks (the locked rows are the narrow projection).
+      const full = new Map((await this.tasksByIds(ex, rows.map((r) => Number(r.id)))).map((t) => [t.id, t]));
+      return out.map((m) => ({ task: full.get(Number((m.task as unknown as TaskRow).id)) as Task, expired: m.expired }));
+    });
+  }
+
+  async claimNotifications(now: number, limit: number, leaseMs: number): Promise<Notification[]> {
+    return this.backend.tx(async (ex) => {
+      const rows = await ex.all<{ id: number; task_id: number; url: string; event: string; payload: string; attempts: number }>(
+        `SELECT id, task_id, url, event, payload, attempts FROM notifications WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?${this.backend.kind === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : ''}`,
+        [now, limit],
+      );
+      if (rows.length === 0) return [];
+      await this.selectIn(ex, 'UPDATE notifications SET next_at = ?, attempts = attempts + 1 WHERE id IN', rows.map((r) => Number(r.id)), '', [now + leaseMs]);
+      return rows.map((r) => ({
+        id: Number(r.id),
+        taskId: Number(r.task_id),
+        url: r.url,
+        event: r.event,
+        payload: JSON.parse(r.payload),
+        attempts: Number(r.attempts) + 1,
+      }));
+    });
+  }
+
+  async settleNotification(id: number, r: { ok: boolean; now: number; retryAt: number | null; error: string | null }): Promise<void> {
+    await this.backend.tx(async (ex) => {
+      if (r.ok) await ex.all("UPDATE notifications SET state = 'delivered', delivered_at = ?, last_error = NULL WHERE id = ?", [r.now, id]);
+      else if (r.retryAt !== null) await ex.all('UPDATE notifications SET next_at = ?, last_error = ? WHERE id = ?', [r.retryAt, r.error, id]);
+      else await ex.all("UPDATE notifications SET state = 'dead', last_error = ? WHERE id = ?", [r.error, id]);
+    });
   }
 
   private async tasksByIds(ex: Exec, ids: number[]): Promise<Task[]> {

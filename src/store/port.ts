@@ -141,6 +141,22 @@ export interface ReapResult {
   lostWorkers: string[];
 }
 
+/** A webhook delivery in the durable outbox. */
+export interface Notification {
+  id: number;
+  taskId: number;
+  url: string;
+  event: string;
+  payload: unknown;
+  attempts: number;
+}
+
+export interface DeadlineMiss {
+  task: Task;
+  /** True when the task's policy is `expire`: it was failed with reason deadline_missed. */
+  expired: boolean;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   /** Runs the versioned migrations that have not run yet. Safe to call from several replicas at once. */
@@ -201,4 +217,16 @@ export interface Store {
   // ---- monitor
   /** Ends live runs whose lease expired (lost) or that are past cap + grace (timed_out); marks silent workers lost. */
   reap(now: number, opts: { workerSilenceMs: number; capGraceMs: number }): Promise<ReapResult>;
+  /**
+   * Waiting tasks past their start deadline that were not yet reported: marks them, writes a
+   * task.deadline_missed event, fails them (reason deadline_missed) when their policy is `expire`, and queues
+   * their webhook notifications — all in one transaction, so each miss is reported exactly once.
+   */
+  recordDeadlineMisses(now: number, limit: number): Promise<DeadlineMiss[]>;
+
+  // ---- notifications (durable outbox)
+  /** Pending deliveries due at `now`, claimed for `leaseMs` so that no other replica sends them meanwhile. */
+  claimNotifications(now: number, limit: number, leaseMs: number): Promise<Notification[]>;
+  /** Delivered, or to be retried at `retryAt`, or given up (retryAt null and not ok). */
+  settleNotification(id: number, r: { ok: boolean; now: number; retryAt: number | null; error: string | null }): Promise<void>;
 }

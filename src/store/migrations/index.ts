@@ -148,6 +148,25 @@ export const MIGRATIONS: readonly Migration[] = [
       "CREATE INDEX runs_undelivered ON runs (worker_id, id) WHERE state = 'assigned' AND delivered = 0",
     ],
   },
+  {
+    version: 3,
+    name: 'webhook notification outbox',
+    statements: [
+      `CREATE TABLE notifications (
+        id {{ID}},
+        task_id BIGINT NOT NULL,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at BIGINT NOT NULL,
+        last_error TEXT,
+        created_at BIGINT NOT NULL,
+        delivered_at BIGINT)`,
+      "CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending'",
+    ],
+  },
 ];
 
 /** Applies every migration not yet recorded in schema_migrations, in one transaction. */
