@@ -101,6 +101,60 @@ describe('tsched up', () => {
     const workers = await runCli(['workers'], env);
     expect(workers.stdout).toMatch(/\s+active\s+1cpu 1GiB/);
 
+    // A second worker joins with `tsched worker`, takes a task pinned to it by label, then drains and stops.
+    const workDir = mkdtempSync(join(tmpdir(), 'tsched-w2-'));
+    const w2 = spawn(
+      process.execPath,
+      [
+        BIN,
+        'worker',
+        '--server',
+        info.url,
+        '--token',
+        info.workerToken,
+        '--name',
+        'w2',
+        '--cpus',
+        '1',
+        '--memory',
+        '512MiB',
+        '--labels',
+        'pool=w2',
+        '--executors',
+        'shell',
+        '--work-dir',
+        workDir,
+      ],
+      { env: base, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let w2out = '';
+    w2.stdout!.on('data', (d) => {
+      w2out += d;
+    });
+    w2.stderr!.on('data', (d) => {
+      w2out += d;
+    });
+    try {
+      for (let i = 0; i < 100 && !w2out.includes('connected'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(w2out).toContain(`tsched worker w2 connected to ${info.url}`);
+      expect((await runCli(['workers'], env)).stdout).toMatch(/^w2\s+active\s+1cpu 512MiB\s+/m);
+      const pinned = await runCli(
+        ['submit', '--wait', '--constraint', 'pool=w2', '--cpus', '0.5', '--memory', '64MiB', '--', 'echo', 'on w2'],
+        env,
+        undefined,
+        60_000,
+      );
+      expect(pinned.code, pinned.stderr).toBe(0);
+      expect((await runCli(['show', pinned.stdout.trim()], env)).stdout).toMatch(/#1 run \d+ on w2: succeeded/);
+      const drained = await runCli(['worker', 'drain', 'w2'], env);
+      expect(drained.stdout).toBe('worker w2 is draining: it takes no new tasks; running ones finish\n');
+      w2.kill('SIGINT');
+      expect(await exitOf(w2)).toBe(0);
+      expect(w2out).toContain('tsched: worker stopped');
+    } finally {
+      if (w2.exitCode === null && w2.signalCode === null) w2.kill('SIGKILL');
+    }
+
     proc.kill('SIGINT');
     expect(await exitOf(proc)).toBe(0);
     expect(stderr).toContain('tsched: stopped');

@@ -34,8 +34,9 @@ export interface ErrorContext {
   urlSource?: string;
   tokenSource?: string;
   hasToken?: boolean;
-  /** What the command was about, for 404s: "task 42", "worker w1". */
+  /** What the command was about, for 404s: "task 42", "worker w1", and the code that means it is missing. */
   subject?: string;
+  subjectCode?: string;
 }
 
 export interface Rendered {
@@ -69,7 +70,7 @@ export function renderError(err: unknown, ctx: ErrorContext = {}): Rendered {
         : 'the server wants a token and none was given.\nPass one with --token or TSCHED_TOKEN; `tsched up` prints its token and writes it to the config file.';
       return { message, exitCode: EXIT.REFUSED };
     }
-    if (err.status === 404 && ctx.subject && /NOT_FOUND$/.test(err.code)) return { message: `no ${ctx.subject}`, exitCode: EXIT.REFUSED };
+    if (err.status === 404 && ctx.subject && err.code === ctx.subjectCode) return { message: `no ${ctx.subject}`, exitCode: EXIT.REFUSED };
     if (err.status >= 500) return { message: `the server failed (${err.code}): ${err.message}`, exitCode: EXIT.SERVER };
     const head = err.issues.length > 0 ? `the server refused the request (${err.code}):` : `${err.message} (${err.code})`;
     return { message: withIssues(head, err.issues), exitCode: EXIT.REFUSED };

@@ -138,7 +138,7 @@ describe('taskDetail', () => {
     expect(out).toContain(
       'assigned 2030-01-01T11:59:56.000Z, started 2030-01-01T11:59:56.100Z, finished 2030-01-01T11:59:58.100Z (ran 2s)',
     );
-    expect(out).toContain('usage: peak memory 10MiB of 512MiB requested; cpu 0.25s (requested 1 cores)');
+    expect(out).toContain('usage: peak memory 10MiB of 512MiB requested; cpu 0.25s (allocated 1 core)');
     expect(out).toContain(
       'why it is waiting:\n  no worker has 64 free cpus\n  queue position: 1 (band 50)\n    INSUFFICIENT_CPU: 1 worker',
     );

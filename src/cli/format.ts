@@ -177,7 +177,10 @@ function runText(r: Run, task: Task): string {
   const usage: string[] = [];
   if (r.usage.peakMemory !== null)
     usage.push(`peak memory ${formatSize(r.usage.peakMemory)} of ${formatSize(task.resources.memory)} requested`);
-  if (r.usage.cpuSeconds !== null) usage.push(`cpu ${r.usage.cpuSeconds.toFixed(2)}s (requested ${formatCpus(r.allocation.cpus)} cores)`);
+  if (r.usage.cpuSeconds !== null)
+    usage.push(
+      `cpu ${r.usage.cpuSeconds.toFixed(2)}s (allocated ${formatCpus(r.allocation.cpus)} core${r.allocation.cpus === 1000 ? '' : 's'})`,
+    );
   const took = r.startedAt !== null && r.finishedAt !== null ? ` (ran ${formatDuration(r.finishedAt - r.startedAt)})` : '';
   const lines = [
     `  #${r.attempt} run ${r.id} on ${r.workerName}: ${r.state}${r.exitCode !== null ? `, exit code ${r.exitCode}` : ''}${r.cancelRequested && r.outcome === null ? ' (cancel requested)' : ''}`,

@@ -154,6 +154,7 @@ export function buildProgram(ctx: ErrorContext): Command {
     .option('--json', 'print the worker as JSON')
     .action(async (name: string, f: { json?: boolean }, cmd: Command) => {
       ctx.subject = `worker ${name}`;
+      ctx.subjectCode = 'WORKER_NOT_FOUND';
       const w = await client(cmd).drain(name);
       if (f.json) json(w);
       else out(`worker ${w.name} is ${w.state}: it takes no new tasks; running ones finish`);
@@ -274,6 +275,7 @@ export function buildProgram(ctx: ErrorContext): Command {
     .action(async (id: string, f: { json?: boolean }, cmd: Command) => {
       const n = parseId(id);
       ctx.subject = `task ${n}`;
+      ctx.subjectCode = 'TASK_NOT_FOUND';
       const c = client(cmd);
       const [d, events] = await Promise.all([c.getTask(n), c.events(n)]);
       if (f.json) return json({ ...d, events });
@@ -289,6 +291,7 @@ export function buildProgram(ctx: ErrorContext): Command {
     .action(async (id: string, f: { follow?: boolean; run?: string; json?: boolean }, cmd: Command) => {
       const n = parseId(id);
       ctx.subject = `task ${n}`;
+      ctx.subjectCode = 'TASK_NOT_FOUND';
       const run = f.run === undefined ? undefined : parseId(f.run, 'run');
       const c = client(cmd);
       if (f.follow) {
@@ -341,6 +344,7 @@ export function buildProgram(ctx: ErrorContext): Command {
     .action(async (id: string, f: { json?: boolean }, cmd: Command) => {
       const n = parseId(id);
       ctx.subject = `task ${n}`;
+      ctx.subjectCode = 'TASK_NOT_FOUND';
       const r = await client(cmd).cancel(n);
       if (f.json) return json(r);
       out(r.changed ? `task ${n} cancelled` : `task ${n} was already ${r.task.status}`);
@@ -353,6 +357,7 @@ export function buildProgram(ctx: ErrorContext): Command {
     .action(async (id: string, f: { json?: boolean }, cmd: Command) => {
       const n = parseId(id);
       ctx.subject = `task ${n}`;
+      ctx.subjectCode = 'TASK_NOT_FOUND';
       const t = await client(cmd).retry(n);
       if (f.json) return json(t);
       out(`task ${n} is ${t.status} again (${t.totalAttempts} attempts)`);
@@ -365,6 +370,7 @@ export function buildProgram(ctx: ErrorContext): Command {
     .action(async (id: string, f: { json?: boolean }, cmd: Command) => {
       const n = parseId(id);
       ctx.subject = `task ${n}`;
+      ctx.subjectCode = 'TASK_NOT_FOUND';
       const c = client(cmd);
       const x = await c.explain(n);
       if (f.json) return json({ explanation: x });
@@ -389,6 +395,7 @@ export function buildProgram(ctx: ErrorContext): Command {
     .action(async (id: string, f: { json?: boolean }, cmd: Command) => {
       const n = parseId(id);
       ctx.subject = `task ${n}`;
+      ctx.subjectCode = 'TASK_NOT_FOUND';
       const events = await client(cmd).events(n);
       if (f.json) return json(events);
       out(events.length ? eventTable(events) : `task ${n} has no events`);
