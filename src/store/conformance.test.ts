@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TschedError } from '../domain/errors.js';
 import type { NewTask } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
+import { MIGRATIONS } from './migrations/index.js';
 import type { WorkerRegistration } from '../domain/worker.js';
 import { type KyselyStore, openStore } from './index.js';
 import type { PlacementDecision, RunResultInput } from './port.js';
@@ -144,6 +145,64 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     usage: USAGE,
   });
 
+  // ------------------------------------------------------------ deadlines and notifications
+
+  it('reports a missed start deadline exactly once, fails expiring tasks, and queues their notifications', async () => {
+    const notify = { url: 'http://127.0.0.1:9/hook', events: ['task.deadline_missed', 'task.failed'] };
+    const { tasks } = await store.submitTasks(
+      'alice',
+      [
+        task({ delayTolerance: 1000, notify }),
+        task({ delayTolerance: 1000, onDeadlineMiss: 'expire', notify }),
+        task({ delayTolerance: 60_000 }),
+      ],
+      { now: T0, actor: 'alice' },
+    );
+    const [late, expiring, patient] = tasks as [typeof tasks[0], typeof tasks[0], typeof tasks[0]];
+    expect(await store.recordDeadlineMisses(T0 + 500, 100)).toEqual([]);
+    const misses = await store.recordDeadlineMisses(T0 + 5000, 100);
+    expect(misses.map((m) => [m.task.id, m.expired]).sort()).toEqual([
+      [late.id, false],
+      [expiring.id, true],
+    ]);
+    // Exactly once: a second sweep finds nothing.
+    expect(await store.recordDeadlineMisses(T0 + 6000, 100)).toEqual([]);
+    expect((await store.getTask(late.id, null))!).toMatchObject({ status: 'waiting', deadlineMissed: true });
+    expect((await store.getTask(expiring.id, null))!).toMatchObject({ status: 'failed', lastError: expect.stringMatching(/deadline_missed/) });
+    expect((await store.getTask(patient.id, null))!.deadlineMissed).toBe(false);
+    const types = (await store.listEvents(expiring.id)).map((e) => e.type);
+    expect(types).toEqual(['task.submitted', 'task.deadline_missed', 'task.failed']);
+
+    // Outbox: late → deadline_missed; expiring → deadline_missed + failed. Claimed once per lease.
+    const claimed = await store.claimNotifications(T0 + 6000, 10, 60_000);
+    expect(claimed.map((n) => [n.taskId, n.event]).sort()).toEqual(
+      [
+        [late.id, 'task.deadline_missed'],
+        [expiring.id, 'task.deadline_missed'],
+        [expiring.id, 'task.failed'],
+      ].sort(),
+    );
+    expect(claimed[0]!.attempts).toBe(1);
+    expect(await store.claimNotifications(T0 + 7000, 10, 60_000)).toEqual([]);
+    const [first, second, third] = claimed as [typeof claimed[0], typeof claimed[0], typeof claimed[0]];
+    await store.settleNotification(first.id, { ok: true, now: T0 + 7000, retryAt: null, error: null });
+    await store.settleNotification(second.id, { ok: false, now: T0 + 7000, retryAt: T0 + 8000, error: 'HTTP 500' });
+    await store.settleNotification(third.id, { ok: false, now: T0 + 7000, retryAt: null, error: 'gave up' });
+    const again = await store.claimNotifications(T0 + 9000, 10, 60_000);
+    expect(again.map((n) => n.id)).toEqual([second.id]);
+    expect(again[0]!.attempts).toBe(2);
+  });
+
+  it('a retry gets a fresh start deadline and can miss it again', async () => {
+    const { task: t, run } = await placed({ delayTolerance: 1000, totalAttempts: 2 });
+    await store.finishRuns([result(run, 'failed', 1)], T0 + 100);
+    const waiting = (await store.getTask(t.id, null))!;
+    expect(waiting.status).toBe('waiting');
+    expect(waiting.startDeadline).toBe(waiting.dueAt + 1000);
+    const misses = await store.recordDeadlineMisses(waiting.startDeadline + 1, 10);
+    expect(misses.map((m) => m.task.id)).toEqual([t.id]);
+  });
+
   // ------------------------------------------------------------ migrations
 
   it('migrate twice is a no-op, also from two handles at once', async () => {
@@ -152,7 +211,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     extra.push(other);
     await Promise.all([other.migrate(), store.migrate()]);
     const rows = await store.backend.read((ex) => ex.all<{ version: number }>('SELECT version FROM schema_migrations'));
-    expect(rows.map((r) => Number(r.version))).toEqual([1, 2]);
+    expect(rows.map((r) => Number(r.version))).toEqual(MIGRATIONS.map((m) => m.version));
     expect(store.kind).toBe(h.name);
     expect(typeof (await store.now())).toBe('number');
   });
