@@ -174,7 +174,9 @@ export function renderMarkdown({ results, machine, machineEnd, options, labels, 
     out.push('## Failed runs');
     out.push('');
     for (const f of failed) {
-      out.push(`- ${f.suite} ${f.variant ?? ''} ${labels[f.system]} run ${f.run}: ${String(f.result.error).split('\n')[0]}`);
+      out.push(
+        `- ${f.suite}${f.variant ? ` at ${f.variant}/s` : ''}, ${labels[f.system]}, run ${f.run}: ${String(f.result.error).split('\n')[0]}`,
+      );
     }
   }
   out.push('');
