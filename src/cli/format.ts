@@ -104,7 +104,8 @@ export function eventTable(events: TaskEventRecord[]): string {
 
 export function explanationText(x: Explanation, now: number = Date.now()): string {
   const lines = [x.message];
-  if (x.rank !== null && x.rank !== undefined)
+  // The server's message may already state the queue position and band; do not say it twice.
+  if (x.rank !== null && x.rank !== undefined && !/\bband\b/.test(x.message))
     lines.push(`queue position: ${x.rank}${x.band !== null && x.band !== undefined ? ` (band ${x.band})` : ''}`);
   for (const r of x.reasons) lines.push(`  ${r.code}: ${r.workers} worker${r.workers === 1 ? '' : 's'}${r.detail ? ` — ${r.detail}` : ''}`);
   if (x.estimatedStart !== null && x.estimatedStart !== undefined)
