@@ -31,11 +31,15 @@ function isDynamicElf(path: string): boolean {
 export function staticBusybox(): string {
   if (existsSync(BUSYBOX) && !isDynamicElf(BUSYBOX)) return BUSYBOX;
   if (process.getuid?.() === 0) {
-    execFileSync('apt-get', ['install', '-y', '-qq', 'busybox-static'], {
-      stdio: 'pipe',
-      timeout: 300_000,
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    });
+    const apt = (...args: string[]) =>
+      execFileSync('apt-get', args, { stdio: 'pipe', timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    try {
+      apt('install', '-y', '-qq', 'busybox-static');
+    } catch {
+      // A fresh machine may have no package lists yet.
+      apt('update', '-qq');
+      apt('install', '-y', '-qq', 'busybox-static');
+    }
     if (existsSync(BUSYBOX) && !isDynamicElf(BUSYBOX)) return BUSYBOX;
   }
   throw new Error(`a static busybox is needed at ${BUSYBOX} to build the test image: apt-get install -y busybox-static`);
