@@ -280,6 +280,29 @@ describe.skipIf(!haveDocker)('docker executor (real Docker Engine)', () => {
     await expect(c.inspect()).rejects.toMatchObject({ statusCode: 404 });
   });
 
+  it('kills an orphaned run at once (no grace), and an orphan request cuts a pending grace short', async () => {
+    const slow = executor({ killGraceMs: 20_000 });
+    const stubborn = ['sh', '-c', 'trap "" TERM; while :; do sleep 1; done'];
+    const a = start({ command: stubborn }, slow);
+    await a.started;
+    let t0 = Date.now();
+    a.run.kill('orphaned');
+    const ra = await a.run.done;
+    expect(ra.outcome).toBe('lost');
+    expect(ra.reason).toBe('lease_stale');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+
+    const b = start({ command: stubborn }, slow);
+    await b.started;
+    t0 = Date.now();
+    b.run.kill('cancelled');
+    await new Promise((r) => setTimeout(r, 500));
+    b.run.kill('orphaned');
+    const rb = await b.run.done;
+    expect(rb.outcome).toBe('cancelled'); // the first reason stands
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
   it('stops a run at its execution cap: timed_out', async () => {
     const t0 = Date.now();
     const { r } = await run({ command: ['sleep', '60'], capRemainingMs: 1500 });
