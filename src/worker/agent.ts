@@ -216,8 +216,25 @@ class Agent {
     });
     this.executors.set('shell', shell);
     const wanted = this.opts.executors ?? ['shell'];
-    for (const e of wanted)
-      if (!this.executors.has(e)) throw new Error(`executors: "${e}" is not available in this worker build; expected "shell"`);
+    if (wanted.includes('docker')) {
+      // Loaded only when asked for, so a shell-only worker never touches dockerode or the Docker socket.
+      const docker = await import('./executors/docker.js');
+      if (!(await docker.dockerAvailable()))
+        throw new Error('executors: "docker" was asked for but the Docker Engine does not answer (is dockerd running?)');
+      const removed = await docker.cleanupDockerLeftovers(this.name).catch(() => [] as string[]);
+      if (removed.length > 0) this.log.warn({ containers: removed }, 'removed containers a previous run of this worker left behind');
+      this.executors.set(
+        'docker',
+        docker.createDockerExecutor({
+          workerName: this.name,
+          workDir: this.workDir,
+          scriptsRoot: this.opts.scriptsRoot,
+          killGraceMs: this.opts.killGraceMs,
+          onWarning: (msg, err) => this.log.warn({ err: err instanceof Error ? err.message : err }, msg),
+        }),
+      );
+    }
+    for (const e of wanted) if (!this.executors.has(e)) throw new Error(`executors: "${e}" is not available; expected "shell" or "docker"`);
 
     for (const r of await this.spool.init()) this.unacked.set(r.runId, r);
     if (this.unacked.size > 0) this.log.info({ results: this.unacked.size }, 'resending results spooled by a previous run of this worker');

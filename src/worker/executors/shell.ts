@@ -67,6 +67,15 @@ function killGroup(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/** Most runs leave their directory empty: one rmdir, and the recursive walk only when needed. */
+async function removeRunDir(dir: string): Promise<void> {
+  try {
+    await fsp.rmdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
 const NO_USAGE: RunUsage = { peakMemory: null, cpuSeconds: null };
 
 export class ShellExecutor implements Executor {
@@ -190,9 +199,11 @@ export class ShellExecutor implements Executor {
         if (pid !== undefined) {
           startedAt = Date.now();
           ctx.onStarted(startedAt);
-          pidWrite = o.pids
-            .write({ runId: a.runId, pid, startedAt })
-            .catch((e) => o.onWarning?.(`run ${a.runId}: could not write its pid record`, e));
+          // With a cgroup, the cgroup itself records the run's processes (a restarted worker sweeps it).
+          if (!cg)
+            pidWrite = o.pids
+              .write({ runId: a.runId, pid, startedAt })
+              .catch((e) => o.onWarning?.(`run ${a.runId}: could not write its pid record`, e));
           if ((!cg || !o.cgroups?.memory) && o.rssWatcher && a.allocation.memory > 0) {
             rss = o.rssWatcher.watch(pid, a.allocation.memory, () => {
               memExceeded = true;
@@ -254,8 +265,8 @@ export class ShellExecutor implements Executor {
           await pidWrite;
           await Promise.all([
             cg?.remove(),
-            o.pids.remove(a.runId),
-            failed && o.keepFailedWorkDirs ? undefined : fsp.rm(runDir, { recursive: true, force: true }).catch(() => {}),
+            pidWrite ? o.pids.remove(a.runId) : undefined,
+            failed && o.keepFailedWorkDirs ? undefined : removeRunDir(runDir),
           ]);
         })();
         this.cleanups.add(cleanup);
