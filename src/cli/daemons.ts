@@ -102,6 +102,8 @@ export interface UpFlags {
   cpus?: string;
   memory?: string;
   executors?: string;
+  /** commander sets false for --no-local-worker. */
+  localWorker?: boolean;
   json?: boolean;
 }
 
@@ -116,6 +118,7 @@ export async function runUp(f: UpFlags): Promise<void> {
   if (memory !== undefined) opts.memory = memory;
   const executors = parseExecutors(f.executors);
   if (executors) opts.executors = executors;
+  if (f.localWorker === false) opts.localWorker = false;
 
   const { startEmbedded } = await import('../server/embedded.js');
   const h = await startEmbedded(opts);

@@ -120,6 +120,7 @@ export function buildProgram(ctx: ErrorContext): Command {
     .option('--cpus <cores>', 'cores the local worker offers (default: all)')
     .option('--memory <size>', 'memory the local worker offers, e.g. 4GiB (default: most of RAM)')
     .option('--executors <list>', 'shell,docker (default: shell, plus docker when available)')
+    .option('--no-local-worker', 'run only the API and scheduler; tasks wait for remote workers (tsched worker)')
     .option('--json', 'print {url, token, workerToken, dataDir, configPath} as one JSON line')
     .action((f) => runUp(f));
 

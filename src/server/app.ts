@@ -3,7 +3,7 @@
 import rateLimit from '@fastify/rate-limit';
 import { Ajv } from 'ajv';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Control } from './control.js';
 import { sendError } from './errors.js';
 import { taskRoutes } from './routes/tasks.js';
@@ -14,7 +14,8 @@ export async function buildApp(c: Control, opts: { logger?: boolean } = {}): Pro
   const app: FastifyInstance = Fastify({
     loggerInstance: (opts.logger === false ? undefined : c.log) as FastifyBaseLogger | undefined,
     bodyLimit: c.config.bodyLimit,
-    disableRequestLogging: true,
+    // Per-request access logs would dominate at thousands of worker calls a second.
+    logController: new LogController({ disableRequestLogging: true }),
     keepAliveTimeout: 65_000,
     // Long-polls and log streams must not hold a shutdown hostage.
     forceCloseConnections: true,
