@@ -67,7 +67,7 @@ export const TaskInputSchema = T.Object(
     notify: T.Optional(T.Object({ url: T.String({ maxLength: 2048 }), events: T.Optional(T.Array(T.String({ maxLength: 64 }), { maxItems: 32 })) }, Strict)),
     onDeadlineMiss: T.Optional(T.Union([T.Literal('run'), T.Literal('expire')])),
   },
-  { ...Strict, $id: 'TaskInput' },
+  Strict,
 );
 export type TaskInputBody = Static<typeof TaskInputSchema>;
 
