@@ -304,6 +304,16 @@ describe('worker agent', () => {
     worker = null;
   });
 
+  it('puts run directories under runsDir/<name> when given', async () => {
+    const runsDir = join(workDir, 'fast-runs');
+    worker = await start({ runsDir });
+    const a = assignment({ command: ['/bin/pwd'] });
+    cp.queue.push(a);
+    await waitFor(() => cp.results.length === 1, 5000, 'the result');
+    expect(cp.logsOf(a.runId)).toBe(`${join(runsDir, 'agent-test', String(a.runId))}\n`);
+    expect(existsSync(join(runsDir, 'agent-test', String(a.runId)))).toBe(false);
+  });
+
   it('refuses to start with a bad token, with the server’s reason', async () => {
     await expect(startWorker({ server: cp.url, token: 'wrong', workDir, logger: quiet })).rejects.toThrow(/401|no/);
   });

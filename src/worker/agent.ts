@@ -56,6 +56,8 @@ export interface WorkerOptions {
   workDir: string;
   scriptsRoot?: string;
   keepFailedWorkDirs?: boolean;
+  /** Where run directories go (as runsDir/<name>/<runId>); default workDir/runs. A tmpfs (e.g. /dev/shm/tsched) makes many short runs much cheaper. */
+  runsDir?: string;
   /** Long-poll wait, ms. Default 25 000. */
   pollWaitMs?: number;
   /** Between SIGTERM and SIGKILL when a run is stopped. Default 10 000. */
@@ -189,7 +191,9 @@ class Agent {
   }
 
   async start(): Promise<void> {
-    await fsp.mkdir(join(this.workDir, 'runs'), { recursive: true });
+    // A shared runsDir is split per worker, so that cleaning up leftovers never touches another worker's runs.
+    const runsDir = this.opts.runsDir ? join(resolve(this.opts.runsDir), this.name) : join(this.workDir, 'runs');
+    await fsp.mkdir(runsDir, { recursive: true });
     await this.pids.init();
     // A previous life of this worker may have left processes, cgroups and results behind.
     const killed = await this.pids.killLeftovers();
@@ -200,12 +204,13 @@ class Agent {
       const n = await this.cgroups.sweepLeftovers();
       if (n > 0) this.log.warn({ cgroups: n }, 'removed run cgroups a previous run of this worker left behind');
     }
-    const leftovers = await fsp.readdir(join(this.workDir, 'runs')).catch(() => [] as string[]);
+    const leftovers = await fsp.readdir(runsDir).catch(() => [] as string[]);
     if (!this.opts.keepFailedWorkDirs)
-      await Promise.all(leftovers.map((d) => fsp.rm(join(this.workDir, 'runs', d), { recursive: true, force: true }).catch(() => {})));
+      await Promise.all(leftovers.map((d) => fsp.rm(join(runsDir, d), { recursive: true, force: true }).catch(() => {})));
     if (!this.cgroups?.memory) this.rss = new RssWatcher(250);
     const shell = new ShellExecutor({
       workDir: this.workDir,
+      runsDir,
       scriptsRoot: this.opts.scriptsRoot,
       keepFailedWorkDirs: this.opts.keepFailedWorkDirs,
       killGraceMs: this.opts.killGraceMs,

@@ -14,8 +14,10 @@ import { resolveScriptPath, ScriptPathRefused } from '../script-path.js';
 import type { ExecContext, ExecResult, Executor, KillReason, RunningRun } from './types.js';
 
 export interface ShellExecutorOptions {
-  /** Runs get workDir/runs/<runId>. */
+  /** Runs get workDir/runs/<runId>, or runsDir/<runId>. */
   workDir: string;
+  /** Where run directories go (default workDir/runs). A tmpfs here makes short runs much cheaper. */
+  runsDir?: string;
   scriptsRoot?: string;
   keepFailedWorkDirs?: boolean;
   /** Between SIGTERM and SIGKILL. Default 10 s. */
@@ -116,7 +118,7 @@ export class ShellExecutor implements Executor {
       escalate = setTimeout(hardKill, this.grace);
     };
 
-    const runDir = join(o.workDir, 'runs', String(a.runId));
+    const runDir = join(o.runsDir ?? join(o.workDir, 'runs'), String(a.runId));
     const done = (async (): Promise<ExecResult> => {
       let capTimer: NodeJS.Timeout | null = null;
       let rss: RssWatch | null = null;
