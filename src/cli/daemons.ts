@@ -4,8 +4,9 @@
 
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseSize } from '../domain/units.js';
+import { parseDuration, parseSize } from '../domain/units.js';
 import type { ClusterOptions } from '../server/cluster.js';
+import type { ServerConfig } from '../server/config.js';
 import type { EmbeddedOptions } from '../server/embedded.js';
 import type { WorkerOptions } from '../worker/agent.js';
 import { describeSource, resolveConfig, writeConfig } from './config.js';
@@ -95,7 +96,48 @@ function exitSoon(): void {
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
 
-export interface UpFlags {
+/** Flags that tune the control plane, shared by `up` and `server`. */
+export interface TuningFlags {
+  lease?: string;
+  capGrace?: string;
+  placement?: string;
+  urgencyWindow?: string;
+  deferralThreshold?: string;
+}
+
+function durationFlag(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const ms = parseDuration(v);
+  if (ms === null || ms <= 0) throw new UsageError(`${flag}: expected a duration such as 15s, 2m or PT30S, got "${v}"`);
+  return ms;
+}
+
+export function parseTuning(f: TuningFlags): Partial<ServerConfig> {
+  const c: Partial<ServerConfig> = {};
+  const lease = durationFlag('--lease', f.lease);
+  if (lease !== undefined) {
+    if (lease < 1000) throw new UsageError(`--lease: expected at least 1s, got "${f.lease}"`);
+    c.leaseMs = lease;
+    // Heartbeat often enough that two missed beats still keep the lease.
+    c.heartbeatMs = Math.max(200, Math.floor(lease / 5));
+  }
+  const grace = durationFlag('--cap-grace', f.capGrace);
+  if (grace !== undefined) c.capGraceMs = grace;
+  if (f.placement !== undefined) {
+    if (f.placement !== 'binpack' && f.placement !== 'spread') throw new UsageError(`--placement: expected binpack or spread, got "${f.placement}"`);
+    c.placement = f.placement;
+  }
+  const urgency = durationFlag('--urgency-window', f.urgencyWindow);
+  if (urgency !== undefined) c.urgencyWindowMs = urgency;
+  if (f.deferralThreshold !== undefined) {
+    const x = Number(f.deferralThreshold);
+    if (!(x > 0 && x <= 1)) throw new UsageError(`--deferral-threshold: expected a fraction in (0, 1] such as 0.8, got "${f.deferralThreshold}"`);
+    c.deferralThreshold = x;
+  }
+  return c;
+}
+
+export interface UpFlags extends TuningFlags {
   port?: string;
   host?: string;
   dataDir?: string;
@@ -119,6 +161,7 @@ export async function runUp(f: UpFlags): Promise<void> {
   const executors = parseExecutors(f.executors);
   if (executors) opts.executors = executors;
   if (f.localWorker === false) opts.localWorker = false;
+  opts.config = parseTuning(f);
 
   const { startEmbedded } = await import('../server/embedded.js');
   const h = await startEmbedded(opts);
@@ -140,7 +183,8 @@ export async function runUp(f: UpFlags): Promise<void> {
   exitSoon();
 }
 
-export interface ServerFlags {
+export interface ServerFlags extends TuningFlags {
+  webhookSecret?: string;
   db?: string;
   adminToken?: string;
   workerToken?: string;
@@ -153,7 +197,9 @@ export async function runServer(f: ServerFlags): Promise<void> {
   const db = f.db ?? process.env.TSCHED_DB;
   if (!db) throw new UsageError('--db: expected a PostgreSQL URL such as postgres://user@host:5432/tsched (or set TSCHED_DB)');
   if (!/^postgres(ql)?:\/\//.test(db)) throw new UsageError(`--db: expected a postgres:// URL, got "${db}"`);
-  const opts: ClusterOptions = { db };
+  const opts: ClusterOptions = { db, config: parseTuning(f) };
+  const webhookSecret = f.webhookSecret ?? process.env.TSCHED_WEBHOOK_SECRET;
+  if (webhookSecret) opts.webhookSecret = webhookSecret;
   const adminToken = f.adminToken ?? process.env.TSCHED_ADMIN_TOKEN;
   const workerToken = f.workerToken ?? process.env.TSCHED_WORKER_TOKEN;
   if (adminToken) opts.adminToken = adminToken;
@@ -199,6 +245,12 @@ export interface WorkerFlags {
   workDir?: string;
   scriptsRoot?: string;
   keepFailed?: boolean;
+  runsDir?: string;
+  killGrace?: string;
+  pullPolicy?: string;
+  dockerAllowPrivileged?: boolean;
+  dockerAllowHostNetwork?: boolean;
+  dockerAllowSocket?: boolean;
   drainTimeout?: string;
   json?: boolean;
 }
@@ -225,6 +277,18 @@ export async function runWorker(f: WorkerFlags, globals: { server?: string; toke
   if (executors) opts.executors = executors;
   if (f.scriptsRoot !== undefined) opts.scriptsRoot = resolve(f.scriptsRoot);
   if (f.keepFailed) opts.keepFailedWorkDirs = true;
+  if (f.runsDir !== undefined) opts.runsDir = resolve(f.runsDir);
+  const killGrace = f.killGrace === undefined ? undefined : parseDuration(f.killGrace);
+  if (killGrace === null) throw new UsageError(`--kill-grace: expected a duration such as 10s, got "${f.killGrace}"`);
+  if (killGrace !== undefined) opts.killGraceMs = killGrace;
+  if (f.pullPolicy !== undefined) {
+    if (!['if-not-present', 'always', 'never'].includes(f.pullPolicy))
+      throw new UsageError(`--pull-policy: expected if-not-present, always or never, got "${f.pullPolicy}"`);
+    opts.docker = { ...opts.docker, pullPolicy: f.pullPolicy as 'if-not-present' | 'always' | 'never' };
+  }
+  if (f.dockerAllowPrivileged) opts.docker = { ...opts.docker, allowPrivileged: true };
+  if (f.dockerAllowHostNetwork) opts.docker = { ...opts.docker, allowHostNetwork: true };
+  if (f.dockerAllowSocket) opts.docker = { ...opts.docker, allowDockerSocket: true };
   const drainTimeoutMs = f.drainTimeout === undefined ? 30_000 : Number(f.drainTimeout) * 1000;
   if (!Number.isFinite(drainTimeoutMs) || drainTimeoutMs < 0)
     throw new UsageError(`--drain-timeout: expected seconds ≥ 0, got "${f.drainTimeout}"`);

@@ -121,6 +121,11 @@ export function buildProgram(ctx: ErrorContext): Command {
     .option('--memory <size>', 'memory the local worker offers, e.g. 4GiB (default: most of RAM)')
     .option('--executors <list>', 'shell,docker (default: shell, plus docker when available)')
     .option('--no-local-worker', 'run only the API and scheduler; tasks wait for remote workers (tsched worker)')
+    .option('--lease <duration>', 'a worker silent this long is lost and its runs are retried elsewhere', '15s')
+    .option('--cap-grace <duration>', 'past a run\u2019s execution cap, how long the server waits for the worker to end it', '15s')
+    .option('--placement <strategy>', 'binpack (fill workers, keep big holes) or spread (balance load)', 'binpack')
+    .option('--urgency-window <duration>', 'a task this close to its start deadline is promoted to urgent', '1m')
+    .option('--deferral-threshold <fraction>', 'above this cluster utilization, delayable work waits for off-peak', '0.8')
     .option('--json', 'print {url, token, workerToken, dataDir, configPath} as one JSON line')
     .action((f) => runUp(f));
 
@@ -131,6 +136,12 @@ export function buildProgram(ctx: ErrorContext): Command {
     .option('--advertise-url <url>', 'URL other replicas and workers use to reach this one')
     .option('--admin-token <token>', 'bootstrap admin token, registered at start (env TSCHED_ADMIN_TOKEN)')
     .option('--worker-token <token>', 'bootstrap worker token, registered at start (env TSCHED_WORKER_TOKEN)')
+    .option('--webhook-secret <secret>', 'HMAC key for webhook signatures, the same on every replica (env TSCHED_WEBHOOK_SECRET)')
+    .option('--lease <duration>', 'a worker silent this long is lost and its runs are retried elsewhere', '15s')
+    .option('--cap-grace <duration>', 'past a run\u2019s execution cap, how long the server waits for the worker to end it', '15s')
+    .option('--placement <strategy>', 'binpack (fill workers, keep big holes) or spread (balance load)', 'binpack')
+    .option('--urgency-window <duration>', 'a task this close to its start deadline is promoted to urgent', '1m')
+    .option('--deferral-threshold <fraction>', 'above this cluster utilization, delayable work waits for off-peak', '0.8')
     .option('--json', 'print {url, token, workerToken} as JSON')
     .action((f) => runServer(f));
 
@@ -145,6 +156,12 @@ export function buildProgram(ctx: ErrorContext): Command {
     .option('--work-dir <dir>', 'where run directories live (default: $TMPDIR/tsched-worker-<name>)')
     .option('--scripts-root <dir>', 'directory that task scriptPath values are relative to')
     .option('--keep-failed', 'keep the run directories of failed runs for inspection')
+    .option('--runs-dir <dir>', 'where per-run directories are made (e.g. on tmpfs for many short tasks; default <work-dir>/runs)')
+    .option('--kill-grace <duration>', 'between SIGTERM and SIGKILL when a run is stopped', '10s')
+    .option('--pull-policy <policy>', 'docker images: if-not-present, always or never', 'if-not-present')
+    .option('--docker-allow-privileged', 'let docker tasks run privileged (off by default)')
+    .option('--docker-allow-host-network', 'let docker tasks use the host network (off by default)')
+    .option('--docker-allow-socket', 'mount the Docker socket into task containers (off by default)')
     .option('--drain-timeout <seconds>', 'on Ctrl-C, how long to let running tasks finish', '30')
     .option('--json', 'print {name, server, workDir} as JSON')
     .action((f, cmd: Command) => runWorker(f, globals(cmd.parent ?? cmd)));

@@ -1045,6 +1045,13 @@ export class KyselyStore implements Store {
     });
   }
 
+  async pendingCancels(workerId: string): Promise<number[]> {
+    const rows = await this.backend.read((ex) =>
+      ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1 ORDER BY id`, [workerId]),
+    );
+    return rows.map((r) => Number(r.id));
+  }
+
   async takeAssignments(workerId: string, max: number, now: number): Promise<Assignment[]> {
     if (max <= 0) return [];
     return this.backend.tx(async (ex) => {
@@ -1282,7 +1289,17 @@ export class KyselyStore implements Store {
         "UPDATE workers SET state = 'lost' WHERE state IN ('active','draining') AND last_seen_at < ? RETURNING id",
         [now - opts.workerSilenceMs],
       );
-      return { ended, lostWorkers: lost.map((w) => w.id).sort() };
+      // A worker that let a run's lease expire stopped heartbeating it: take it out of placement too, or the
+      // retry could land on the same dead worker in the moment before its own silence counts. Its next
+      // heartbeat makes it active again.
+      const silent = [...new Set(ended.filter((e) => e.outcome === 'lost').map((e) => e.run.workerId))];
+      const alsoLost = await this.selectIn<{ id: string }>(
+        ex,
+        "UPDATE workers SET state = 'lost' WHERE state IN ('active','draining') AND id IN",
+        silent,
+        ' RETURNING id',
+      );
+      return { ended, lostWorkers: [...new Set([...lost, ...alsoLost].map((w) => w.id))].sort() };
     });
   }
 }

@@ -204,6 +204,8 @@ export interface Store {
   setWorkerState(id: string, state: WorkerState, now: number): Promise<Worker | null>;
   /** Marks the worker seen and extends the lease of every live run it holds that it names with a valid token. */
   heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult>;
+  /** Live runs of this worker that must be stopped (cancel requested). Read-only: proves nothing about liveness. */
+  pendingCancels(workerId: string): Promise<number[]>;
   /** Assigned runs not yet delivered to this worker; marks them delivered. */
   takeAssignments(workerId: string, max: number, now: number): Promise<Assignment[]>;
   /** assigned → running. */

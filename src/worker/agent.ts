@@ -69,6 +69,14 @@ export interface WorkerOptions {
   /** Most assignments per poll. Default 1000. */
   pollMax?: number;
   logger?: WorkerLogger;
+  /** Docker executor settings (the worker's own configuration: a task can never ask for these). */
+  docker?: {
+    socketPath?: string;
+    pullPolicy?: 'if-not-present' | 'always' | 'never';
+    allowPrivileged?: boolean;
+    allowHostNetwork?: boolean;
+    allowDockerSocket?: boolean;
+  };
 }
 
 export interface WorkerHandle {
@@ -224,7 +232,7 @@ class Agent {
     if (wanted.includes('docker')) {
       // Loaded only when asked for, so a shell-only worker never touches dockerode or the Docker socket.
       const docker = await import('./executors/docker.js');
-      if (!(await docker.dockerAvailable()))
+      if (!(await docker.dockerAvailable(this.opts.docker?.socketPath)))
         throw new Error('executors: "docker" was asked for but the Docker Engine does not answer (is dockerd running?)');
       const removed = await docker.cleanupDockerLeftovers(this.name).catch(() => [] as string[]);
       if (removed.length > 0) this.log.warn({ containers: removed }, 'removed containers a previous run of this worker left behind');
@@ -235,6 +243,7 @@ class Agent {
           workDir: this.workDir,
           scriptsRoot: this.opts.scriptsRoot,
           killGraceMs: this.opts.killGraceMs,
+          ...this.opts.docker,
           onWarning: (msg, err) => this.log.warn({ err: err instanceof Error ? err.message : err }, msg),
         }),
       );

@@ -142,3 +142,69 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
+
+export interface WorkerProcess {
+  name: string;
+  proc: ChildProcess;
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts a real `tsched worker` process against a server. */
+export async function startWorkerProc(
+  server: { url: string; workerToken: string },
+  opts: { name: string; args?: string[]; workDir?: string; env?: Record<string, string> },
+): Promise<WorkerProcess> {
+  const workDir = opts.workDir ?? tempDir(`tsched-${opts.name}-`);
+  const proc = spawn(
+    process.execPath,
+    [BIN, 'worker', '--server', server.url, '--token', server.workerToken, '--name', opts.name, '--work-dir', workDir, ...(opts.args ?? [])],
+    { env: { ...process.env, TSCHED_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+  });
+  await new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`worker ${opts.name} did not connect within 20s:\n${out}`)), 20_000);
+    const check = () => {
+      if (/connected to/.test(out)) {
+        clearTimeout(timer);
+        res();
+      }
+    };
+    proc.stdout!.on('data', check);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`worker ${opts.name} exited with ${code}:\n${out}`));
+    });
+  });
+  return {
+    name: opts.name,
+    proc,
+    output: () => out,
+    stop: (signal: NodeJS.Signals = 'SIGTERM') =>
+      new Promise((res) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return res(proc.exitCode);
+        const killer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+        proc.once('exit', (code) => {
+          clearTimeout(killer);
+          res(code);
+        });
+        proc.kill(signal);
+      }),
+  };
+}
+
+/** Whether a process exists (signal 0). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

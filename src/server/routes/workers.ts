@@ -78,7 +78,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
   app.post(
     '/v1/workers/:id/poll',
     { schema: { summary: 'Long-poll for assignments and cancels (also a heartbeat)', tags: ['worker protocol'], params: WorkerIdParams, body: WorkerPollSchema } },
-    async (req): Promise<PollResponse> => {
+    async (req, reply): Promise<PollResponse> => {
       workerOnly(req);
       const { id } = req.params as { id: string };
       const b = req.body as { max?: number; wait?: number; running?: Array<{ runId: number; token: string }> };
@@ -97,15 +97,23 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       if (assignments.length === 0 && hb.cancel.length === 0 && wait > 0) {
         // Park until the scheduler assigns something, a cancel arrives, or the wait ends.
         const w = c.wakeups.waitWorker(id, wait);
-        const onClose = () => w.cancel();
-        req.raw.on('close', onClose);
+        // The response's close (not the request's, which fires once the body is read) tells that the
+        // worker hung up: a dead worker's parked poll must not heartbeat on its behalf afterwards.
+        let gone = false;
+        const onClose = () => {
+          gone = true;
+          w.cancel();
+        };
+        reply.raw.on('close', onClose);
         await w.promise;
-        req.raw.off('close', onClose);
+        reply.raw.off('close', onClose);
+        if (gone || req.raw.socket?.destroyed) return { assignments: [], cancel: [], acks: hb.acks, drain: false };
         worker = await mustWorker(id);
         now = await c.now();
         if (worker.state === 'active') assignments = await c.store.takeAssignments(id, max, now);
-        const hb2 = await c.store.heartbeat(id, [], now, c.config.leaseMs);
-        hb.cancel.push(...hb2.cancel);
+        // Not a heartbeat: the request proves the worker was alive when it was sent, not now (a paused or
+        // partitioned worker's poll can sit here), so only read what must be stopped.
+        hb.cancel.push(...(await c.store.pendingCancels(id)));
       }
       return { assignments: assignments.map(toWire), cancel: [...new Set(hb.cancel)], acks: hb.acks, drain: worker.state === 'draining' };
     },
