@@ -1289,15 +1289,16 @@ export class KyselyStore implements Store {
         "UPDATE workers SET state = 'lost' WHERE state IN ('active','draining') AND last_seen_at < ? RETURNING id",
         [now - opts.workerSilenceMs],
       );
-      // A worker that let a run's lease expire stopped heartbeating it: take it out of placement too, or the
-      // retry could land on the same dead worker in the moment before its own silence counts. Its next
-      // heartbeat makes it active again.
+      // A worker that let a run's lease expire and has itself been quiet for half the silence limit is
+      // almost surely gone: take it out of placement now, or the retry could land on the same dead worker
+      // in the moment before its own silence counts. Its next heartbeat makes it active again.
       const silent = [...new Set(ended.filter((e) => e.outcome === 'lost').map((e) => e.run.workerId))];
       const alsoLost = await this.selectIn<{ id: string }>(
         ex,
-        "UPDATE workers SET state = 'lost' WHERE state IN ('active','draining') AND id IN",
+        "UPDATE workers SET state = 'lost' WHERE state IN ('active','draining') AND last_seen_at < ? AND id IN",
         silent,
         ' RETURNING id',
+        [now - opts.workerSilenceMs / 2],
       );
       return { ended, lostWorkers: [...new Set([...lost, ...alsoLost].map((w) => w.id))].sort() };
     });
