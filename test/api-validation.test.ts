@@ -1,5 +1,6 @@
 // Bad input gets the right 4xx with a stable code and a message naming the field — and nothing is written.
 
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, startUp, type UpProcess } from './helpers/processes.js';
 
@@ -31,8 +32,14 @@ describe('API input validation against the real server', () => {
     ['executionCap "-5m"', { command: ['true'], executionCap: '-5m' }, 400, 'VALIDATION_FAILED', 'executionCap'],
     ['a string command', { command: 'echo hi' }, 400, 'VALIDATION_FAILED', 'command'],
     ['a bad executor', { command: ['true'], executor: 'vm' }, 400, 'VALIDATION_FAILED', 'executor'],
-    ['a bad task in a batch', { tasks: [{ command: ['true'] }, { command: ['true'], totalAttempts: 0 }] }, 400, 'VALIDATION_FAILED', 'tasks[1].totalAttempts'],
-  ])('%s → %i %s naming %s, nothing written', async (_name, body, status, code, field) => {
+    [
+      'a bad task in a batch',
+      { tasks: [{ command: ['true'] }, { command: ['true'], totalAttempts: 0 }] },
+      400,
+      'VALIDATION_FAILED',
+      'tasks[1].totalAttempts',
+    ],
+  ])('%s → %s %s naming %s, nothing written', async (_name, body, status, code, field) => {
     const before = await count();
     const r = await call('POST', '/v1/tasks', body);
     expect(r.status).toBe(status);
@@ -44,7 +51,35 @@ describe('API input validation against the real server', () => {
 
   it('a 10 MB body → 413 BODY_TOO_LARGE, nothing written', async () => {
     const before = await count();
-    const r = await call('POST', '/v1/tasks', { command: ['echo', 'x'.repeat(10 * 1024 * 1024)] });
+    // A 10 MB upload is refused from its Content-Length alone, before the body is read: send the headers
+    // and a first slice, then read the answer (writing all of it races the server closing the socket).
+    const body = JSON.stringify({ command: ['echo', 'x'.repeat(10 * 1024 * 1024)] });
+    const r = await new Promise<{ status: number; json: any }>((resolve, reject) => {
+      const u = new URL(`${up.url}/v1/tasks`);
+      const req = request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname,
+          method: 'POST',
+          headers: { authorization: `Bearer ${up.token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (d) => {
+            text += d;
+          });
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) });
+            req.destroy();
+          });
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e);
+      });
+      req.write(body.slice(0, 64 * 1024));
+    });
     expect(r.status).toBe(413);
     expect(r.json.error.code).toBe('BODY_TOO_LARGE');
     expect(await count()).toBe(before);

@@ -1,11 +1,11 @@
 // Issue 4: the queue manager and execution guarantees, against the real server and real worker processes.
 
-import { createServer, type Server } from 'node:http';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verify } from '../src/server/webhooks.js';
-import { alive, api, startUp, startWorkerProc, tempDir, type UpProcess, waitFor, type WorkerProcess } from './helpers/processes.js';
+import { alive, api, startUp, startWorkerProc, tempDir, type UpProcess, type WorkerProcess, waitFor } from './helpers/processes.js';
 
 const LEASE = '3s';
 
@@ -33,10 +33,14 @@ describe('queue manager and execution guarantees (real server, real workers)', (
   };
   const show = async (id: number) => (await call('GET', `/v1/tasks/${id}`)).json as { task: any; runs: any[] };
   const until = (id: number, pred: (s: { task: any; runs: any[] }) => boolean, what: string, ms = 30_000) =>
-    waitFor(what, async () => {
-      const s = await show(id);
-      return pred(s) ? s : null;
-    }, ms);
+    waitFor(
+      what,
+      async () => {
+        const s = await show(id);
+        return pred(s) ? s : null;
+      },
+      ms,
+    );
   const finished = (id: number, ms = 30_000) =>
     until(id, (s) => ['done', 'failed', 'cancelled'].includes(s.task.status), `task ${id} to finish`, ms);
 
@@ -53,7 +57,9 @@ describe('queue manager and execution guarantees (real server, real workers)', (
     expect(s.runs.map((r) => r.outcome)).toEqual(['failed', 'succeeded']);
     expect(s.runs[0].exitCode).toBe(1);
     const types = (await call('GET', `/v1/tasks/${t.id}/events`)).json.events.map((e: { type: string }) => e.type);
-    expect(types).toEqual(expect.arrayContaining(['task.submitted', 'task.claimed', 'run.failed', 'task.retry_scheduled', 'run.succeeded', 'task.done']));
+    expect(types).toEqual(
+      expect.arrayContaining(['task.submitted', 'task.claimed', 'run.failed', 'task.retry_scheduled', 'run.succeeded', 'task.done']),
+    );
   });
 
   it('fails after exhausting its attempts, with every attempt listed', async () => {
@@ -175,8 +181,12 @@ describe('queue manager and execution guarantees (real server, real workers)', (
       await waitFor('two webhook deliveries (one failed, one retried)', async () => received.length >= 2, 20_000);
       const secret = JSON.parse(readFileSync(join(up.dataDir, 'credentials.json'), 'utf8')).webhookSecret as string;
       for (const r of received) {
-        expect(verify(secret, r.headers['x-tsched-signature'] as string, r.headers['x-tsched-timestamp'] as string, r.body, Date.now())).toBe(true);
-        expect(verify('wrong-secret', r.headers['x-tsched-signature'] as string, r.headers['x-tsched-timestamp'] as string, r.body, Date.now())).toBe(false);
+        expect(
+          verify(secret, r.headers['x-tsched-signature'] as string, r.headers['x-tsched-timestamp'] as string, r.body, Date.now()),
+        ).toBe(true);
+        expect(
+          verify('wrong-secret', r.headers['x-tsched-signature'] as string, r.headers['x-tsched-timestamp'] as string, r.body, Date.now()),
+        ).toBe(false);
       }
       const payload = JSON.parse(received[1]!.body);
       expect(payload.event).toBe('task.deadline_missed');
@@ -197,7 +207,11 @@ describe('queue manager and execution guarantees (real server, real workers)', (
   it('kill -9 of a worker mid-run: the run is lost and the task runs on another worker within lease + a pass', async () => {
     const b = await startWorkerProc(up, { name: 'qm-b', args: ['--cpus', '2', '--memory', '2GiB', '--kill-grace', '1s'] });
     workers.push(b);
-    const t = await submit({ command: ['sh', '-c', 'if [ "$TSCHED_ATTEMPT" = 1 ]; then exec sleep 1000; else exit 0; fi'], totalAttempts: 3, retry: { backoff: '100ms' } });
+    const t = await submit({
+      command: ['sh', '-c', 'if [ "$TSCHED_ATTEMPT" = 1 ]; then exec sleep 1000; else exit 0; fi'],
+      totalAttempts: 3,
+      retry: { backoff: '100ms' },
+    });
     const s1 = await until(t.id, (s) => s.runs[0]?.state === 'running', 'the first attempt to run');
     const victim = workers.find((w) => w.name === s1.runs[0].workerName)!;
     const killedAt = Date.now();
@@ -216,9 +230,15 @@ describe('queue manager and execution guarantees (real server, real workers)', (
     // Two workers with label pool=c: whichever takes the first attempt is paused; the other takes the retry.
     const pidFile = join(scratch, 'stop-pids');
     writeFileSync(pidFile, '');
-    const c = await startWorkerProc(up, { name: 'qm-c', args: ['--cpus', '1', '--memory', '1GiB', '--labels', 'pool=c', '--kill-grace', '1s'] });
+    const c = await startWorkerProc(up, {
+      name: 'qm-c',
+      args: ['--cpus', '1', '--memory', '1GiB', '--labels', 'pool=c', '--kill-grace', '1s'],
+    });
     workers.push(c);
-    const d = await startWorkerProc(up, { name: 'qm-d', args: ['--cpus', '1', '--memory', '1GiB', '--labels', 'pool=c', '--kill-grace', '1s'] });
+    const d = await startWorkerProc(up, {
+      name: 'qm-d',
+      args: ['--cpus', '1', '--memory', '1GiB', '--labels', 'pool=c', '--kill-grace', '1s'],
+    });
     workers.push(d);
     const t = await submit({
       command: ['sh', '-c', `echo $$ >> ${pidFile}; if [ "$TSCHED_ATTEMPT" = 1 ]; then exec sleep 1000; else exit 0; fi`],
@@ -259,7 +279,9 @@ describe('queue manager and execution guarantees (real server, real workers)', (
         ['task.done', 'task.failed', 'task.cancelled'].includes(e.type),
       );
       // One terminal event per time the task was (re)queued and finished.
-      const requeues = (await call('GET', `/v1/tasks/${t.id}/events`)).json.events.filter((e: { type: string }) => e.type === 'task.requeued').length;
+      const requeues = (await call('GET', `/v1/tasks/${t.id}/events`)).json.events.filter(
+        (e: { type: string }) => e.type === 'task.requeued',
+      ).length;
       expect(terminalEvents).toHaveLength(requeues + 1);
     }
   });

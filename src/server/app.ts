@@ -1,8 +1,8 @@
 // The Fastify app: auth, validation with stable error codes, rate limits, OpenAPI, and the routes.
 
 import rateLimit from '@fastify/rate-limit';
-import { Ajv } from 'ajv';
 import swagger from '@fastify/swagger';
+import { Ajv } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Control } from './control.js';
 import { sendError } from './errors.js';
@@ -43,7 +43,10 @@ export async function buildApp(c: Control, opts: { logger?: boolean } = {}): Pro
     keyGenerator: (req) => (req.headers.authorization as string | undefined) ?? req.ip,
     errorResponseBuilder: (_req, ctx) => ({
       statusCode: 429,
-      error: { code: 'RATE_LIMITED', message: `too many requests: at most ${ctx.max} per minute per token; retry in ${Math.ceil(ctx.ttl / 1000)}s` },
+      error: {
+        code: 'RATE_LIMITED',
+        message: `too many requests: at most ${ctx.max} per minute per token; retry in ${Math.ceil(ctx.ttl / 1000)}s`,
+      },
     }),
   });
 

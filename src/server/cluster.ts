@@ -52,7 +52,8 @@ export async function startServer(opts: ClusterOptions): Promise<ClusterServer> 
     const token = opts.adminToken ?? null;
     const workerToken = opts.workerToken ?? null;
     if (token) await store.putToken({ tokenHash: hashToken(token), userId: 'admin', role: 'admin', name: 'bootstrap admin' });
-    if (workerToken) await store.putToken({ tokenHash: hashToken(workerToken), userId: 'worker', role: 'worker', name: 'bootstrap workers' });
+    if (workerToken)
+      await store.putToken({ tokenHash: hashToken(workerToken), userId: 'worker', role: 'worker', name: 'bootstrap workers' });
     const { host, port } = opts.listen ? parseListen(opts.listen, 7420) : { host: opts.host ?? '0.0.0.0', port: opts.port ?? 7420 };
     const webhookSecret = opts.webhookSecret ?? process.env.TSCHED_WEBHOOK_SECRET ?? '';
     const plane = await startControlPlane({ store, host, port, log, config: { webhookSecret, ...opts.config } });

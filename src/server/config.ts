@@ -77,7 +77,8 @@ export function resolveConfig(overrides: Partial<ServerConfig> = {}): Readonly<S
   ];
   for (const k of positive) {
     const v = c[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new Error(`config ${k}: expected a positive number, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+      throw new Error(`config ${k}: expected a positive number, got ${String(v)}`);
   }
   if (c.heartbeatMs >= c.leaseMs) throw new Error('config heartbeatMs: expected less than leaseMs');
   if (!(c.deferralThreshold > 0 && c.deferralThreshold <= 1)) throw new Error('config deferralThreshold: expected a fraction in (0, 1]');

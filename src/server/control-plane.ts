@@ -7,6 +7,7 @@ import { type Explanation, plan } from '../scheduler/index.js';
 import type { Store } from '../store/port.js';
 import { buildApp } from './app.js';
 import { Authenticator } from './auth.js';
+import { type Bus, type Leadership, LocalBus, SoleLeader } from './cluster-seams.js';
 import { resolveConfig, type ServerConfig } from './config.js';
 import type { Control } from './control.js';
 import { Metrics } from './metrics.js';
@@ -24,6 +25,9 @@ export interface ControlPlaneOptions {
   log?: Logger;
   /** Injected clock for tests; default the store's clock. */
   now?: () => Promise<number>;
+  /** Cluster mode: leader election and the wake-up bus between replicas. Default: sole leader, no bus. */
+  leadership?: Leadership;
+  bus?: Bus;
 }
 
 export interface ControlPlane {
@@ -45,6 +49,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const store = opts.store;
   const wakeups = new Wakeups();
   const now = opts.now ?? (() => store.now());
+  const leadership = opts.leadership ?? new SoleLeader();
+  const bus = opts.bus ?? new LocalBus();
   let scheduler: SchedulerLoop | undefined;
 
   const control: Control = {
@@ -56,9 +62,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     metrics: new Metrics(store),
     now,
     version: VERSION,
-    kick: () => scheduler?.kick(),
-    notifyWorkers: () => {},
-    isLeader: () => true,
+    // On the leader a kick runs a pass here; on a follower it travels to the leader over the bus.
+    kick: () => (leadership.isLeader() ? scheduler?.kick() : bus.publish({ kind: 'kick' })),
+    notifyWorkers: (ids) => bus.publish({ kind: 'workers', ids }),
+    notifyLogs: (runIds) => bus.publish({ kind: 'logs', runIds }),
+    isLeader: () => leadership.isLeader(),
     explain: async (taskId, owner) => {
       const task = await store.getTask(taskId, owner);
       if (!task || task.status !== 'waiting') return null;
@@ -94,7 +102,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
   };
 
-  scheduler = new SchedulerLoop({ store, config, wakeups, log, now, epoch: () => null, metrics: control.metrics });
+  scheduler = new SchedulerLoop({
+    store,
+    config,
+    wakeups,
+    log,
+    now,
+    epoch: () => leadership.epoch(),
+    metrics: control.metrics,
+    onAssigned: (ids) => bus.publish({ kind: 'workers', ids }),
+  });
   const monitor = new Monitor({ store, config, wakeups, log, now, metrics: control.metrics, onChange: () => scheduler?.kick() });
   const app = await buildApp(control);
   await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 7420 });
@@ -103,9 +120,33 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
   const notifier = new Notifier({ store, secret: config.webhookSecret, log, metrics: control.metrics, now });
   if (!config.webhookSecret) log.warn('no webhook secret configured: webhook signatures use an empty key');
-  scheduler.start();
-  monitor.start();
-  notifier.start();
+
+  // Wake-ups from other replicas.
+  bus.subscribe((msg) => {
+    if (msg.kind === 'kick') {
+      if (leadership.isLeader()) scheduler?.kick();
+    } else if (msg.kind === 'workers') for (const id of msg.ids) wakeups.wakeWorker(id);
+    else if (msg.kind === 'logs') for (const id of msg.runIds) wakeups.wakeLogs(id);
+  });
+  await bus.start();
+  // The control loops run only on the leader; every replica serves the API and the workers.
+  let loopsRunning = false;
+  leadership.onChange((leader) => {
+    if (leader && !loopsRunning) {
+      loopsRunning = true;
+      log.info({ epoch: leadership.epoch() }, 'this replica is the scheduling leader');
+      scheduler?.start();
+      monitor.start();
+      notifier.start();
+    } else if (!leader && loopsRunning) {
+      loopsRunning = false;
+      log.warn('this replica lost scheduling leadership');
+      void scheduler?.stop();
+      monitor.stop();
+      notifier.stop();
+    }
+  });
+  await leadership.start();
 
   let closed = false;
   return {
@@ -120,6 +161,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       monitor.stop();
       notifier.stop();
       await scheduler?.stop();
+      await leadership.stop();
+      await bus.stop();
       wakeups.wakeAllWorkers(); // release long-polls so that close does not wait for them
       await app.close();
     },

@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import type { Explanation } from '../scheduler/index.js';
 import type { Store } from '../store/port.js';
 import type { Authenticator } from './auth.js';
-import type { Metrics } from './metrics.js';
 import type { ServerConfig } from './config.js';
+import type { Metrics } from './metrics.js';
 import type { Wakeups } from './wakeups.js';
 
 export interface Control {
@@ -23,6 +23,8 @@ export interface Control {
   explain(taskId: number, owner: string | null): Promise<Explanation | null>;
   /** Tell other replicas (cluster mode) that these workers have news. */
   notifyWorkers(workerIds: string[]): void;
+  /** Tell other replicas that these runs have new output (their log followers may be elsewhere). */
+  notifyLogs(runIds: number[]): void;
   isLeader(): boolean;
   version: string;
 }

@@ -36,7 +36,8 @@ export function fromAjv(errors: AjvError[], context: string | undefined): Tsched
       continue;
     }
     let path = pathOf(context, e.instancePath);
-    if (e.keyword === 'required') path = path === '(body)' ? String(e.params.missingProperty) : `${path}.${String(e.params.missingProperty)}`;
+    if (e.keyword === 'required')
+      path = path === '(body)' ? String(e.params.missingProperty) : `${path}.${String(e.params.missingProperty)}`;
     const list = byPath.get(path) ?? [];
     list.push(e);
     byPath.set(path, list);
@@ -50,15 +51,20 @@ export function fromAjv(errors: AjvError[], context: string | undefined): Tsched
     let message: string;
     if (first.keyword === 'required') message = 'required';
     else if (consts.length > 0) message = `expected one of ${consts.join(', ')}`;
-    else if (types.length > 0 && errs.every((e) => e.keyword === 'type' || e.keyword === 'anyOf')) message = `expected ${types.join(' or ')}`;
+    else if (types.length > 0 && errs.every((e) => e.keyword === 'type' || e.keyword === 'anyOf'))
+      message = `expected ${types.join(' or ')}`;
     else message = first.message ?? first.keyword;
     other.push({ path, message });
   }
   if (unknown.length > 0) {
     const first = unknown[0] as FieldIssue;
-    return new TschedError('UNKNOWN_FIELD', `${first.path}: unknown field${unknown.length > 1 ? ` (and ${unknown.length - 1} more)` : ''}`, {
-      issues: [...unknown, ...other],
-    });
+    return new TschedError(
+      'UNKNOWN_FIELD',
+      `${first.path}: unknown field${unknown.length > 1 ? ` (and ${unknown.length - 1} more)` : ''}`,
+      {
+        issues: [...unknown, ...other],
+      },
+    );
   }
   return validationError(other);
 }
@@ -70,9 +76,15 @@ export function toTschedError(err: unknown): TschedError {
   if (fe?.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || fe?.statusCode === 413)
     return new TschedError('BODY_TOO_LARGE', 'the request body is larger than the server accepts (see bodyLimit)');
   if (fe?.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || fe?.statusCode === 415)
-    return new TschedError('VALIDATION_FAILED', 'expected Content-Type: application/json', { issues: [{ path: '(body)', message: 'expected JSON' }] });
+    return new TschedError('VALIDATION_FAILED', 'expected Content-Type: application/json', {
+      issues: [{ path: '(body)', message: 'expected JSON' }],
+    });
   if (fe?.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return validationError([{ path: '(body)', message: 'expected a JSON body' }]);
-  if (fe instanceof SyntaxError || fe?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (fe?.statusCode === 400 && /JSON/i.test(fe.message ?? '')))
+  if (
+    fe instanceof SyntaxError ||
+    fe?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
+    (fe?.statusCode === 400 && /JSON/i.test(fe.message ?? ''))
+  )
     return validationError([{ path: '(body)', message: `expected valid JSON: ${fe.message}` }]);
   if (fe?.statusCode === 429) return new TschedError('RATE_LIMITED', fe.message || 'too many requests; slow down');
   if (fe?.statusCode === 404) return new TschedError('NOT_FOUND', fe.message);
@@ -87,7 +99,9 @@ export function isStoreDown(err: unknown): boolean {
   if (!e) return false;
   const codes = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08003', '08006', '53300'];
   if (e.code && codes.includes(e.code)) return true;
-  return /Connection terminated|connection is closed|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(e.message ?? '');
+  return /Connection terminated|connection is closed|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(
+    e.message ?? '',
+  );
 }
 
 export function sendError(reply: FastifyReply, req: FastifyRequest, err: unknown): FastifyReply {

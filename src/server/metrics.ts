@@ -13,7 +13,11 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
-  readonly placed = new client.Counter({ name: 'tsched_placements_total', help: 'Runs created by the scheduler', registers: [this.registry] });
+  readonly placed = new client.Counter({
+    name: 'tsched_placements_total',
+    help: 'Runs created by the scheduler',
+    registers: [this.registry],
+  });
   readonly deadlineMissed = new client.Counter({
     name: 'tsched_deadline_missed_total',
     help: 'Tasks that passed their start deadline without starting',

@@ -41,7 +41,10 @@ export class Monitor {
       const now = await this.deps.now();
       const res = await store.reap(now, { workerSilenceMs: config.leaseMs, capGraceMs: config.capGraceMs });
       for (const e of res.ended) {
-        this.deps.log.warn({ runId: e.run.id, taskId: e.run.taskId, outcome: e.outcome, worker: e.run.workerName }, 'run ended by the monitor');
+        this.deps.log.warn(
+          { runId: e.run.id, taskId: e.run.taskId, outcome: e.outcome, worker: e.run.workerName },
+          'run ended by the monitor',
+        );
         this.deps.wakeups.wakeWorker(e.run.workerId); // so it learns to kill what it still runs
         this.deps.metrics?.runsFinished.inc({ outcome: e.outcome });
       }

@@ -25,6 +25,7 @@ export class Notifier {
   ) {}
 
   start(): void {
+    this.stopped = false;
     this.timer = setInterval(() => void this.tick(), this.deps.intervalMs ?? 1000);
     this.timer.unref();
   }
@@ -53,7 +54,11 @@ export class Notifier {
             error: r.ok ? null : (r.error ?? `HTTP ${r.status}`),
           });
           this.deps.metrics?.notificationsSent.inc({ result: r.ok ? 'delivered' : giveUp ? 'given_up' : 'retry' });
-          if (!r.ok) this.deps.log.warn({ url: n.url, event: n.event, attempt: n.attempts, status: r.status, error: r.error }, 'webhook delivery failed');
+          if (!r.ok)
+            this.deps.log.warn(
+              { url: n.url, event: n.event, attempt: n.attempts, status: r.status, error: r.error },
+              'webhook delivery failed',
+            );
         }),
       );
     } catch (err) {

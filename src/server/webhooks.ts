@@ -14,7 +14,14 @@ export function sign(secret: string, timestamp: number, body: string): string {
 }
 
 /** For receivers (and tests): constant-time check of a signature within a tolerance window. */
-export function verify(secret: string, header: string | undefined, timestamp: string | undefined, body: string, nowMs: number, toleranceMs = 300_000): boolean {
+export function verify(
+  secret: string,
+  header: string | undefined,
+  timestamp: string | undefined,
+  body: string,
+  nowMs: number,
+  toleranceMs = 300_000,
+): boolean {
   if (!header || !timestamp) return false;
   const ts = Number(timestamp);
   if (!Number.isFinite(ts) || Math.abs(nowMs - ts * 1000) > toleranceMs) return false;
@@ -31,7 +38,12 @@ export interface Delivery {
 }
 
 /** One attempt. Resolves to whether the receiver accepted it (2xx). Never throws. */
-export async function deliver(d: Delivery, secret: string, nowMs: number, timeoutMs = 10_000): Promise<{ ok: boolean; status: number | null; error?: string }> {
+export async function deliver(
+  d: Delivery,
+  secret: string,
+  nowMs: number,
+  timeoutMs = 10_000,
+): Promise<{ ok: boolean; status: number | null; error?: string }> {
   const body = JSON.stringify({ id: d.id, event: d.event, data: d.payload });
   const ts = Math.floor(nowMs / 1000);
   try {

@@ -128,7 +128,12 @@ export function api(url: string, token: string | null) {
   };
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false>,
+  timeoutMs = 20_000,
+  everyMs = 100,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < until) {
@@ -158,7 +163,19 @@ export async function startWorkerProc(
   const workDir = opts.workDir ?? tempDir(`tsched-${opts.name}-`);
   const proc = spawn(
     process.execPath,
-    [BIN, 'worker', '--server', server.url, '--token', server.workerToken, '--name', opts.name, '--work-dir', workDir, ...(opts.args ?? [])],
+    [
+      BIN,
+      'worker',
+      '--server',
+      server.url,
+      '--token',
+      server.workerToken,
+      '--name',
+      opts.name,
+      '--work-dir',
+      workDir,
+      ...(opts.args ?? []),
+    ],
     { env: { ...process.env, TSCHED_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

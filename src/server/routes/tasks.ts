@@ -8,7 +8,7 @@ import { TASK_STATUSES } from '../../domain/status.js';
 import type { NewTask } from '../../domain/task.js';
 import { normalizeTask, type TaskInput } from '../../domain/task-spec.js';
 import { IdParamsSchema, LogsQuerySchema, SubmitBatchSchema, TaskInputSchema, TaskListQuerySchema } from '../../protocol/schemas.js';
-import { type Principal, ownerScope, requireRole } from '../auth.js';
+import { ownerScope, type Principal, requireRole } from '../auth.js';
 import type { Control } from '../control.js';
 
 declare module 'fastify' {
@@ -59,27 +59,31 @@ export function taskRoutes(app: FastifyInstance, c: Control): void {
     },
   );
 
-  app.get('/v1/tasks', { schema: { summary: 'List tasks, newest first', tags: ['tasks'], querystring: TaskListQuerySchema } }, async (req) => {
-    userOnly(req, 'list tasks');
-    const q = req.query as { status?: string; limit?: number; cursor?: string; parent?: number; all?: boolean };
-    let status: TaskStatus[] | undefined;
-    if (q.status) {
-      status = q.status.split(',').map((s) => s.trim()) as TaskStatus[];
-      const bad = status.find((s) => !TASK_STATUSES.includes(s));
-      if (bad !== undefined)
-        throw new TschedError('VALIDATION_FAILED', `querystring.status: "${bad}" is not a status; expected ${TASK_STATUSES.join(', ')}`, {
-          issues: [{ path: 'querystring.status', message: `expected a comma-separated list of ${TASK_STATUSES.join(', ')}` }],
-        });
-    }
-    const res = await c.store.listTasks({
-      owner: ownerScope(req.principal, q.all ?? false),
-      limit: q.limit ?? 50,
-      cursor: q.cursor ?? null,
-      ...(status ? { status } : {}),
-      ...(q.parent ? { parentId: q.parent } : {}),
-    });
-    return res;
-  });
+  app.get(
+    '/v1/tasks',
+    { schema: { summary: 'List tasks, newest first', tags: ['tasks'], querystring: TaskListQuerySchema } },
+    async (req) => {
+      userOnly(req, 'list tasks');
+      const q = req.query as { status?: string; limit?: number; cursor?: string; parent?: number; all?: boolean };
+      let status: TaskStatus[] | undefined;
+      if (q.status) {
+        status = q.status.split(',').map((s) => s.trim()) as TaskStatus[];
+        const bad = status.find((s) => !TASK_STATUSES.includes(s));
+        if (bad !== undefined)
+          throw new TschedError('VALIDATION_FAILED', `querystring.status: "${bad}" is not a status; expected ${TASK_STATUSES.join(', ')}`, {
+            issues: [{ path: 'querystring.status', message: `expected a comma-separated list of ${TASK_STATUSES.join(', ')}` }],
+          });
+      }
+      const res = await c.store.listTasks({
+        owner: ownerScope(req.principal, q.all ?? false),
+        limit: q.limit ?? 50,
+        cursor: q.cursor ?? null,
+        ...(status ? { status } : {}),
+        ...(q.parent ? { parentId: q.parent } : {}),
+      });
+      return res;
+    },
+  );
 
   const load = async (req: FastifyRequest) => {
     userOnly(req, 'read tasks');
@@ -89,45 +93,76 @@ export function taskRoutes(app: FastifyInstance, c: Control): void {
     return task;
   };
 
-  app.get('/v1/tasks/:id', { schema: { summary: 'A task with every run and, if waiting, why', tags: ['tasks'], params: IdParamsSchema } }, async (req) => {
-    const task = await load(req);
-    const runs = await c.store.listRuns(task.id);
-    const explanation = task.status === 'waiting' ? await c.explain(task.id, ownerScope(req.principal)) : null;
-    return { task, runs, explanation };
-  });
+  app.get(
+    '/v1/tasks/:id',
+    { schema: { summary: 'A task with every run and, if waiting, why', tags: ['tasks'], params: IdParamsSchema } },
+    async (req) => {
+      const task = await load(req);
+      const runs = await c.store.listRuns(task.id);
+      const explanation = task.status === 'waiting' ? await c.explain(task.id, ownerScope(req.principal)) : null;
+      return { task, runs, explanation };
+    },
+  );
 
-  app.get('/v1/tasks/:id/events', { schema: { summary: 'The audit trail of a task', tags: ['tasks'], params: IdParamsSchema } }, async (req) => {
-    const task = await load(req);
-    return { events: await c.store.listEvents(task.id) };
-  });
+  app.get(
+    '/v1/tasks/:id/events',
+    { schema: { summary: 'The audit trail of a task', tags: ['tasks'], params: IdParamsSchema } },
+    async (req) => {
+      const task = await load(req);
+      return { events: await c.store.listEvents(task.id) };
+    },
+  );
 
-  app.get('/v1/tasks/:id/explain', { schema: { summary: 'Why a task is not running', tags: ['tasks'], params: IdParamsSchema } }, async (req) => {
-    const task = await load(req);
-    return { explanation: task.status === 'waiting' ? await c.explain(task.id, ownerScope(req.principal)) : null, status: task.status };
-  });
+  app.get(
+    '/v1/tasks/:id/explain',
+    { schema: { summary: 'Why a task is not running', tags: ['tasks'], params: IdParamsSchema } },
+    async (req) => {
+      const task = await load(req);
+      return { explanation: task.status === 'waiting' ? await c.explain(task.id, ownerScope(req.principal)) : null, status: task.status };
+    },
+  );
 
-  app.post('/v1/tasks/:id/cancel', { schema: { summary: 'Cancel (remove) a task', tags: ['tasks'], params: IdParamsSchema } }, async (req) => {
-    userOnly(req, 'cancel tasks');
-    const { id } = req.params as { id: number };
-    const now = await c.now();
-    const res = await c.store.cancelTask(id, ownerScope(req.principal), { now, actor: req.principal.userId, reason: 'cancelled by user' });
-    const workers = [...new Set(res.runsToStop.map((r) => r.workerId))];
-    for (const w of workers) c.wakeups.wakeWorker(w);
-    if (workers.length > 0) c.notifyWorkers(workers);
-    return { task: res.task, changed: res.changed };
-  });
+  app.post(
+    '/v1/tasks/:id/cancel',
+    { schema: { summary: 'Cancel (remove) a task', tags: ['tasks'], params: IdParamsSchema } },
+    async (req) => {
+      userOnly(req, 'cancel tasks');
+      const { id } = req.params as { id: number };
+      const now = await c.now();
+      const res = await c.store.cancelTask(id, ownerScope(req.principal), {
+        now,
+        actor: req.principal.userId,
+        reason: 'cancelled by user',
+      });
+      const workers = [...new Set(res.runsToStop.map((r) => r.workerId))];
+      for (const w of workers) c.wakeups.wakeWorker(w);
+      if (workers.length > 0) c.notifyWorkers(workers);
+      return { task: res.task, changed: res.changed };
+    },
+  );
 
-  app.post('/v1/tasks/:id/retry', { schema: { summary: 'Queue a failed or cancelled task again with fresh attempts', tags: ['tasks'], params: IdParamsSchema } }, async (req) => {
-    userOnly(req, 'retry tasks');
-    const { id } = req.params as { id: number };
-    const task = await c.store.requeueTask(id, ownerScope(req.principal), { now: await c.now(), actor: req.principal.userId });
-    c.kick();
-    return { task };
-  });
+  app.post(
+    '/v1/tasks/:id/retry',
+    { schema: { summary: 'Queue a failed or cancelled task again with fresh attempts', tags: ['tasks'], params: IdParamsSchema } },
+    async (req) => {
+      userOnly(req, 'retry tasks');
+      const { id } = req.params as { id: number };
+      const task = await c.store.requeueTask(id, ownerScope(req.principal), { now: await c.now(), actor: req.principal.userId });
+      c.kick();
+      return { task };
+    },
+  );
 
   app.get(
     '/v1/tasks/:id/logs',
-    { schema: { summary: 'Output of a run (default: the latest); follow=true streams server-sent events', tags: ['tasks'], params: IdParamsSchema, querystring: LogsQuerySchema } },
+    {
+      schema: {
+        summary: 'Output of a run (default: the latest); follow=true streams server-sent events',
+        tags: ['tasks'],
+        params: IdParamsSchema,
+        querystring: LogsQuerySchema,
+      },
+    },
     async (req, reply) => {
       const task = await load(req);
       const q = req.query as { offset?: number; run?: number; follow?: boolean; limit?: number };
@@ -142,7 +177,8 @@ export function taskRoutes(app: FastifyInstance, c: Control): void {
       }
       if (!q.follow) {
         const runId = await pickRun();
-        if (runId === null) return { runId: null, chunks: [], nextOffset: 0, ended: task.status !== 'waiting' && task.status !== 'in_progress' };
+        if (runId === null)
+          return { runId: null, chunks: [], nextOffset: 0, ended: task.status !== 'waiting' && task.status !== 'in_progress' };
         const res = await c.store.readLogs(runId, q.offset ?? 0, q.limit ?? 1000);
         return { runId, ...res };
       }
@@ -152,10 +188,22 @@ export function taskRoutes(app: FastifyInstance, c: Control): void {
 }
 
 /** Server-sent events: `log` per chunk, `end` with the outcome, `: ping` comments to keep proxies open. */
-async function followLogs(c: Control, req: FastifyRequest, reply: FastifyReply, taskId: number, pickRun: () => Promise<number | null>, offset: number) {
+async function followLogs(
+  c: Control,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  taskId: number,
+  pickRun: () => Promise<number | null>,
+  offset: number,
+) {
   reply.hijack();
   const res = reply.raw;
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
   let closed = false;
   req.raw.on('close', () => {
     closed = true;

@@ -5,13 +5,18 @@ import { TschedError } from '../../domain/errors.js';
 import type { RunOutcome } from '../../domain/status.js';
 import type { Executor } from '../../domain/task.js';
 import type { Worker } from '../../domain/worker.js';
-import { WorkerPollSchema, WorkerRegisterSchema, WorkerReportSchema, type WorkerReportBody } from '../../protocol/schemas.js';
+import { WorkerPollSchema, WorkerRegisterSchema, type WorkerReportBody, WorkerReportSchema } from '../../protocol/schemas.js';
 import type { PollResponse, RegisterResponse, ReportResponse, WireAssignment } from '../../protocol/worker-api.js';
 import type { Assignment, ItemAck } from '../../store/port.js';
 import { requireRole } from '../auth.js';
 import type { Control } from '../control.js';
 
-const WorkerIdParams = { type: 'object', properties: { id: { type: 'string', minLength: 1, maxLength: 128 } }, required: ['id'], additionalProperties: false };
+const WorkerIdParams = {
+  type: 'object',
+  properties: { id: { type: 'string', minLength: 1, maxLength: 128 } },
+  required: ['id'],
+  additionalProperties: false,
+};
 
 export function toWire(a: Assignment): WireAssignment {
   const t = a.task;
@@ -43,41 +48,60 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
     return w;
   };
 
-  app.post('/v1/workers/register', { schema: { summary: 'Register (or re-register) a worker', tags: ['worker protocol'], body: WorkerRegisterSchema } }, async (req) => {
-    workerOnly(req);
-    const b = req.body as {
-      name: string;
-      capacity: Worker['capacity'];
-      labels?: Record<string, string>;
-      executors: Executor[];
-      enforcement?: Worker['enforcement'];
-      version?: string;
-      hostname?: string;
-    };
-    if (b.capacity.ports && b.capacity.ports.from > b.capacity.ports.to)
-      throw new TschedError('VALIDATION_FAILED', 'capacity.ports: expected from ≤ to', { issues: [{ path: 'capacity.ports', message: 'expected from ≤ to' }] });
-    const now = await c.now();
-    const { worker, orphaned } = await c.store.registerWorker(
-      {
-        name: b.name,
-        capacity: b.capacity,
-        labels: b.labels ?? {},
-        executors: b.executors,
-        enforcement: b.enforcement ?? { memory: 'none', cpu: 'none' },
-        version: b.version ?? 'unknown',
-        hostname: b.hostname ?? '',
-      },
-      now,
-    );
-    if (orphaned.length > 0) req.log.warn({ worker: worker.name, runs: orphaned.map((r) => r.id) }, 'worker restarted: its live runs end lost');
-    c.kick();
-    const res: RegisterResponse = { worker, orphaned: orphaned.map((r) => r.id), heartbeatMs: c.config.heartbeatMs, leaseMs: c.config.leaseMs };
-    return res;
-  });
+  app.post(
+    '/v1/workers/register',
+    { schema: { summary: 'Register (or re-register) a worker', tags: ['worker protocol'], body: WorkerRegisterSchema } },
+    async (req) => {
+      workerOnly(req);
+      const b = req.body as {
+        name: string;
+        capacity: Worker['capacity'];
+        labels?: Record<string, string>;
+        executors: Executor[];
+        enforcement?: Worker['enforcement'];
+        version?: string;
+        hostname?: string;
+      };
+      if (b.capacity.ports && b.capacity.ports.from > b.capacity.ports.to)
+        throw new TschedError('VALIDATION_FAILED', 'capacity.ports: expected from ≤ to', {
+          issues: [{ path: 'capacity.ports', message: 'expected from ≤ to' }],
+        });
+      const now = await c.now();
+      const { worker, orphaned } = await c.store.registerWorker(
+        {
+          name: b.name,
+          capacity: b.capacity,
+          labels: b.labels ?? {},
+          executors: b.executors,
+          enforcement: b.enforcement ?? { memory: 'none', cpu: 'none' },
+          version: b.version ?? 'unknown',
+          hostname: b.hostname ?? '',
+        },
+        now,
+      );
+      if (orphaned.length > 0)
+        req.log.warn({ worker: worker.name, runs: orphaned.map((r) => r.id) }, 'worker restarted: its live runs end lost');
+      c.kick();
+      const res: RegisterResponse = {
+        worker,
+        orphaned: orphaned.map((r) => r.id),
+        heartbeatMs: c.config.heartbeatMs,
+        leaseMs: c.config.leaseMs,
+      };
+      return res;
+    },
+  );
 
   app.post(
     '/v1/workers/:id/poll',
-    { schema: { summary: 'Long-poll for assignments and cancels (also a heartbeat)', tags: ['worker protocol'], params: WorkerIdParams, body: WorkerPollSchema } },
+    {
+      schema: {
+        summary: 'Long-poll for assignments and cancels (also a heartbeat)',
+        tags: ['worker protocol'],
+        params: WorkerIdParams,
+        body: WorkerPollSchema,
+      },
+    },
     async (req, reply): Promise<PollResponse> => {
       workerOnly(req);
       const { id } = req.params as { id: string };
@@ -121,7 +145,14 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
 
   app.post(
     '/v1/workers/:id/report',
-    { schema: { summary: 'Batched starts, log chunks, results and heartbeats', tags: ['worker protocol'], params: WorkerIdParams, body: WorkerReportSchema } },
+    {
+      schema: {
+        summary: 'Batched starts, log chunks, results and heartbeats',
+        tags: ['worker protocol'],
+        params: WorkerIdParams,
+        body: WorkerReportSchema,
+      },
+    },
     async (req): Promise<ReportResponse> => {
       workerOnly(req);
       const { id } = req.params as { id: string };
@@ -130,7 +161,9 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       const now = await c.now();
       const started: ItemAck[] = b.started?.length ? await c.store.startRuns(b.started, now) : [];
       const logs: ItemAck[] = b.logs?.length ? await c.store.appendLogs(b.logs, c.config.maxLogBytesPerRun) : [];
-      if (b.logs?.length) for (const runId of new Set(b.logs.map((l) => l.runId))) c.wakeups.wakeLogs(runId);
+      const touched = new Set([...(b.logs ?? []).map((l) => l.runId), ...(b.results ?? []).map((r) => r.runId)]);
+      for (const runId of touched) c.wakeups.wakeLogs(runId);
+      if (touched.size > 0) c.notifyLogs([...touched]);
       let results: ItemAck[] = [];
       if (b.results?.length) {
         const fin = await c.store.finishRuns(
@@ -141,7 +174,6 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         b.results.forEach((r, i) => {
           if (fin.acks[i]?.ok) c.metrics.runsFinished.inc({ outcome: r.outcome });
         });
-        for (const r of b.results) c.wakeups.wakeLogs(r.runId);
         c.kick(); // resources were freed, retries may be due
       }
       const hb = await c.store.heartbeat(id, b.running ?? [], now, c.config.leaseMs);
@@ -149,20 +181,28 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
     },
   );
 
-  app.post('/v1/workers/:id/drain', { schema: { summary: 'Drain a worker (id or name): it takes nothing new', tags: ['workers'], params: WorkerIdParams } }, async (req) => {
-    requireRole(req.principal, ['admin', 'worker'], 'drain workers');
-    const { id } = req.params as { id: string };
-    let w = await c.store.getWorker(id);
-    if (!w) w = (await c.store.listWorkers()).find((x) => x.name === id) ?? null;
-    if (!w) throw new TschedError('WORKER_NOT_FOUND', `no worker with id or name ${id}`);
-    const updated = await c.store.setWorkerState(w.id, 'draining', await c.now());
-    c.wakeups.wakeWorker(w.id);
-    c.notifyWorkers([w.id]);
-    return { worker: updated };
-  });
+  app.post(
+    '/v1/workers/:id/drain',
+    { schema: { summary: 'Drain a worker (id or name): it takes nothing new', tags: ['workers'], params: WorkerIdParams } },
+    async (req) => {
+      requireRole(req.principal, ['admin', 'worker'], 'drain workers');
+      const { id } = req.params as { id: string };
+      let w = await c.store.getWorker(id);
+      if (!w) w = (await c.store.listWorkers()).find((x) => x.name === id) ?? null;
+      if (!w) throw new TschedError('WORKER_NOT_FOUND', `no worker with id or name ${id}`);
+      const updated = await c.store.setWorkerState(w.id, 'draining', await c.now());
+      c.wakeups.wakeWorker(w.id);
+      c.notifyWorkers([w.id]);
+      return { worker: updated };
+    },
+  );
 
-  app.get('/v1/workers', { schema: { summary: 'Every worker with capacity, allocated and free resources', tags: ['workers'] } }, async (req) => {
-    requireRole(req.principal, ['admin', 'user', 'worker'], 'list workers');
-    return { workers: await c.store.listWorkers() };
-  });
+  app.get(
+    '/v1/workers',
+    { schema: { summary: 'Every worker with capacity, allocated and free resources', tags: ['workers'] } },
+    async (req) => {
+      requireRole(req.principal, ['admin', 'user', 'worker'], 'list workers');
+      return { workers: await c.store.listWorkers() };
+    },
+  );
 }
