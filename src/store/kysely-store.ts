@@ -25,6 +25,7 @@ import type {
   FinishResult,
   HeartbeatResult,
   ItemAck,
+  LeadershipState,
   LogChunk,
   LogChunkInput,
   Notification,
@@ -393,8 +394,9 @@ export class KyselyStore implements Store {
     await this.insertRows(ex, 'notifications', ['task_id', 'url', 'event', 'payload', 'state', 'attempts', 'next_at', 'created_at'], rows);
   }
 
-  async recordDeadlineMisses(now: number, limit: number): Promise<DeadlineMiss[]> {
+  async recordDeadlineMisses(now: number, limit: number, epoch?: number | null): Promise<DeadlineMiss[]> {
     return this.backend.tx(async (ex) => {
+      await this.checkEpoch(ex, epoch);
       // Walks tasks_deadline (status, start_deadline, id) from the earliest deadline.
       const peek = await ex.all<{ id: number }>(
         "SELECT id FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND deadline_missed = 0 ORDER BY start_deadline, id LIMIT ?",
@@ -703,8 +705,9 @@ export class KyselyStore implements Store {
     const workers = await ex.all<WorkerRow>(
       onlySchedulable ? "SELECT * FROM workers WHERE state IN ('active','draining') ORDER BY id" : 'SELECT * FROM workers ORDER BY id',
     );
-    const live = await ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'>>(
-      `SELECT id, task_id, worker_id, cpus, memory, ports, cap_at FROM runs WHERE state IN ${LIVE} ORDER BY id`,
+    // The owner rides along so that the scheduler can count each user's running share (DRF, quotas).
+    const live = await ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'> & { owner: string }>(
+      `SELECT r.id, r.task_id, r.worker_id, r.cpus, r.memory, r.ports, r.cap_at, t.owner FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.state IN ${LIVE} ORDER BY r.id`,
     );
     const byWorker = new Map<string, WorkerWithLoad>();
     const out = workers.map((w) => {
@@ -726,6 +729,7 @@ export class KyselyStore implements Store {
         memory: Number(r.memory),
         ports,
         endsBy: Number(r.cap_at),
+        owner: r.owner,
       });
     }
     return out;
@@ -1261,8 +1265,9 @@ export class KyselyStore implements Store {
 
   // ---------------------------------------------------------------- monitor
 
-  async reap(now: number, opts: { workerSilenceMs: number; capGraceMs: number }): Promise<ReapResult> {
+  async reap(now: number, opts: { workerSilenceMs: number; capGraceMs: number; epoch?: number | null }): Promise<ReapResult> {
     return this.backend.tx(async (ex) => {
+      await this.checkEpoch(ex, opts.epoch);
       const expired = await ex.all<{ id: number }>(
         `SELECT id FROM runs WHERE state IN ${LIVE} AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?`,
         [now, REAP_BATCH],
@@ -1301,6 +1306,68 @@ export class KyselyStore implements Store {
         [now - opts.workerSilenceMs / 2],
       );
       return { ended, lostWorkers: [...new Set([...lost, ...alsoLost].map((w) => w.id))].sort() };
+    });
+  }
+
+  // ---------------------------------------------------------------- cluster leadership
+
+  /**
+   * Fencing for leader-only writes: with an epoch, the leader row is read FOR SHARE first (lock order puts
+   * `leader` before everything), so a takeover — an UPDATE of that row — waits for this transaction, and a
+   * transaction that starts after the takeover sees the new epoch and changes nothing.
+   */
+  private async checkEpoch(ex: Exec, epoch: number | null | undefined): Promise<void> {
+    if (epoch === null || epoch === undefined) return;
+    const [l] = await ex.all<{ epoch: number }>(
+      `SELECT epoch FROM leader WHERE id = 'scheduler'${this.backend.kind === 'postgres' ? ' FOR SHARE' : ''}`,
+    );
+    if (!l || Number(l.epoch) !== epoch) {
+      throw new TschedError('NOT_LEADER', `leadership epoch ${epoch} is no longer current`, {
+        details: { epoch, current: l ? Number(l.epoch) : null },
+      });
+    }
+  }
+
+  /** The store's clock inside a transaction (the database's on PostgreSQL). */
+  private async txNow(ex: Exec): Promise<number> {
+    if (this.backend.kind !== 'postgres') return this.backend.now();
+    const [r] = await ex.all<{ now: number }>('SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now');
+    return Number(r!.now);
+  }
+
+  async acquireLeadership(role: string, holder: string, ttlMs: number): Promise<LeadershipState> {
+    return this.backend.tx(async (ex) => {
+      await ex.all('INSERT INTO leader (id, holder, epoch, expires_at) VALUES (?, NULL, 0, 0) ON CONFLICT (id) DO NOTHING', [role]);
+      const [row] = await ex.all<{ holder: string | null; epoch: number; expires_at: number }>(
+        `SELECT holder, epoch, expires_at FROM leader WHERE id = ?${this.lock}`,
+        [role],
+      );
+      const now = await this.txNow(ex);
+      const epoch = Number(row!.epoch);
+      const expiresAt = Number(row!.expires_at);
+      const valid = row!.holder !== null && expiresAt >= now;
+      if (valid && row!.holder !== holder) return { leader: false, epoch, holder: row!.holder, expiresAt };
+      // Renew a valid lease of ours with the same epoch; anything else is a new term with a new epoch.
+      const next = valid ? epoch : epoch + 1;
+      await ex.all('UPDATE leader SET holder = ?, epoch = ?, expires_at = ? WHERE id = ?', [holder, next, now + ttlMs, role]);
+      return { leader: true, epoch: next, holder, expiresAt: now + ttlMs };
+    });
+  }
+
+  async releaseLeadership(role: string, holder: string): Promise<void> {
+    await this.backend.tx((ex) => ex.all('UPDATE leader SET holder = NULL, expires_at = 0 WHERE id = ? AND holder = ?', [role, holder]));
+  }
+
+  async getLeadership(role: string): Promise<{ holder: string | null; epoch: number; expiresAt: number } | null> {
+    return this.backend.read(async (ex) => {
+      const [row] = await ex.all<{ holder: string | null; epoch: number; expires_at: number }>(
+        'SELECT holder, epoch, expires_at FROM leader WHERE id = ?',
+        [role],
+      );
+      if (!row) return null;
+      const now = await this.txNow(ex);
+      const expiresAt = Number(row.expires_at);
+      return { holder: expiresAt >= now ? row.holder : null, epoch: Number(row.epoch), expiresAt };
     });
   }
 }
