@@ -62,6 +62,7 @@ export async function buildApp(c: Control, opts: { logger?: boolean } = {}): Pro
     version: c.version,
     store: c.store.kind,
     leader: c.isLeader(),
+    ...(c.describeCluster?.() ?? {}),
   }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {

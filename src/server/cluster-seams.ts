@@ -10,6 +10,8 @@ export interface Leadership {
   onChange(cb: (leader: boolean) => void): void;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Cluster mode: this replica's name and the current leader's, for /healthz and `tsched workers`. */
+  describe?(): { replica: string; leaderReplica: string | null; epoch: number | null };
 }
 
 /** Messages between replicas: wake-ups only, never state (the database is the only shared state). */

@@ -2,11 +2,14 @@
 // serves the API and the workers; the store's transactional re-check of every plan keeps allocations
 // within capacity whichever replica applies it.
 
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { openStore } from '../store/index.js';
 import { hashToken, newToken } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { type ControlPlane, defaultLogger, startControlPlane } from './control-plane.js';
+import { PgBus } from './pg-bus.js';
+import { PgLeadership } from './pg-leadership.js';
 
 export interface ClusterOptions {
   db: string;
@@ -23,6 +26,12 @@ export interface ClusterOptions {
   webhookSecret?: string;
   config?: Partial<ServerConfig>;
   log?: Logger;
+  /** Leader lease length and renewal period, ms (defaults 3000 and 1000): failover takes about ttl + renew. */
+  leaderTtlMs?: number;
+  leaderRenewMs?: number;
+  /** Pool size and per-statement timeout of this replica's PostgreSQL connections. */
+  maxConnections?: number;
+  statementTimeoutMs?: number;
 }
 
 export interface ClusterServer {
@@ -46,7 +55,11 @@ export function parseListen(listen: string | undefined, fallbackPort: number): {
 
 export async function startServer(opts: ClusterOptions): Promise<ClusterServer> {
   const log = opts.log ?? defaultLogger();
-  const store = await openStore({ url: opts.db });
+  const store = await openStore({
+    url: opts.db,
+    ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+    ...(opts.statementTimeoutMs !== undefined ? { statementTimeoutMs: opts.statementTimeoutMs } : {}),
+  });
   try {
     await store.migrate();
     const token = opts.adminToken ?? null;
@@ -56,7 +69,31 @@ export async function startServer(opts: ClusterOptions): Promise<ClusterServer> 
       await store.putToken({ tokenHash: hashToken(workerToken), userId: 'worker', role: 'worker', name: 'bootstrap workers' });
     const { host, port } = opts.listen ? parseListen(opts.listen, 7420) : { host: opts.host ?? '0.0.0.0', port: opts.port ?? 7420 };
     const webhookSecret = opts.webhookSecret ?? process.env.TSCHED_WEBHOOK_SECRET ?? '';
-    const plane = await startControlPlane({ store, host, port, log, config: { webhookSecret, ...opts.config } });
+    // The replica's name in the leader row: where it answers, and which process it is.
+    let replica = `${opts.advertiseUrl ?? `${host}:${port}`} (${hostname()} pid ${process.pid})`;
+    const leadership = new PgLeadership({
+      store,
+      holder: () => replica,
+      ttlMs: opts.leaderTtlMs,
+      renewMs: opts.leaderRenewMs,
+      log,
+    });
+    const u = new URL(opts.db);
+    const schema = u.searchParams.get('schema') ?? 'public';
+    u.searchParams.delete('schema');
+    const bus = new PgBus({ url: u.toString(), schema, log });
+    const plane = await startControlPlane({
+      store,
+      host,
+      port,
+      log,
+      config: { webhookSecret, ...opts.config },
+      leadership,
+      bus,
+      onListening: (url) => {
+        replica = `${opts.advertiseUrl ?? url} (${hostname()} pid ${process.pid})`;
+      },
+    });
     return {
       url: opts.advertiseUrl ?? plane.url,
       token,

@@ -28,6 +28,8 @@ export interface ControlPlaneOptions {
   /** Cluster mode: leader election and the wake-up bus between replicas. Default: sole leader, no bus. */
   leadership?: Leadership;
   bus?: Bus;
+  /** Called with the URL once the HTTP server listens, before leadership starts (names the replica). */
+  onListening?: (url: string) => void;
 }
 
 export interface ControlPlane {
@@ -49,7 +51,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const store = opts.store;
   const wakeups = new Wakeups();
   const now = opts.now ?? (() => store.now());
-  const leadership = opts.leadership ?? new SoleLeader();
+  const leadership: Leadership = opts.leadership ?? new SoleLeader();
   const bus = opts.bus ?? new LocalBus();
   let scheduler: SchedulerLoop | undefined;
 
@@ -67,6 +69,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     notifyWorkers: (ids) => bus.publish({ kind: 'workers', ids }),
     notifyLogs: (runIds) => bus.publish({ kind: 'logs', runIds }),
     isLeader: () => leadership.isLeader(),
+    ...(leadership.describe ? { describeCluster: () => leadership.describe!() } : {}),
     explain: async (taskId, owner) => {
       const task = await store.getTask(taskId, owner);
       if (!task || task.status !== 'waiting') return null;
@@ -112,12 +115,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     metrics: control.metrics,
     onAssigned: (ids) => bus.publish({ kind: 'workers', ids }),
   });
-  const monitor = new Monitor({ store, config, wakeups, log, now, metrics: control.metrics, onChange: () => scheduler?.kick() });
+  const monitor = new Monitor({
+    store,
+    config,
+    wakeups,
+    log,
+    now,
+    metrics: control.metrics,
+    onChange: () => scheduler?.kick(),
+    epoch: () => leadership.epoch(),
+    onEnded: (ids) => bus.publish({ kind: 'workers', ids }),
+  });
   const app = await buildApp(control);
   await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 7420 });
   const addr = app.server.address() as AddressInfo;
   const host = opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? opts.host : '127.0.0.1';
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+  opts.onListening?.(url);
   const notifier = new Notifier({ store, secret: config.webhookSecret, log, metrics: control.metrics, now });
   if (!config.webhookSecret) log.warn('no webhook secret configured: webhook signatures use an empty key');
 

@@ -26,5 +26,7 @@ export interface Control {
   /** Tell other replicas that these runs have new output (their log followers may be elsewhere). */
   notifyLogs(runIds: number[]): void;
   isLeader(): boolean;
+  /** Cluster mode: this replica's name, the leader's, and the current epoch (absent in embedded mode). */
+  describeCluster?: () => { replica: string; leaderReplica: string | null; epoch: number | null };
   version: string;
 }

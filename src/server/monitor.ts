@@ -21,6 +21,10 @@ export class Monitor {
       metrics?: Metrics;
       now: () => Promise<number>;
       onChange: () => void;
+      /** Fencing epoch of this leader (cluster mode): a deposed leader's tick changes nothing. */
+      epoch?: () => number | null;
+      /** Workers whose runs the monitor ended, so that replicas holding their polls wake them too. */
+      onEnded?: (workerIds: string[]) => void;
     },
   ) {}
 
@@ -39,7 +43,8 @@ export class Monitor {
     try {
       const { store, config } = this.deps;
       const now = await this.deps.now();
-      const res = await store.reap(now, { workerSilenceMs: config.leaseMs, capGraceMs: config.capGraceMs });
+      const epoch = this.deps.epoch?.() ?? null;
+      const res = await store.reap(now, { workerSilenceMs: config.leaseMs, capGraceMs: config.capGraceMs, epoch });
       for (const e of res.ended) {
         this.deps.log.warn(
           { runId: e.run.id, taskId: e.run.taskId, outcome: e.outcome, worker: e.run.workerName },
@@ -49,9 +54,10 @@ export class Monitor {
         this.deps.metrics?.runsFinished.inc({ outcome: e.outcome });
       }
       for (const w of res.lostWorkers) this.deps.log.warn({ workerId: w }, 'worker lost: silent past its lease');
+      if (res.ended.length > 0) this.deps.onEnded?.([...new Set(res.ended.map((e) => e.run.workerId))]);
       if (res.ended.length > 0 || res.lostWorkers.length > 0) this.deps.onChange();
       // Bounded waiting time: report (once) every task that passed its start deadline without starting.
-      const misses = await store.recordDeadlineMisses(now, 500);
+      const misses = await store.recordDeadlineMisses(now, 500, epoch);
       for (const m of misses) {
         this.deps.metrics?.deadlineMissed.inc();
         this.deps.log.warn(

@@ -172,6 +172,8 @@ export class PostgresBackend implements Backend {
   }
 
   async migrationPrelude(ex: Exec): Promise<void> {
+    // Building an index on a big table may take longer than the pool's statement_timeout.
+    await ex.all('SET LOCAL statement_timeout = 0');
     // Replicas starting together queue here; the loser then finds every migration applied.
     await ex.all('SELECT pg_advisory_xact_lock(hashtext(?))', [`tsched.migrate.${this.schema}`]);
     await ex.all(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);

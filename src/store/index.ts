@@ -19,6 +19,8 @@ export interface OpenStoreOptions extends StoreOptions {
   /** PostgreSQL schema; overrides ?schema= in the URL. */
   schema?: string;
   maxConnections?: number;
+  /** PostgreSQL only: per-statement timeout, ms (default 30000). */
+  statementTimeoutMs?: number;
 }
 
 export function openStore(opts: OpenStoreOptions): Store {

@@ -218,17 +218,41 @@ export interface Store {
 
   // ---- monitor
   /** Ends live runs whose lease expired (lost) or that are past cap + grace (timed_out); marks silent workers lost. */
-  reap(now: number, opts: { workerSilenceMs: number; capGraceMs: number }): Promise<ReapResult>;
+  /** `opts.epoch`: the leader's fencing epoch; when given and no longer current, throws NOT_LEADER and changes nothing. */
+  reap(now: number, opts: { workerSilenceMs: number; capGraceMs: number; epoch?: number | null }): Promise<ReapResult>;
   /**
    * Waiting tasks past their start deadline that were not yet reported: marks them, writes a
    * task.deadline_missed event, fails them (reason deadline_missed) when their policy is `expire`, and queues
    * their webhook notifications — all in one transaction, so each miss is reported exactly once.
+   * `epoch`: the leader's fencing epoch; when given and no longer current, throws NOT_LEADER.
    */
-  recordDeadlineMisses(now: number, limit: number): Promise<DeadlineMiss[]>;
+  recordDeadlineMisses(now: number, limit: number, epoch?: number | null): Promise<DeadlineMiss[]>;
 
   // ---- notifications (durable outbox)
   /** Pending deliveries due at `now`, claimed for `leaseMs` so that no other replica sends them meanwhile. */
   claimNotifications(now: number, limit: number, leaseMs: number): Promise<Notification[]>;
   /** Delivered, or to be retried at `retryAt`, or given up (retryAt null and not ok). */
   settleNotification(id: number, r: { ok: boolean; now: number; retryAt: number | null; error: string | null }): Promise<void>;
+
+  // ---- cluster leadership (a lease row per role; the epoch fences a deposed leader's writes)
+  /**
+   * Takes or renews the lease of `role` for `holder` for `ttlMs` by the store's clock. A holder whose lease
+   * is still valid renews it with the same epoch; taking a free or expired lease (also one's own, once
+   * expired) increments the epoch, so every write fenced with an older epoch is refused from then on.
+   */
+  acquireLeadership(role: string, holder: string, ttlMs: number): Promise<LeadershipState>;
+  /** Gives the lease up at once (clean shutdown) so that a follower takes over without waiting for expiry. */
+  releaseLeadership(role: string, holder: string): Promise<void>;
+  /** Who holds the lease of `role` now (null when nobody holds a valid lease). */
+  getLeadership(role: string): Promise<{ holder: string | null; epoch: number; expiresAt: number } | null>;
+}
+
+export interface LeadershipState {
+  leader: boolean;
+  /** The current epoch of the role (this holder's fencing epoch when leader). */
+  epoch: number;
+  /** The current holder (this one when leader), null when the lease is free. */
+  holder: string | null;
+  /** When the lease ends by the store's clock. */
+  expiresAt: number;
 }

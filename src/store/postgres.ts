@@ -13,6 +13,10 @@ export interface PostgresStoreOptions extends StoreOptions {
   schema?: string;
   /** Pool size; default 10. */
   maxConnections?: number;
+  /** Server-side limit on one statement, ms; default 30000 (0: none). Migrations lift it for themselves. */
+  statementTimeoutMs?: number;
+  /** How long to wait for a new connection before failing (the API then answers 503), ms; default 5000. */
+  connectTimeoutMs?: number;
 }
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -35,7 +39,12 @@ export function createPostgresStore(opts: PostgresStoreOptions): KyselyStore {
     connectionString: opts.url,
     max: opts.maxConnections ?? 10,
     types: types as unknown as pg.CustomTypesConfig,
-    options: `-c search_path=${schema}`,
+    // A hung statement or a transaction left open must not hold row locks (and the leader row) forever.
+    options: `-c search_path=${schema} -c statement_timeout=${Math.max(0, Math.floor(opts.statementTimeoutMs ?? 30_000))} -c idle_in_transaction_session_timeout=60000`,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+    idleTimeoutMillis: 30_000,
+    // Notice a dead peer (a cut network, a crashed host) on idle connections.
+    keepAlive: true,
   });
   // An idle client that loses its server must not crash the process; the next query reports the error.
   pool.on('error', () => {});
