@@ -825,3 +825,81 @@ describe('openStore', () => {
     expect(() => openStore({ url: 'postgres://u@localhost/db?schema=a;drop' })).toThrow(/schema/);
   });
 });
+
+describe.each(harnesses)('Store conformance (cluster leadership): $name', (h) => {
+  let store: KyselyStore;
+  let db: Awaited<ReturnType<Harness['create']>>;
+  const extra: KyselyStore[] = [];
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  beforeEach(async () => {
+    db = await h.create();
+    store = db.open({ random: () => 0.5 });
+    await store.migrate();
+  });
+  afterEach(async () => {
+    for (const s of extra.splice(0)) await s.close();
+    await store.close();
+    await db.drop();
+  });
+
+  it('one holder at a time; renewal keeps the epoch; a takeover after expiry increments it', async () => {
+    const a = await store.acquireLeadership('scheduler', 'A', 300);
+    expect(a).toMatchObject({ leader: true, epoch: 1, holder: 'A' });
+    expect(await store.acquireLeadership('scheduler', 'B', 300)).toMatchObject({ leader: false, epoch: 1, holder: 'A' });
+    expect(await store.acquireLeadership('scheduler', 'A', 300)).toMatchObject({ leader: true, epoch: 1, holder: 'A' });
+    expect((await store.getLeadership('scheduler'))?.holder).toBe('A');
+    await sleep(400); // A stops renewing
+    expect((await store.getLeadership('scheduler'))?.holder).toBeNull();
+    expect(await store.acquireLeadership('scheduler', 'B', 300)).toMatchObject({ leader: true, epoch: 2, holder: 'B' });
+    expect(await store.acquireLeadership('scheduler', 'A', 300)).toMatchObject({ leader: false, epoch: 2, holder: 'B' });
+    // Roles are independent rows.
+    expect(await store.acquireLeadership('other', 'A', 300)).toMatchObject({ leader: true, epoch: 1 });
+  });
+
+  it('release hands over at once; only the holder can release', async () => {
+    await store.acquireLeadership('scheduler', 'A', 60_000);
+    await store.releaseLeadership('scheduler', 'B'); // not the holder: no effect
+    expect((await store.getLeadership('scheduler'))?.holder).toBe('A');
+    await store.releaseLeadership('scheduler', 'A');
+    expect((await store.getLeadership('scheduler'))?.holder).toBeNull();
+    expect(await store.acquireLeadership('scheduler', 'B', 60_000)).toMatchObject({ leader: true, epoch: 2 });
+    expect(await store.getLeadership('nobody')).toBeNull();
+  });
+
+  it('racing replicas: exactly one wins each free lease', async () => {
+    const other = db.open();
+    extra.push(other);
+    for (let round = 0; round < 5; round++) {
+      const res = await Promise.all([
+        store.acquireLeadership(`race${round}`, 'A', 60_000),
+        other.acquireLeadership(`race${round}`, 'B', 60_000),
+      ]);
+      expect(res.filter((r) => r.leader)).toHaveLength(1);
+      expect(res.map((r) => r.epoch)).toEqual([1, 1]);
+    }
+  });
+
+  it('a deposed leader can neither reap nor record deadline misses: nothing changes', async () => {
+    const [t] = (await store.submitTasks('alice', [task({ delayTolerance: 1000 })], { now: T0, actor: 'alice' })).tasks;
+    const [t2] = (await store.submitTasks('alice', [task()], { now: T0, actor: 'alice' })).tasks;
+    const { worker } = await store.registerWorker(workerReg('w1'), T0);
+    const res = await store.applyPlan([{ taskId: t2!.id, workerId: worker.id, allocation: alloc(100, MB) }], ctx(T0, { leaseMs: 1000 }));
+    const run = res.runs[0]!;
+    expect((await store.acquireLeadership('scheduler', 'A', 100)).epoch).toBe(1);
+    await sleep(150);
+    expect((await store.acquireLeadership('scheduler', 'B', 60_000)).epoch).toBe(2);
+    const later = T0 + 3_600_000;
+    const opts = { workerSilenceMs: 15_000, capGraceMs: 15_000 };
+    await expect(store.reap(later, { ...opts, epoch: 1 })).rejects.toMatchObject({ code: 'NOT_LEADER' });
+    await expect(store.recordDeadlineMisses(later, 100, 1)).rejects.toMatchObject({ code: 'NOT_LEADER' });
+    expect((await store.getRun(run.id))!.state).toBe('assigned');
+    expect((await store.getWorker(worker.id))!.state).toBe('active');
+    expect((await store.getTask(t!.id, null))!.deadlineMissed).toBe(false);
+    // The current leader's writes go through; unfenced calls (embedded mode) still work as before.
+    const reaped = await store.reap(later, { ...opts, epoch: 2 });
+    expect(reaped.ended.map((e) => e.run.id)).toEqual([run.id]);
+    expect((await store.recordDeadlineMisses(later, 100, 2)).map((m) => m.task.id)).toContain(t!.id);
+    expect(await store.recordDeadlineMisses(later, 100)).toEqual([]);
+  });
+});
