@@ -190,6 +190,9 @@ export interface ServerFlags extends TuningFlags {
   workerToken?: string;
   listen?: string;
   advertiseUrl?: string;
+  leaderTtl?: string;
+  dbPool?: string;
+  statementTimeout?: string;
   json?: boolean;
 }
 
@@ -198,6 +201,22 @@ export async function runServer(f: ServerFlags): Promise<void> {
   if (!db) throw new UsageError('--db: expected a PostgreSQL URL such as postgres://user@host:5432/tsched (or set TSCHED_DB)');
   if (!/^postgres(ql)?:\/\//.test(db)) throw new UsageError(`--db: expected a postgres:// URL, got "${db}"`);
   const opts: ClusterOptions = { db, config: parseTuning(f) };
+  const ttl = durationFlag('--leader-ttl', f.leaderTtl);
+  if (ttl !== undefined) {
+    if (ttl < 300) throw new UsageError(`--leader-ttl: expected at least 300ms, got "${f.leaderTtl}"`);
+    opts.leaderTtlMs = ttl;
+    opts.leaderRenewMs = Math.max(100, Math.floor(ttl / 3));
+  }
+  if (f.dbPool !== undefined) {
+    const n = Number(f.dbPool);
+    if (!Number.isInteger(n) || n < 2 || n > 1000) throw new UsageError(`--db-pool: expected a whole number from 2 to 1000, got "${f.dbPool}"`);
+    opts.maxConnections = n;
+  }
+  if (f.statementTimeout !== undefined) {
+    const st = f.statementTimeout.trim() === '0' ? 0 : durationFlag('--statement-timeout', f.statementTimeout);
+    if (st === undefined) throw new UsageError('--statement-timeout: expected a duration such as 30s');
+    opts.statementTimeoutMs = st;
+  }
   const webhookSecret = f.webhookSecret ?? process.env.TSCHED_WEBHOOK_SECRET;
   if (webhookSecret) opts.webhookSecret = webhookSecret;
   const adminToken = f.adminToken ?? process.env.TSCHED_ADMIN_TOKEN;

@@ -142,6 +142,9 @@ export function buildProgram(ctx: ErrorContext): Command {
     .option('--placement <strategy>', 'binpack (fill workers, keep big holes) or spread (balance load)', 'binpack')
     .option('--urgency-window <duration>', 'a task this close to its start deadline is promoted to urgent', '1m')
     .option('--deferral-threshold <fraction>', 'above this cluster utilization, delayable work waits for off-peak', '0.8')
+    .option('--leader-ttl <duration>', 'scheduling leader lease; a dead leader is replaced within about 4/3 of it', '3s')
+    .option('--db-pool <n>', 'PostgreSQL connections of this replica', '10')
+    .option('--statement-timeout <duration>', 'longest one SQL statement may run (0 for none)', '30s')
     .option('--json', 'print {url, token, workerToken} as JSON')
     .action((f) => runServer(f));
 
