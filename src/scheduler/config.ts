@@ -37,7 +37,7 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = Object.freeze({
   deferralSlackMs: 30 * 60_000,
   placement: 'binpack',
   quotas: Object.freeze({}) as Record<string, Quota>,
-  maxEstimatesPerPass: 256,
+  maxEstimatesPerPass: 32,
 }) as SchedulerConfig;
 
 function checkQuota(path: string, q: unknown, issues: FieldIssue[]): void {

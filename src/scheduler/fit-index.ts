@@ -1,7 +1,12 @@
 // A segment tree over a fixed list of workers that finds the best-scoring worker with room for a shape
-// in about O(log n), instead of scoring every worker for every task. Each node keeps the max free cpu,
-// memory and ports below it (to prune subtrees where nothing fits) and the bounds the two scoring modes
-// need (to prune subtrees that cannot beat the best worker found so far: branch and bound).
+// without scoring every worker for every task. Each node keeps:
+// - the max free cpu, memory and ports below it (exact per-resource pruning);
+// - a 16×16 grid of (cpu level, memory level) occupancy bits, so that a subtree where cpu-rich workers are
+//   memory-poor and vice versa is pruned as a whole, and so that best fit gets a tight lower bound;
+// - the max free shares, for spread.
+// Search is branch and bound: the most promising child first, and subtrees that cannot beat the best
+// worker found so far are skipped. Once a fitting worker is found, only a bounded number more are scored
+// (Nomad's "limit" iterator), which keeps a search near O(log n) on big, busy clusters.
 
 export type Mode = 'binpack' | 'spread';
 /** 0: cpu is the task's dominant resource, 1: memory. */
@@ -9,6 +14,9 @@ export type Dominant = 0 | 1;
 
 // A tie between workers on the dominant resource is broken by the other resource, weighted this little.
 const SECONDARY = 1e-6;
+/** Levels per resource in the occupancy grid; 16 rows of 16 bits = 8 words per node. */
+const LEVELS = 16;
+const WORDS = 8;
 
 export class FitIndex {
   readonly n: number;
@@ -16,17 +24,24 @@ export class FitIndex {
   private readonly maxC: Float64Array;
   private readonly maxM: Float64Array;
   private readonly maxP: Float64Array;
-  private readonly minC: Float64Array;
-  private readonly minM: Float64Array;
   private readonly maxFC: Float64Array;
   private readonly maxFM: Float64Array;
+  /** Row i (cpu level i) is 16 bits at word i>>1, shift (i&1)*16; bit j: some worker at memory level j. */
+  private readonly grid: Uint32Array;
   private readonly stack = new Int32Array(128);
+  /** How many fitting workers one search scores at most once it has found one (stop early). */
+  scoreLimit = 8;
 
-  /** unitC/unitM scale free cpu and memory to comparable numbers (e.g. the mean worker capacity). */
+  /**
+   * unitC/unitM scale free cpu and memory to comparable numbers (e.g. the mean worker capacity);
+   * topC/topM are the largest capacities, the range the grid levels cover.
+   */
   constructor(
     n: number,
     private readonly unitC: number,
     private readonly unitM: number,
+    private readonly topC: number,
+    private readonly topM: number,
   ) {
     this.n = n;
     let size = 1;
@@ -36,22 +51,36 @@ export class FitIndex {
     this.maxC = new Float64Array(len).fill(-1);
     this.maxM = new Float64Array(len).fill(-1);
     this.maxP = new Float64Array(len).fill(-1);
-    this.minC = new Float64Array(len).fill(Number.POSITIVE_INFINITY);
-    this.minM = new Float64Array(len).fill(Number.POSITIVE_INFINITY);
     this.maxFC = new Float64Array(len).fill(Number.NEGATIVE_INFINITY);
     this.maxFM = new Float64Array(len).fill(Number.NEGATIVE_INFINITY);
+    this.grid = new Uint32Array(len * WORDS);
   }
+
+  // Levels are powers of two below the largest capacity: row i ≥ 1 holds [top·2^(i−16), top·2^(i−15)), row 0
+  // everything smaller. Relative precision matters: on a busy cluster small requests meet small free amounts.
+  private static level(x: number, top: number): number {
+    if (x <= 0 || top <= 0) return 0;
+    const l = Math.floor(Math.log2(x / top)) + LEVELS;
+    return l < 0 ? 0 : l > LEVELS - 1 ? LEVELS - 1 : l;
+  }
+
+  /** The least free amount a worker in level i can have, as a fraction of top. */
+  private static readonly EDGE = Float64Array.from({ length: LEVELS }, (_, i) => (i === 0 ? 0 : 2 ** (i - LEVELS)));
 
   /** Sets a leaf without fixing its ancestors; call rebuild() after a batch of these. */
   setLeaf(pos: number, freeC: number, freeM: number, freeP: number, capC: number, capM: number): void {
     const i = this.size + pos;
     this.maxC[i] = freeC;
-    this.minC[i] = freeC;
     this.maxM[i] = freeM;
-    this.minM[i] = freeM;
     this.maxP[i] = freeP;
     this.maxFC[i] = capC > 0 ? freeC / capC : 0;
     this.maxFM[i] = capM > 0 ? freeM / capM : 0;
+    const g = i * WORDS;
+    for (let w = 0; w < WORDS; w++) this.grid[g + w] = 0;
+    if (freeC < 0 || freeM < 0) return; // overcommitted: fits nothing, occupies no level
+    const lc = FitIndex.level(freeC, this.topC);
+    const lm = FitIndex.level(freeM, this.topM);
+    this.grid[g + (lc >> 1)] = (1 << (((lc & 1) << 4) + lm)) >>> 0;
   }
 
   rebuild(): void {
@@ -70,10 +99,13 @@ export class FitIndex {
     this.maxC[i] = Math.max(this.maxC[l], this.maxC[r]);
     this.maxM[i] = Math.max(this.maxM[l], this.maxM[r]);
     this.maxP[i] = Math.max(this.maxP[l], this.maxP[r]);
-    this.minC[i] = Math.min(this.minC[l], this.minC[r]);
-    this.minM[i] = Math.min(this.minM[l], this.minM[r]);
     this.maxFC[i] = Math.max(this.maxFC[l], this.maxFC[r]);
     this.maxFM[i] = Math.max(this.maxFM[l], this.maxFM[r]);
+    const g = this.grid;
+    const gi = i * WORDS;
+    const gl = l * WORDS;
+    const gr = r * WORDS;
+    for (let w = 0; w < WORDS; w++) g[gi + w] = g[gl + w] | g[gr + w];
   }
 
   /** Whether some single worker might have room (exact for one dimension, optimistic across them). */
@@ -81,9 +113,26 @@ export class FitIndex {
     return this.maxC[1] >= c && this.maxM[1] >= m && this.maxP[1] >= p;
   }
 
-  /** Largest free amount over the workers, per dimension. */
-  maxFree(): { cpus: number; memory: number; ports: number } {
-    return { cpus: this.maxC[1], memory: this.maxM[1], ports: this.maxP[1] };
+  // Scratch results of probe(): the lowest cpu level and the lowest memory level, among grid cells at or
+  // above the request's levels, that hold a worker below the node. -1 when no cell does.
+  private rowHit = -1;
+  private colHit = -1;
+
+  private probe(node: number, lc: number, lm: number): void {
+    const g = this.grid;
+    const base = node * WORDS;
+    const colMask = (0xffff << lm) & 0xffff;
+    let cols = 0;
+    let row = -1;
+    for (let i = lc; i < LEVELS; i++) {
+      const bits = (g[base + (i >> 1)] >>> ((i & 1) << 4)) & colMask;
+      if (bits !== 0) {
+        if (row < 0) row = i;
+        cols |= bits;
+      }
+    }
+    this.rowHit = row;
+    this.colHit = cols === 0 ? -1 : 31 - Math.clz32(cols & -cols);
   }
 
   /**
@@ -94,41 +143,54 @@ export class FitIndex {
   findBest(c: number, m: number, p: number, mode: Mode, dom: Dominant, accept: ((pos: number) => boolean) | null): number {
     if (!this.mayFit(c, m, p)) return -1;
     const { maxC, maxM, maxP, stack } = this;
+    const lc = FitIndex.level(c, this.topC);
+    const lm = FitIndex.level(m, this.topM);
     let best = -1;
     let bestScore = Number.POSITIVE_INFINITY;
+    let budget = this.scoreLimit;
     let sp = 0;
     stack[sp++] = 1;
-    while (sp > 0) {
+    while (sp > 0 && budget > 0) {
       const node = stack[--sp];
       if (maxC[node] < c || maxM[node] < m || maxP[node] < p) continue;
-      if (this.bound(node, c, m, mode, dom) >= bestScore) continue;
       if (node >= this.size) {
         const pos = node - this.size;
+        if (pos >= this.n) continue;
         const score = this.leafScore(node, c, m, mode, dom);
         if (score < bestScore && (accept === null || accept(pos))) {
           best = pos;
           bestScore = score;
         }
+        if (best >= 0) budget--;
         continue;
       }
       const l = 2 * node;
       const r = l + 1;
-      // Visit the more promising child first (pushed last), so good leaves are found early and prune the rest.
-      if (this.bound(l, c, m, mode, dom) <= this.bound(r, c, m, mode, dom)) {
-        stack[sp++] = r;
-        stack[sp++] = l;
+      const bl = this.bound(l, c, m, lc, lm, mode, dom);
+      const br = this.bound(r, c, m, lc, lm, mode, dom);
+      // Visit the more promising child first (pushed last); skip children that cannot beat the best so far.
+      if (bl <= br) {
+        if (br < bestScore) stack[sp++] = r;
+        if (bl < bestScore) stack[sp++] = l;
       } else {
-        stack[sp++] = l;
-        stack[sp++] = r;
+        if (bl < bestScore) stack[sp++] = l;
+        if (br < bestScore) stack[sp++] = r;
       }
     }
     return best;
   }
 
-  private bound(node: number, c: number, m: number, mode: Mode, dom: Dominant): number {
+  /** A lower bound of the leaf scores below `node` among workers that fit; +Infinity when none can. */
+  private bound(node: number, c: number, m: number, lc: number, lm: number, mode: Mode, dom: Dominant): number {
+    this.probe(node, lc, lm);
+    if (this.rowHit < 0) return Number.POSITIVE_INFINITY;
     if (mode === 'binpack') {
-      const left = dom === 0 ? (this.minC[node] - c) / this.unitC : (this.minM[node] - m) / this.unitM;
-      return left > 0 ? left : 0;
+      // A worker in cpu level i has at least EDGE[i]·top free; same for memory.
+      const fc = FitIndex.EDGE[this.rowHit] * this.topC;
+      const fm = FitIndex.EDGE[this.colHit] * this.topM;
+      const bc = Math.max(0, (fc - c) / this.unitC);
+      const bm = Math.max(0, (fm - m) / this.unitM);
+      return dom === 0 ? bc + SECONDARY * bm : bm + SECONDARY * bc;
     }
     return dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
   }

@@ -17,6 +17,11 @@ export interface Snapshot {
   workers: WorkerWithLoad[];
   /** Waiting, due candidates handed in by the store. */
   tasks: Task[];
+  /**
+   * What each owner runs now (cpus in millicores, memory in bytes), for fair share and quotas. When absent,
+   * it is summed from the live runs' `owner` fields; a store that keeps it per owner saves that scan.
+   */
+  ownerUsage?: Record<string, { cpus: number; memory: number }>;
 }
 
 export interface Reservation {
@@ -80,7 +85,10 @@ interface PassRun {
   taskId: number;
 }
 
-interface TimelineEvent extends PassRun {}
+/** A live run (ports as a list) or a run placed in this pass (ports as a count), referenced, not copied. */
+type TimelineEvent = WorkerWithLoad['live'][number] | PassRun;
+
+const portsOf = (e: TimelineEvent): number => (typeof e.ports === 'number' ? e.ports : e.ports.length);
 
 /** Mutable state of one pass; shared with explain.ts. */
 export class PassState {
@@ -104,6 +112,8 @@ export class PassState {
   private readonly nextPort: Int32Array;
   readonly passRuns: Array<PassRun[] | undefined>;
   private readonly timelines: Array<TimelineEvent[] | undefined>;
+  /** Per worker: when its first run reaches its cap (NaN: not computed yet). */
+  private readonly releaseAt: Float64Array;
   readonly ownerUse = new Map<string, { cpus: number; memory: number }>();
   reservation: {
     taskId: number;
@@ -140,6 +150,7 @@ export class PassState {
     this.nextPort = new Int32Array(W);
     this.passRuns = new Array(W);
     this.timelines = new Array(W);
+    this.releaseAt = new Float64Array(W).fill(Number.NaN);
     this.estimatesLeft = cfg.maxEstimatesPerPass ?? Number.POSITIVE_INFINITY;
     for (let i = 0; i < W; i++) {
       const w = this.workers[i];
@@ -153,9 +164,13 @@ export class PassState {
         this.capP[i] = range.to - range.from + 1;
         this.nextPort[i] = range.from;
         let used = 0;
-        if (w.allocated.ports.length > 0 || w.live.some((r) => r.ports.length > 0)) {
-          const set = this.portSet(i);
-          for (const p of set) if (p >= range.from && p <= range.to) used++;
+        let livePorts = 0;
+        for (const r of w.live) livePorts += r.ports.length;
+        if (livePorts === w.allocated.ports.length) {
+          // The usual, consistent snapshot: allocated.ports is the union of the live runs' ports.
+          for (const p of w.allocated.ports) if (p >= range.from && p <= range.to) used++;
+        } else {
+          for (const p of this.portSet(i)) if (p >= range.from && p <= range.to) used++;
         }
         this.freeP[i] = this.capP[i] - used;
       }
@@ -166,7 +181,13 @@ export class PassState {
         this.allocC += w.allocated.cpus;
         this.allocM += w.allocated.memory;
       }
-      for (const r of w.live) if (r.owner !== undefined) this.addOwnerUse(r.owner, r.cpus, r.memory);
+      if (!snapshot.ownerUsage) for (const r of w.live) if (r.owner !== undefined) this.addOwnerUse(r.owner, r.cpus, r.memory);
+    }
+    if (snapshot.ownerUsage) {
+      for (const owner of Object.keys(snapshot.ownerUsage).sort()) {
+        const u = snapshot.ownerUsage[owner];
+        this.addOwnerUse(owner, u.cpus, u.memory);
+      }
     }
   }
 
@@ -255,7 +276,13 @@ export class PassState {
       capMax.ports = Math.max(capMax.ports, this.capP[i]);
     }
     const n = members.length;
-    const index = new FitIndex(n, this.totalC > 0 ? this.totalC / n || 1 : 1, this.totalM > 0 ? this.totalM / n || 1 : 1);
+    const index = new FitIndex(
+      n,
+      this.totalC > 0 ? this.totalC / n || 1 : 1,
+      this.totalM > 0 ? this.totalM / n || 1 : 1,
+      capMax.cpus,
+      capMax.memory,
+    );
     const cls: TaskClass = { key, members: Int32Array.from(members), index, staticCounts, capMax, failed: [] };
     for (let pos = 0; pos < n; pos++) {
       const i = members[pos];
@@ -290,6 +317,8 @@ export class PassState {
         p++;
       }
       this.nextPort[i] = p;
+      // Only an inconsistent snapshot (allocated.ports not the union of the live runs' ports) gets here.
+      if (ports.length < nPorts) throw new Error(`scheduler: worker ${this.workers[i].id} has fewer free ports than its snapshot says`);
       for (let k = 0; k < r.portNames.length; k++) namedPorts[r.portNames[k]] = ports[k];
     }
     this.freeC[i] -= r.cpus;
@@ -302,6 +331,7 @@ export class PassState {
     this.passRuns[i] = runs;
     runs.push({ endsBy: this.now + t.executionCap, cpus: r.cpus, memory: r.memory, ports: nPorts, runId: null, taskId: t.id });
     this.timelines[i] = undefined;
+    if (!Number.isNaN(this.releaseAt[i])) this.releaseAt[i] = Math.min(this.releaseAt[i], this.now + t.executionCap);
     const list = this.memberOf[i];
     if (list) for (const [cls, pos] of list) cls.index.update(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
     return { cpus: r.cpus, memory: r.memory, ports, namedPorts };
@@ -311,12 +341,8 @@ export class PassState {
   private timeline(i: number): TimelineEvent[] {
     let tl = this.timelines[i];
     if (!tl) {
-      tl = [];
-      for (const r of this.workers[i].live) {
-        tl.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory, ports: r.ports.length, runId: r.runId, taskId: r.taskId });
-      }
       const mine = this.passRuns[i];
-      if (mine) for (const r of mine) tl.push(r);
+      tl = mine ? [...this.workers[i].live, ...mine] : this.workers[i].live.slice();
       tl.sort((a, b) => a.endsBy - b.endsBy || a.taskId - b.taskId);
       this.timelines[i] = tl;
     }
@@ -336,7 +362,7 @@ export class PassState {
     for (const e of this.timeline(i)) {
       fc += e.cpus;
       fm += e.memory;
-      fp += e.ports;
+      fp += portsOf(e);
       if (fc >= c && fm >= m && fp >= p) {
         const cause =
           e.runId !== null
@@ -348,19 +374,63 @@ export class PassState {
     return null; // allocations not backed by live runs never free up in this view
   }
 
-  /** Earliest fit over a class's workers; the worker index too. */
+  /** When the first run on worker i reaches its cap (no earlier can it gain room); +Infinity when none runs. */
+  private firstRelease(i: number): number {
+    let t = this.releaseAt[i];
+    if (Number.isNaN(t)) {
+      t = Number.POSITIVE_INFINITY;
+      for (const r of this.workers[i].live) if (r.endsBy < t) t = r.endsBy;
+      const mine = this.passRuns[i];
+      if (mine) for (const r of mine) if (r.endsBy < t) t = r.endsBy;
+      t = Math.max(this.now, t);
+      this.releaseAt[i] = t;
+    }
+    return t;
+  }
+
+  /**
+   * Earliest fit over a class's workers, and the worker. On a big class only the `limit` workers closest to
+   * fitting now (smallest shortfall) are examined: the answer is then "soon", not provably "soonest".
+   */
   earliestInClass(
     cls: TaskClass,
     c: number,
     m: number,
     p: number,
+    limit: number,
   ): { worker: number; at: number; cause: string; free: [number, number, number] } | null {
+    if (c > cls.capMax.cpus || m > cls.capMax.memory || p > cls.capMax.ports) return null;
     let best: { worker: number; at: number; cause: string; free: [number, number, number] } | null = null;
-    for (const i of cls.members) {
+    for (const i of this.closest(cls, c, m, p, limit)) {
+      if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) continue;
+      // Cheap lower bound first (the earliest cap on the worker), so exact timelines are built for few workers.
+      if (best !== null && this.firstRelease(i) >= best.at) continue;
       const e = this.earliestFit(i, c, m, p);
-      if (e && (best === null || e.at < best.at)) best = { worker: i, ...e };
+      if (e && (best === null || e.at < best.at || (e.at === best.at && i < best.worker))) best = { worker: i, ...e };
     }
     return best;
+  }
+
+  /** The members with the smallest shortfall for (c, m, p), at most `limit` of them, in index order. */
+  private closest(cls: TaskClass, c: number, m: number, p: number, limit: number): Int32Array {
+    const n = cls.members.length;
+    if (n <= limit) return cls.members;
+    const d = new Float64Array(n);
+    for (let k = 0; k < n; k++) {
+      const i = cls.members[k];
+      if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) d[k] = Number.POSITIVE_INFINITY;
+      else
+        d[k] =
+          Math.max(0, c - this.freeC[i]) / (this.capC[i] || 1) +
+          Math.max(0, m - this.freeM[i]) / (this.capM[i] || 1) +
+          Math.max(0, p - this.freeP[i]) / (this.capP[i] || 1);
+    }
+    const threshold = kthSmallest(Float64Array.from(d), limit - 1);
+    const out = new Int32Array(limit);
+    let k2 = 0;
+    for (let k = 0; k < n && k2 < limit; k++) if (d[k] < threshold) out[k2++] = cls.members[k];
+    for (let k = 0; k < n && k2 < limit; k++) if (d[k] === threshold) out[k2++] = cls.members[k];
+    return out.subarray(0, k2);
   }
 
   /** Memoised, budgeted estimate of when a shape fits somewhere in its class. */
@@ -369,7 +439,7 @@ export class PassState {
     if (this.estimateMemo.has(key)) return this.estimateMemo.get(key);
     if (this.estimatesLeft <= 0) return undefined;
     this.estimatesLeft--;
-    const e = this.earliestInClass(cls, c, m, p);
+    const e = this.earliestInClass(cls, c, m, p, ESTIMATE_WORKERS);
     const v = e ? { at: e.at, cause: e.cause } : null;
     this.estimateMemo.set(key, v);
     return v;
@@ -406,6 +476,51 @@ export class PassState {
 
   /** taskId → owner of the tasks placed in this pass (for quota estimates). */
   readonly passOwner = new Map<number, string>();
+}
+
+/** How many of the workers closest to fitting a reservation (an estimate) examines on a big cluster. */
+const RESERVATION_WORKERS = 512;
+const ESTIMATE_WORKERS = 64;
+
+/** The k-th smallest value (0-based) of a, by quickselect; reorders a. */
+function kthSmallest(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
+/**
+ * Remembers a shape that fits nowhere in its class this pass. Free space only shrinks during a pass, so any
+ * shape at least as large fails too; the set keeps only minimal shapes, so it stays small on a full cluster.
+ */
+function rememberFailure(cls: TaskClass, c: number, m: number, p: number): void {
+  const f = cls.failed;
+  let k = 0;
+  for (let j = 0; j < f.length; j++) {
+    const [fc, fm, fp] = f[j];
+    if (!(fc >= c && fm >= m && fp >= p)) f[k++] = f[j]; // drop shapes the new one dominates from below
+  }
+  f.length = k;
+  if (f.length < 64) f.push([c, m, p]);
 }
 
 /** The effective band: the task's priority, or the urgent band when its start deadline is near. */
@@ -533,6 +648,8 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const acceptors = new Map<TaskClass, (pos: number) => boolean>();
 
   const held: Ranked[] = [];
+  /** Low enough band and ample slack: may wait for off-peak. */
+  const delayable = (e: Ranked) => e.band < high && e.task.startDeadline - now > cfg.deferralSlackMs;
 
   /** Quota, then feasibility and scoring; places the task or records why not. */
   function attempt(entry: Ranked, mayReserve: boolean): boolean {
@@ -589,11 +706,11 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     }
     entry.outcome = { kind: 'unfit', cls, blockedByReservation: rejectedByReservation };
     if (rejectedByReservation) stats.reservationBlocked++;
-    else if (!knownFail && cls.failed.length < 16) cls.failed.push([r.cpus, r.memory, nPorts]);
+    else if (!knownFail) rememberFailure(cls, r.cpus, r.memory, nPorts);
     // The highest-ranked task blocked on resources gets a reservation where it fits soonest, so a stream of
     // smaller tasks cannot starve it (EASY backfilling).
     if (mayReserve && st.reservation === null && !rejectedByReservation && cls.members.length > 0) {
-      const e = st.earliestInClass(cls, r.cpus, r.memory, nPorts);
+      const e = st.earliestInClass(cls, r.cpus, r.memory, nPorts, RESERVATION_WORKERS);
       if (e) {
         st.reservation = {
           taskId: t.id,
@@ -635,7 +752,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       rank++;
       const entry: Ranked = { task: t, band, promoted: promotedSet.has(t.id), rank, outcome: { kind: 'pass_limit' } };
       ranked.push(entry);
-      if (band < high && t.startDeadline - now > cfg.deferralSlackMs && st.utilization() > cfg.deferralThreshold) {
+      if (delayable(entry) && st.utilization() > cfg.deferralThreshold) {
         // Off-peak candidate: decided after every other candidate (see below).
         entry.outcome = { kind: 'deferred', utilization: st.utilization() };
         held.push(entry);
@@ -647,7 +764,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   // Deferral holds delayable work back so that urgent work finds room. When every other candidate that could
   // use the room got it, there is nothing to make room for, and the held tasks go now (in rank order). A held
   // task that then finds no room stays deferred: lower bands may have taken the room while it was held.
-  const pressure = ranked.some((e) => e.outcome.kind === 'unfit' && e.outcome.cls.members.length > 0);
+  const pressure = ranked.some((e) => e.outcome.kind === 'unfit' && e.outcome.cls.members.length > 0 && !delayable(e));
   for (const entry of held) {
     if (pressure) {
       stats.deferred++;

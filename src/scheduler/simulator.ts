@@ -135,7 +135,7 @@ export function simulate(workers: SimWorker[], tasks: SimTask[], opts: SimOption
   let now = arrivals.length > 0 ? arrivals[0].arrival : 0;
   let passes = 0;
   let lastEnd = now;
-  const limit = opts.candidateLimit ?? 1000;
+  const limit = opts.candidateLimit ?? 10_000;
   const cfg: Partial<SchedulerConfig> = { explain: false, ...opts.config };
 
   const start = (t: SimTask, w: number) => {
