@@ -48,5 +48,8 @@ export function createPostgresStore(opts: PostgresStoreOptions): KyselyStore {
   });
   // An idle client that loses its server must not crash the process; the next query reports the error.
   pool.on('error', () => {});
+  // Nor a checked-out one between two statements of a transaction (pg-pool listens only while idle): its
+  // pending and next queries fail, and the pool discards it on release.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return new KyselyStore(new PostgresBackend(pool, schema), opts);
 }
