@@ -159,6 +159,20 @@ describe('fair share (DRF)', () => {
     expect(alice + 2).toBe(bob); // alice already runs 2 cpus: 3 + 2 = 5 = bob
     expect(bob).toBe(5);
   });
+
+  it('takes per-owner usage from Snapshot.ownerUsage when the store provides it', () => {
+    const w = makeWorker({
+      id: 'w1',
+      cpus: 10_000,
+      memory: 100 * GiB,
+      live: [{ runId: 1, taskId: 100, cpus: 2000, memory: GiB, endsBy: NOW + MIN }],
+    });
+    const tasks: Task[] = [];
+    for (let i = 0; i < 8; i++) tasks.push(makeTask({ id: 1 + i, owner: 'alice', cpus: 1000, memory: GiB, delayTolerance: 10 * MIN }));
+    for (let i = 0; i < 8; i++) tasks.push(makeTask({ id: 20 + i, owner: 'bob', cpus: 1000, memory: GiB, delayTolerance: 50 * MIN }));
+    const p = plan({ workers: [w], tasks, ownerUsage: { alice: { cpus: 2000, memory: GiB } } }, 0, { deferralThreshold: 1 });
+    expect(placedIds(p).filter((id) => id >= 20).length).toBe(5);
+  });
 });
 
 describe('quotas', () => {
