@@ -15,6 +15,7 @@ export const ErrorCodes = {
   INVALID_TRANSITION: { status: 409, title: 'the task cannot move to that state' },
   LEASE_STALE: { status: 409, title: 'the run lease token is stale' },
   IDEMPOTENCY_CONFLICT: { status: 409, title: 'the idempotency key was used for a different request' },
+  NOT_RECURRING: { status: 409, title: 'the task is not a recurring task' },
   RATE_LIMITED: { status: 429, title: 'too many requests' },
   NOT_LEADER: { status: 503, title: 'this replica is not the scheduling leader' },
   STORE_UNAVAILABLE: { status: 503, title: 'the database is unavailable' },

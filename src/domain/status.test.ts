@@ -26,8 +26,9 @@ const LEGAL: Array<[TaskStatus, TaskEvent, TaskStatus]> = [
   ['in_progress', 'cancel', 'cancelled'],
   ['failed', 'requeue', 'waiting'],
   ['cancelled', 'requeue', 'waiting'],
+  ['waiting', 'exhaust', 'done'],
 ];
-const EVENTS: TaskEvent[] = ['claim', 'succeed', 'retry', 'fail', 'cancel', 'requeue'];
+const EVENTS: TaskEvent[] = ['claim', 'succeed', 'retry', 'fail', 'cancel', 'requeue', 'exhaust'];
 
 describe('task state machine', () => {
   for (const from of TASK_STATUSES) {

@@ -13,7 +13,8 @@ export type TaskEvent =
   | 'retry' // the run failed and attempts remain: in_progress → waiting
   | 'fail' // the run failed and no attempts remain, or the deadline policy expired it
   | 'cancel' // a user removed it
-  | 'requeue'; // `tsched retry`: a failed or cancelled task is queued again with fresh attempts
+  | 'requeue' // `tsched retry`: a failed or cancelled task is queued again with fresh attempts
+  | 'exhaust'; // a recurring definition has no occurrence left (endAt, maxOccurrences): waiting → done
 
 const TASK_TRANSITIONS: Record<TaskEvent, Partial<Record<TaskStatus, TaskStatus>>> = {
   claim: { waiting: 'in_progress' },
@@ -22,6 +23,7 @@ const TASK_TRANSITIONS: Record<TaskEvent, Partial<Record<TaskStatus, TaskStatus>
   fail: { in_progress: 'failed', waiting: 'failed' },
   cancel: { waiting: 'cancelled', in_progress: 'cancelled' },
   requeue: { failed: 'waiting', cancelled: 'waiting' },
+  exhaust: { waiting: 'done' },
 };
 
 /** The next status, or null when the event is illegal in this status. */

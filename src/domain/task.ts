@@ -95,8 +95,20 @@ export interface Task extends Omit<NewTask, 'dueAt'> {
   lastError: string | null;
   /** Whether a deadline-missed event was already raised for this task. */
   deadlineMissed: boolean;
-  /** Whether a recurring task is paused. */
+  /** Whether a recurring task is paused (on an occurrence: held back by overlap `queue`). */
   paused: boolean;
+  /** Only on a recurring definition (schedule not once, no parent): where its occurrences stand. */
+  recurrence?: RecurrenceState;
+}
+
+/** A recurring definition is never placed itself; the occurrence loop creates its occurrences. */
+export interface RecurrenceState {
+  /** The next scheduled instant; null when paused or when the schedule is over. */
+  nextOccurrenceAt: number | null;
+  /** Watermark: every instant up to here was handled (created, missed or skipped). */
+  lastOccurrenceAt: number | null;
+  /** Occurrences created so far (what maxOccurrences counts). */
+  occurrencesCreated: number;
 }
 
 export interface RunUsage {

@@ -6,6 +6,7 @@ import { Ajv } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Control } from './control.js';
 import { sendError } from './errors.js';
+import { scheduleRoutes } from './routes/schedules.js';
 import { taskRoutes } from './routes/tasks.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { workerRoutes } from './routes/workers.js';
@@ -76,6 +77,7 @@ export async function buildApp(c: Control, opts: { logger?: boolean } = {}): Pro
       route.config = { ...(route.config as object), rateLimit: { max: c.config.rateLimitPerMinute, timeWindow: 60_000 } } as never;
     });
     taskRoutes(scoped, c);
+    scheduleRoutes(scoped, c);
     tokenRoutes(scoped, c);
   });
   workerRoutes(app, c);

@@ -13,6 +13,7 @@ import type { Control } from './control.js';
 import { Metrics } from './metrics.js';
 import { Monitor } from './monitor.js';
 import { Notifier } from './notifier.js';
+import { OccurrenceLoop } from './occurrences.js';
 import { SchedulerLoop } from './scheduler-loop.js';
 import { VERSION } from './version.js';
 import { Wakeups } from './wakeups.js';
@@ -38,6 +39,8 @@ export interface ControlPlane {
   control: Control;
   scheduler: SchedulerLoop;
   monitor: Monitor;
+  /** Recurring tasks: creates their occurrences (leader only). */
+  occurrences: OccurrenceLoop;
   close(): Promise<void>;
 }
 
@@ -54,6 +57,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const leadership: Leadership = opts.leadership ?? new SoleLeader();
   const bus = opts.bus ?? new LocalBus();
   let scheduler: SchedulerLoop | undefined;
+  let occurrences: OccurrenceLoop | undefined;
 
   const control: Control = {
     store,
@@ -66,6 +70,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     version: VERSION,
     // On the leader a kick runs a pass here; on a follower it travels to the leader over the bus.
     kick: () => (leadership.isLeader() ? scheduler?.kick() : bus.publish({ kind: 'kick' })),
+    // A follower relies on the leader's 1 s occurrence tick.
+    kickOccurrences: () => (leadership.isLeader() ? occurrences?.kick() : undefined),
     notifyWorkers: (ids) => bus.publish({ kind: 'workers', ids }),
     notifyLogs: (runIds) => bus.publish({ kind: 'logs', runIds }),
     isLeader: () => leadership.isLeader(),
@@ -126,6 +132,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     epoch: () => leadership.epoch(),
     onEnded: (ids) => bus.publish({ kind: 'workers', ids }),
   });
+  occurrences = new OccurrenceLoop({
+    store,
+    log,
+    now,
+    metrics: control.metrics,
+    epoch: () => leadership.epoch(),
+    onCreated: () => scheduler?.kick(),
+    onCancelled: (ids) => {
+      for (const id of ids) wakeups.wakeWorker(id);
+      bus.publish({ kind: 'workers', ids });
+    },
+  });
   const app = await buildApp(control);
   await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 7420 });
   const addr = app.server.address() as AddressInfo;
@@ -152,12 +170,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       scheduler?.start();
       monitor.start();
       notifier.start();
+      occurrences?.start();
     } else if (!leader && loopsRunning) {
       loopsRunning = false;
       log.warn('this replica lost scheduling leadership');
       void scheduler?.stop();
       monitor.stop();
       notifier.stop();
+      void occurrences?.stop();
     }
   });
   await leadership.start();
@@ -169,11 +189,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     control,
     scheduler,
     monitor,
+    occurrences,
     close: async () => {
       if (closed) return;
       closed = true;
       monitor.stop();
       notifier.stop();
+      await occurrences?.stop();
       await scheduler?.stop();
       await leadership.stop();
       await bus.stop();

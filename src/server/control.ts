@@ -19,6 +19,8 @@ export interface Control {
   now(): Promise<number>;
   /** Something changed that may let tasks start: ask the scheduler for a pass. */
   kick(): void;
+  /** A recurring task was submitted, edited or resumed: ask the occurrence loop for a pass. */
+  kickOccurrences?(): void;
   /** Why a waiting task is not running. */
   explain(taskId: number, owner: string | null): Promise<Explanation | null>;
   /** Tell other replicas (cluster mode) that these workers have news. */

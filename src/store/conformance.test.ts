@@ -801,6 +801,138 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(await store.findToken('abc')).toEqual({ tokenHash: 'abc', userId: 'alice', role: 'admin', name: 'laptop' });
     expect(await store.findToken('nope')).toBeNull();
   });
+
+  // ------------------------------------------------------------ recurring tasks
+
+  const MIN = 60_000;
+  /** A per-minute recurring definition submitted just after the minute M0 (its first occurrence is M0 + 1 min). */
+  async function definition(schedule: Record<string, unknown> = {}, over: Record<string, unknown> = {}) {
+    const nt = normalizeTask({ command: ['echo', 'hi'], delayTolerance: '30s', schedule: { type: 'cron', cron: '* * * * *', ...schedule }, ...over } as never);
+    const [d] = (await store.submitTasks('alice', [nt], { now: T0 - (T0 % MIN) + 1, actor: 'alice' })).tasks;
+    return d!;
+  }
+  const M0 = T0 - (T0 % MIN);
+
+  it('a recurring definition is never placed, due or late; its occurrences are', async () => {
+    const d = await definition();
+    expect(d).toMatchObject({ status: 'waiting', recurrence: { nextOccurrenceAt: M0 + MIN, occurrencesCreated: 0 } });
+    expect(await store.loadCandidates(M0 + 10 * MIN, 100, M0 + 20 * MIN)).toEqual([]);
+    expect(await store.nextDueAt()).toBeNull();
+    expect(await store.recordDeadlineMisses(M0 + 10 * MIN, 100)).toEqual([]);
+    expect(await store.dueDefinitions(M0 + 30_000, 10)).toEqual({ ids: [], nextAt: M0 + MIN });
+    expect((await store.dueDefinitions(M0 + MIN, 10)).ids).toEqual([d.id]);
+
+    const r = (await store.expandOccurrences(d.id, M0 + MIN + 5, { actor: 'scheduler' }))!;
+    expect(r.created).toHaveLength(1);
+    const occ = r.created[0]!;
+    expect(occ).toMatchObject({
+      parentId: d.id,
+      occurrenceAt: M0 + MIN,
+      dueAt: M0 + MIN,
+      startDeadline: M0 + MIN + 30_000,
+      schedulingType: 'once',
+      schedule: null,
+      command: ['echo', 'hi'],
+      status: 'waiting',
+    });
+    expect(occ.recurrence).toBeUndefined();
+    expect(r.definition.recurrence).toEqual({ nextOccurrenceAt: M0 + 2 * MIN, lastOccurrenceAt: M0 + MIN + 5, occurrencesCreated: 1 });
+    expect((await store.loadCandidates(M0 + MIN + 5, 100, M0 + MIN + 5)).map((t) => t.id)).toEqual([occ.id]);
+    // Not due again until the next instant.
+    expect(await store.expandOccurrences(d.id, M0 + MIN + 10, { actor: 'scheduler' })).toBeNull();
+    expect((await store.listTasks({ owner: null, parentId: d.id, limit: 10 })).tasks.map((t) => t.id)).toEqual([occ.id]);
+    expect((await store.listEvents(d.id)).map((e) => e.type)).toEqual(['task.submitted', 'occurrence.created']);
+  });
+
+  it('expands each instant once when two handles race', async () => {
+    const d = await definition({ overlap: 'allow' });
+    const other = db.open();
+    extra.push(other);
+    for (let k = 1; k <= 5; k++) {
+      const at = M0 + k * MIN + 1;
+      const rs = await Promise.all([
+        store.expandOccurrences(d.id, at, { actor: 'a' }),
+        other.expandOccurrences(d.id, at, { actor: 'b' }),
+        store.expandOccurrences(d.id, at, { actor: 'a' }),
+      ]);
+      expect(rs.filter((r) => r !== null)).toHaveLength(1);
+    }
+    const occ = (await store.listTasks({ owner: null, parentId: d.id, limit: 100 })).tasks.map((t) => t.occurrenceAt).sort();
+    expect(occ).toEqual([1, 2, 3, 4, 5].map((k) => M0 + k * MIN));
+  });
+
+  it('after downtime: the newest within tolerance runs, older ones are recorded missed', async () => {
+    const d = await definition({}, { delayTolerance: '90s' });
+    // Down from M0 until M0 + 5 min + 10 s: instants 1..5 min fell due; only 5 min is within 90 s.
+    const r = (await store.expandOccurrences(d.id, M0 + 5 * MIN + 10_000, { actor: 'scheduler' }))!;
+    expect(r.created.map((t) => t.occurrenceAt)).toEqual([M0 + 5 * MIN]);
+    expect(r.missed).toBe(4);
+    const missed = (await store.listEvents(d.id)).filter((e) => e.type === 'occurrence.missed').map((e) => e.reason);
+    expect(missed).toEqual([1, 2, 3, 4].map((k) => expect.stringContaining(new Date(M0 + k * MIN).toISOString())));
+    expect(r.definition.recurrence!.nextOccurrenceAt).toBe(M0 + 6 * MIN);
+  });
+
+  it('overlap skip records the skipped instant; queue holds it until the previous ends; replace cancels the live one', async () => {
+    const skip = await definition();
+    await store.expandOccurrences(skip.id, M0 + MIN, { actor: 's' });
+    const s2 = (await store.expandOccurrences(skip.id, M0 + 2 * MIN, { actor: 's' }))!;
+    expect(s2.created).toEqual([]);
+    expect(s2.skipped).toBe(1);
+    expect((await store.listEvents(skip.id)).at(-1)).toMatchObject({
+      type: 'occurrence.skipped',
+      reason: expect.stringMatching(new RegExp(`^${new Date(M0 + 2 * MIN).toISOString()}: the previous occurrence \\(task \\d+\\) is waiting`)),
+    });
+
+    const queue = await definition({ overlap: 'queue' });
+    const q1 = (await store.expandOccurrences(queue.id, M0 + MIN, { actor: 's' }))!.created[0]!;
+    const q2 = (await store.expandOccurrences(queue.id, M0 + 2 * MIN, { actor: 's' }))!.created[0]!;
+    expect(q2.paused).toBe(true);
+    expect((await store.loadCandidates(M0 + 3 * MIN, 100, M0)).map((t) => t.id)).not.toContain(q2.id);
+    expect(await store.releaseQueuedOccurrences(M0 + 2 * MIN, 10)).toEqual([]);
+    await store.cancelTask(q1.id, null, { now: M0 + 2 * MIN, actor: 'alice', reason: 'test' });
+    expect((await store.releaseQueuedOccurrences(M0 + 2 * MIN, 10)).map((t) => t.id)).toEqual([q2.id]);
+    expect((await store.getTask(q2.id, null))!.paused).toBe(false);
+
+    const rep = await definition({ overlap: 'replace' });
+    const r1 = (await store.expandOccurrences(rep.id, M0 + MIN, { actor: 's' }))!.created[0]!;
+    const { worker } = await store.registerWorker(workerReg('w1'), M0 + MIN);
+    const placedRun = (await store.applyPlan([{ taskId: r1.id, workerId: worker.id, allocation: alloc(100, MB) }], ctx(M0 + MIN))).runs[0]!;
+    const r2 = (await store.expandOccurrences(rep.id, M0 + 2 * MIN, { actor: 's' }))!;
+    expect(r2.created).toHaveLength(1);
+    expect(r2.runsToStop.map((r) => r.id)).toEqual([placedRun.id]);
+    expect((await store.getTask(r1.id, null))!.status).toBe('cancelled');
+    expect(await store.pendingCancels(worker.id)).toEqual([placedRun.id]);
+  });
+
+  it('maxOccurrences ends a definition as done; pause, resume, edit and cancel behave', async () => {
+    const d = await definition({ maxOccurrences: 2, overlap: 'allow' });
+    await store.expandOccurrences(d.id, M0 + MIN, { actor: 's' });
+    const last = (await store.expandOccurrences(d.id, M0 + 2 * MIN, { actor: 's' }))!;
+    expect(last.definition).toMatchObject({ status: 'done', recurrence: { nextOccurrenceAt: null, occurrencesCreated: 2 } });
+    await expect(store.pauseSchedule(d.id, null, { now: M0, actor: 'alice' })).rejects.toMatchObject({ code: 'TASK_FINISHED' });
+
+    const e = await definition();
+    const occ = (await store.expandOccurrences(e.id, M0 + MIN, { actor: 's' }))!.created[0]!;
+    await expect(store.pauseSchedule(occ.id, null, { now: M0, actor: 'alice' })).rejects.toMatchObject({ code: 'NOT_RECURRING', status: 409 });
+    const p = await store.pauseSchedule(e.id, 'alice', { now: M0 + MIN + 1, actor: 'alice' });
+    expect(p).toMatchObject({ changed: true, task: { paused: true, recurrence: { nextOccurrenceAt: null } } });
+    expect((await store.pauseSchedule(e.id, null, { now: M0 + MIN + 2, actor: 'alice' })).changed).toBe(false);
+    expect((await store.dueDefinitions(M0 + 10 * MIN, 10)).ids).toEqual([]);
+    const r = await store.resumeSchedule(e.id, null, { now: M0 + 5 * MIN + 30_000, actor: 'alice' });
+    expect(r.task.recurrence!.nextOccurrenceAt).toBe(M0 + 6 * MIN);
+    const u = await store.updateSchedule(e.id, null, { type: 'daily', at: '09:00', timezone: 'UTC', overlap: 'skip' }, { now: M0 + 6 * MIN, actor: 'alice' });
+    expect(u.schedulingType).toBe('daily');
+    expect(new Date(u.recurrence!.nextOccurrenceAt!).toISOString()).toMatch(/T09:00:00.000Z$/);
+    const types = (await store.listEvents(e.id)).map((x) => x.type);
+    expect(types).toEqual(expect.arrayContaining(['task.paused', 'task.resumed', 'task.schedule_changed']));
+    await expect(
+      store.updateSchedule(e.id, null, { type: 'once', timezone: 'UTC', overlap: 'skip' }, { now: M0, actor: 'alice' }),
+    ).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+    // Cancelling the definition cancels its waiting occurrence too.
+    await store.cancelTask(e.id, null, { now: M0 + 7 * MIN, actor: 'alice', reason: 'done with it' });
+    expect((await store.getTask(occ.id, null))!.status).toBe('cancelled');
+    expect((await store.dueDefinitions(M0 + 1000 * MIN, 10)).ids).toEqual([]);
+  });
 });
 
 describe('openStore', () => {

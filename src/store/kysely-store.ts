@@ -12,7 +12,9 @@ import { afterRun } from '../domain/queue-policy.js';
 import type { Capacity } from '../domain/resources.js';
 import type { RunOutcome, TaskStatus } from '../domain/status.js';
 import { TASK_STATUSES, transitionTask } from '../domain/status.js';
-import type { NewTask, Run, RunUsage, Task, TaskEventRecord } from '../domain/task.js';
+import { planOccurrences } from '../domain/occurrences.js';
+import { nextOccurrence } from '../domain/recurrence.js';
+import type { NewTask, Run, RunUsage, ScheduleSpec, Task, TaskEventRecord } from '../domain/task.js';
 import type { Worker, WorkerRegistration, WorkerState, WorkerWithLoad } from '../domain/worker.js';
 import type { Backend, Exec } from './backend.js';
 import { runMigrations } from './migrations/index.js';
@@ -22,6 +24,8 @@ import type {
   Assignment,
   CancelResult,
   DeadlineMiss,
+  ExpandOptions,
+  ExpandResult,
   FinishResult,
   HeartbeatResult,
   ItemAck,
@@ -399,7 +403,7 @@ export class KyselyStore implements Store {
       await this.checkEpoch(ex, epoch);
       // Walks tasks_deadline (status, start_deadline, id) from the earliest deadline.
       const peek = await ex.all<{ id: number }>(
-        "SELECT id FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND deadline_missed = 0 ORDER BY start_deadline, id LIMIT ?",
+        "SELECT id FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND deadline_missed = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?",
         [now, limit],
       );
       if (peek.length === 0) return [];
@@ -548,7 +552,7 @@ export class KyselyStore implements Store {
           actor: opts.actor,
           type: 'task.submitted',
           from: null,
-          to: 'waiting',
+          to: r.status,
           reason: null,
         })),
       );
@@ -672,6 +676,7 @@ export class KyselyStore implements Store {
           reason: opts.reason,
         })),
       ]);
+      if (Number(task.is_definition) === 1) await this.cancelDefinition(ex, task, opts);
       return { task: taskFromRow(task), runsToStop: runs.map(runFromRow), changed: true };
     });
   }
@@ -695,6 +700,7 @@ export class KyselyStore implements Store {
       await this.insertEvents(ex, [
         { taskId: id, runId: null, at: opts.now, actor: opts.actor, type: 'task.requeued', from, to: 'waiting', reason: null },
       ]);
+      if (Number(task.is_definition) === 1) return this.rearmDefinition(ex, task, opts.now);
       return taskFromRow(task);
     });
   }
@@ -747,12 +753,12 @@ export class KyselyStore implements Store {
     return this.backend.read(async (ex) => {
       // Walks tasks_ready in order; stops after `limit` due rows.
       const best = await ex.all<TaskRow>(
-        "SELECT * FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
+        "SELECT * FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
         [now, limit],
       );
       // Walks tasks_deadline from the earliest deadline: the ones about to be promoted, whatever their priority.
       const urgent = await ex.all<TaskRow>(
-        "SELECT * FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 ORDER BY start_deadline, id LIMIT ?",
+        "SELECT * FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?",
         [urgentBefore, now, limit],
       );
       const seen = new Set(best.map((r) => Number(r.id)));
@@ -762,7 +768,7 @@ export class KyselyStore implements Store {
 
   async nextDueAt(): Promise<number | null> {
     const [r] = await this.backend.read((ex) =>
-      ex.all<{ m: number | null }>("SELECT MIN(due_at) AS m FROM tasks WHERE status = 'waiting' AND paused = 0"),
+      ex.all<{ m: number | null }>("SELECT MIN(due_at) AS m FROM tasks WHERE status = 'waiting' AND paused = 0 AND is_definition = 0"),
     );
     return r && r.m !== null ? Number(r.m) : null;
   }
@@ -1370,4 +1376,385 @@ export class KyselyStore implements Store {
       return { holder: expiresAt >= now ? row.holder : null, epoch: Number(row.epoch), expiresAt };
     });
   }
+
+  // ---------------------------------------------------------------- recurring tasks
+  // A definition is locked first (it has the lowest id of its family), then its occurrences: the global
+  // order "tasks by id" holds. The occurrence loop runs on the leader only; were two replicas to race, the
+  // definition's row lock, the compare-and-set of next_occurrence_at and the unique index (parent_id,
+  // occurrence_at) each on their own make sure every instant is handled once.
+
+  async dueDefinitions(now: number, limit: number): Promise<{ ids: number[]; nextAt: number | null }> {
+    return this.backend.read(async (ex) => {
+      // Both walk the partial index tasks_definitions_due.
+      const rows = await ex.all<{ id: number }>(
+        "SELECT id FROM tasks WHERE is_definition = 1 AND status = 'waiting' AND next_occurrence_at <= ? ORDER BY next_occurrence_at, id LIMIT ?",
+        [now, limit],
+      );
+      const [m] = await ex.all<{ m: number | null }>(
+        "SELECT MIN(next_occurrence_at) AS m FROM tasks WHERE is_definition = 1 AND status = 'waiting'",
+      );
+      return { ids: rows.map((r) => Number(r.id)), nextAt: m && m.m !== null ? Number(m.m) : null };
+    });
+  }
+
+  async expandOccurrences(definitionId: number, now: number, opts: ExpandOptions): Promise<ExpandResult | null> {
+    try {
+      return await this.backend.tx(async (ex) => {
+        await this.checkEpoch(ex, opts.epoch);
+        const [def] = await this.lockTasks(ex, [definitionId]);
+        if (
+          !def ||
+          Number(def.is_definition) !== 1 ||
+          def.status !== 'waiting' ||
+          Number(def.paused) === 1 ||
+          def.next_occurrence_at === null ||
+          def.next_occurrence_at === undefined ||
+          Number(def.next_occurrence_at) > now
+        )
+          return null;
+        const oldNext = Number(def.next_occurrence_at);
+        const spec = JSON.parse(def.schedule as string) as ScheduleSpec;
+        const live = await ex.all<{ id: number; status: 'waiting' | 'in_progress'; paused: number; occurrence_at: number }>(
+          "SELECT id, status, paused, occurrence_at FROM tasks WHERE parent_id = ? AND parent_id IS NOT NULL AND status IN ('waiting','in_progress') ORDER BY occurrence_at",
+          [definitionId],
+        );
+        const plan = planOccurrences(
+          {
+            spec,
+            delayTolerance: Number(def.delay_tolerance),
+            watermark: def.last_occurrence_at === null || def.last_occurrence_at === undefined ? oldNext - 1 : Number(def.last_occurrence_at),
+            occurrencesSoFar: Number(def.occurrences_created ?? 0),
+            live: live.map((l) => ({ id: Number(l.id), status: l.status, held: Number(l.paused) === 1, occurrenceAt: Number(l.occurrence_at) })),
+          },
+          now,
+          {
+            ...(opts.maxCatchUp !== undefined ? { maxCatchUp: opts.maxCatchUp } : {}),
+            ...(opts.maxEnumerate !== undefined ? { maxEnumerate: opts.maxEnumerate } : {}),
+            ...(opts.maxQueued !== undefined ? { maxQueued: opts.maxQueued } : {}),
+          },
+        );
+        const events: EventIn[] = [];
+        const onDef = (type: string, reason: string, from: string | null = null, to: string | null = null) =>
+          events.push({ taskId: definitionId, runId: null, at: now, actor: opts.actor, type, from, to, reason });
+        const iso = (t: number) => new Date(t).toISOString();
+
+        // replace: the live occurrences are cancelled first, through the cancel semantics (workers are told).
+        const runsToStop =
+          plan.cancel.length > 0 ? await this.cancelOccurrences(ex, plan.cancel, now, opts.actor, 'replaced by a newer occurrence (overlap replace)') : [];
+
+        // Each occurrence is a task of its own, with every execution field of the definition.
+        const {
+          id: _id,
+          owner: _owner,
+          status: _status,
+          attempts: _attempts,
+          dueAt: _dueAt,
+          startDeadline: _sd,
+          createdAt: _c,
+          updatedAt: _u,
+          finishedAt: _f,
+          lastError: _le,
+          deadlineMissed: _dm,
+          paused: _p,
+          recurrence: _r,
+          ...fields
+        } = taskFromRow(def);
+        const pausedAt = TASK_INSERT_COLUMNS.indexOf('paused');
+        const values = plan.create.map((c) => {
+          const occ: NewTask = { ...fields, schedulingType: 'once', schedule: null, parentId: definitionId, occurrenceAt: c.at, dueAt: c.at };
+          const v = taskInsertValues(def.owner, occ, now);
+          if (c.held) v[pausedAt] = 1; // held back until the previous occurrence ends
+          return v;
+        });
+        const created = await this.insertRows<TaskRow>(
+          ex,
+          'tasks',
+          TASK_INSERT_COLUMNS,
+          values,
+          '*',
+          ' ON CONFLICT (parent_id, occurrence_at) DO NOTHING',
+        );
+        created.sort((a, b) => Number(a.occurrence_at) - Number(b.occurrence_at));
+        for (const r of created) {
+          const at = iso(Number(r.occurrence_at));
+          const held = Number(r.paused) === 1;
+          events.push({
+            taskId: Number(r.id),
+            runId: null,
+            at: now,
+            actor: opts.actor,
+            type: 'task.submitted',
+            from: null,
+            to: 'waiting',
+            reason: `occurrence ${at} of recurring task ${definitionId}`,
+          });
+          if (held)
+            events.push({
+              taskId: Number(r.id),
+              runId: null,
+              at: now,
+              actor: opts.actor,
+              type: 'occurrence.queued',
+              from: 'waiting',
+              to: 'waiting',
+              reason: 'held until the previous occurrence ends (overlap queue)',
+            });
+          onDef('occurrence.created', `${at}: task ${r.id}${held ? ' (queued behind the previous occurrence)' : ''}`);
+        }
+        const m = plan.missed;
+        for (const t of m.missed) onDef('occurrence.missed', `${iso(t)}: missed while the scheduler was not running`);
+        const bulk = m.missedCount - m.missed.length;
+        if (bulk > 0 && m.missedSpan) {
+          const from = m.missed[m.missed.length - 1] ?? m.missedSpan.from;
+          onDef(
+            'occurrence.missed',
+            `${m.missedCountExact ? '' : 'about '}${bulk} more between ${iso(from)} and ${iso(m.missedSpan.to)}: missed while the scheduler was not running`,
+          );
+        }
+        for (const s of plan.skipped) onDef('occurrence.skipped', `${iso(s.at)}: ${s.reason}`);
+
+        const status = plan.next === null ? transitionTask('waiting', 'exhaust') : 'waiting';
+        if (status === 'done') onDef('task.done', 'no occurrence left (endAt or maxOccurrences reached)', 'waiting', 'done');
+        const dueAt = plan.next ?? Number(def.due_at);
+        // Compare-and-set on the old next instant: a concurrent expansion of the same instant changes nothing.
+        const [saved] = await ex.all<TaskRow>(
+          'UPDATE tasks SET next_occurrence_at = ?, last_occurrence_at = ?, occurrences_created = ?, due_at = ?, start_deadline = ?, ' +
+            'status = ?, finished_at = ?, updated_at = ? WHERE id = ? AND next_occurrence_at = ? RETURNING *',
+          [
+            plan.next,
+            plan.watermark,
+            Number(def.occurrences_created ?? 0) + created.length,
+            dueAt,
+            dueAt + Number(def.delay_tolerance),
+            status,
+            status === 'done' ? now : null,
+            now,
+            definitionId,
+            oldNext,
+          ],
+        );
+        if (!saved) throw new ExpansionRaced();
+        await this.insertEvents(ex, events);
+        return {
+          definition: taskFromRow(saved),
+          created: created.map(taskFromRow),
+          missed: m.missedCount,
+          skipped: plan.skipped.length,
+          runsToStop,
+        };
+      });
+    } catch (err) {
+      if (err instanceof ExpansionRaced) return null;
+      throw err;
+    }
+  }
+
+  async releaseQueuedOccurrences(now: number, limit: number): Promise<Task[]> {
+    return this.backend.tx(async (ex) => {
+      // Walks tasks_held; the NOT EXISTS probes use tasks_children and tasks_held by parent.
+      const peek = await ex.all<{ id: number }>(
+        "SELECT h.id FROM tasks h WHERE h.paused = 1 AND h.status = 'waiting' AND h.parent_id IS NOT NULL " +
+          "AND NOT EXISTS (SELECT 1 FROM tasks l WHERE l.parent_id = h.parent_id AND l.parent_id IS NOT NULL AND l.status IN ('waiting','in_progress') AND (l.status = 'in_progress' OR l.paused = 0)) " +
+          "AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.parent_id = h.parent_id AND e.paused = 1 AND e.status = 'waiting' AND e.parent_id IS NOT NULL AND e.occurrence_at < h.occurrence_at) " +
+          'ORDER BY h.parent_id, h.occurrence_at LIMIT ?',
+        [limit],
+      );
+      if (peek.length === 0) return [];
+      const rows = (
+        await this.lockTasks(
+          ex,
+          peek.map((r) => Number(r.id)),
+        )
+      ).filter((r) => r.status === 'waiting' && Number(r.paused) === 1);
+      if (rows.length === 0) return [];
+      await this.selectIn(
+        ex,
+        'UPDATE tasks SET paused = 0, updated_at = ? WHERE id IN',
+        rows.map((r) => Number(r.id)),
+        '',
+        [now],
+      );
+      await this.insertEvents(
+        ex,
+        rows.map((r) => ({
+          taskId: Number(r.id),
+          runId: null,
+          at: now,
+          actor: 'scheduler',
+          type: 'occurrence.released',
+          from: 'waiting',
+          to: 'waiting',
+          reason: 'the previous occurrence ended',
+        })),
+      );
+      return rows.map((r) => taskFromRow({ ...r, paused: 0, updated_at: now }));
+    });
+  }
+
+  async pauseSchedule(id: number, owner: string | null, opts: { now: number; actor: string }): Promise<{ task: Task; changed: boolean }> {
+    return this.backend.tx(async (ex) => {
+      const def = await this.lockDefinition(ex, id, owner, 'paused');
+      if (Number(def.paused) === 1) return { task: taskFromRow(def), changed: false };
+      const task = await this.saveDefinition(ex, def, { paused: 1, next: null, last: def.last_occurrence_at ?? null, status: 'waiting' }, opts.now);
+      await this.insertEvents(ex, [
+        {
+          taskId: id,
+          runId: null,
+          at: opts.now,
+          actor: opts.actor,
+          type: 'task.paused',
+          from: 'waiting',
+          to: 'waiting',
+          reason: 'no new occurrences until resumed; live ones carry on',
+        },
+      ]);
+      return { task, changed: true };
+    });
+  }
+
+  async resumeSchedule(id: number, owner: string | null, opts: { now: number; actor: string }): Promise<{ task: Task; changed: boolean }> {
+    return this.backend.tx(async (ex) => {
+      const def = await this.lockDefinition(ex, id, owner, 'resumed');
+      if (Number(def.paused) === 0) return { task: taskFromRow(def), changed: false };
+      const task = await this.rearmDefinition(ex, { ...def, paused: 0 }, opts.now);
+      const next = task.recurrence?.nextOccurrenceAt ?? null;
+      await this.insertEvents(ex, [
+        {
+          taskId: id,
+          runId: null,
+          at: opts.now,
+          actor: opts.actor,
+          type: 'task.resumed',
+          from: 'waiting',
+          to: task.status,
+          reason: next === null ? 'no occurrence left' : `next occurrence ${new Date(next).toISOString()}; the ones that passed while paused are not run`,
+        },
+      ]);
+      return { task, changed: true };
+    });
+  }
+
+  async updateSchedule(id: number, owner: string | null, spec: ScheduleSpec, opts: { now: number; actor: string }): Promise<Task> {
+    if (spec.type === 'once')
+      throw validationError([{ path: 'schedule.type', message: 'expected a recurring type (daily, weekly, monthly, annually or cron); cancel the task instead' }]);
+    return this.backend.tx(async (ex) => {
+      const def = await this.lockDefinition(ex, id, owner, 'rescheduled');
+      const before = def.schedule;
+      await ex.all('UPDATE tasks SET schedule = ?, scheduling_type = ? WHERE id = ?', [JSON.stringify(spec), spec.type, id]);
+      const row = { ...def, schedule: JSON.stringify(spec), scheduling_type: spec.type };
+      // From the next occurrence after now: nothing between the old watermark and now is caught up.
+      const task =
+        Number(def.paused) === 1
+          ? await this.saveDefinition(ex, row, { paused: 1, next: null, last: Math.max(Number(def.last_occurrence_at ?? 0), opts.now), status: 'waiting' }, opts.now)
+          : await this.rearmDefinition(ex, row, opts.now);
+      const next = task.recurrence?.nextOccurrenceAt ?? null;
+      await this.insertEvents(ex, [
+        {
+          taskId: id,
+          runId: null,
+          at: opts.now,
+          actor: opts.actor,
+          type: 'task.schedule_changed',
+          from: 'waiting',
+          to: task.status,
+          reason: `${before} → ${JSON.stringify(spec)}; ${Number(def.paused) === 1 ? 'paused' : next === null ? 'no occurrence left' : `next occurrence ${new Date(next).toISOString()}`}`,
+        },
+      ]);
+      return task;
+    });
+  }
+
+  /** Locks a recurring definition for pause/resume/edit: absent → TASK_NOT_FOUND, not recurring → NOT_RECURRING, over → TASK_FINISHED. */
+  private async lockDefinition(ex: Exec, id: number, owner: string | null, verb: string): Promise<TaskRow> {
+    const [def] = await this.lockTasks(ex, [id]);
+    if (!def || (owner !== null && def.owner !== owner)) throw new TschedError('TASK_NOT_FOUND', `task ${id} does not exist`, { details: { id } });
+    if (Number(def.is_definition) !== 1) {
+      const why =
+        def.parent_id !== null
+          ? `task ${id} is one occurrence of recurring task ${Number(def.parent_id)}; that task can be ${verb} instead`
+          : `task ${id} runs once (schedule ${def.scheduling_type}); only recurring tasks can be ${verb}`;
+      throw new TschedError('NOT_RECURRING', why, { details: { id, parentId: def.parent_id === null ? null : Number(def.parent_id) } });
+    }
+    if (def.status !== 'waiting')
+      throw new TschedError('TASK_FINISHED', `recurring task ${id} is ${def.status}; it has no occurrences left and cannot be ${verb}`, {
+        details: { id, status: def.status },
+      });
+    return def;
+  }
+
+  /** Writes a definition's recurrence columns (and status) and returns it. */
+  private async saveDefinition(
+    ex: Exec,
+    def: TaskRow,
+    v: { paused: number; next: number | null; last: number | null; status: TaskStatus },
+    now: number,
+  ): Promise<Task> {
+    const dueAt = v.next ?? Number(def.due_at);
+    const [row] = await ex.all<TaskRow>(
+      'UPDATE tasks SET paused = ?, next_occurrence_at = ?, last_occurrence_at = ?, status = ?, due_at = ?, start_deadline = ?, ' +
+        'finished_at = ?, updated_at = ? WHERE id = ? RETURNING *',
+      [v.paused, v.next, v.last, v.status, dueAt, dueAt + Number(def.delay_tolerance), v.status === 'done' ? now : null, now, Number(def.id)],
+    );
+    return taskFromRow(row as TaskRow);
+  }
+
+  /** An active definition continues from the first occurrence after now (done when there is none). */
+  private async rearmDefinition(ex: Exec, def: TaskRow, now: number): Promise<Task> {
+    const spec = JSON.parse(def.schedule as string) as ScheduleSpec;
+    const last = Math.max(Number(def.last_occurrence_at ?? 0), now);
+    const next = nextOccurrence(spec, last, Number(def.occurrences_created ?? 0));
+    const status: TaskStatus = next === null ? transitionTask('waiting', 'exhaust') : 'waiting';
+    if (next === null)
+      await this.insertEvents(ex, [
+        { taskId: Number(def.id), runId: null, at: now, actor: 'scheduler', type: 'task.done', from: 'waiting', to: 'done', reason: 'no occurrence left' },
+      ]);
+    return this.saveDefinition(ex, def, { paused: 0, next, last, status }, now);
+  }
+
+  /** A cancelled definition creates nothing more, and its waiting occurrences are cancelled with it. */
+  private async cancelDefinition(ex: Exec, def: TaskRow, opts: { now: number; actor: string }): Promise<void> {
+    await ex.all('UPDATE tasks SET next_occurrence_at = NULL WHERE id = ?', [Number(def.id)]);
+    const waiting = await ex.all<{ id: number }>(
+      "SELECT id FROM tasks WHERE parent_id = ? AND parent_id IS NOT NULL AND status = 'waiting' ORDER BY id",
+      [Number(def.id)],
+    );
+    await this.cancelOccurrences(
+      ex,
+      waiting.map((r) => Number(r.id)),
+      opts.now,
+      opts.actor,
+      `its recurring task ${Number(def.id)} was cancelled`,
+    );
+  }
+
+  /** Cancels live occurrences inside a transaction, like cancelTask: live runs are asked to stop. */
+  private async cancelOccurrences(ex: Exec, ids: number[], now: number, actor: string, reason: string): Promise<Run[]> {
+    if (ids.length === 0) return [];
+    const rows = (await this.lockTaskStates(ex, ids)).filter((t) => t.status === 'waiting' || t.status === 'in_progress');
+    if (rows.length === 0) return [];
+    const events: EventIn[] = [];
+    for (const t of rows) {
+      const from = t.status;
+      t.status = transitionTask(t.status, 'cancel');
+      t.updated_at = now;
+      t.finished_at = now;
+      t.current_run_id = null;
+      events.push({ taskId: Number(t.id), runId: null, at: now, actor, type: 'task.cancelled', from, to: 'cancelled', reason });
+    }
+    await this.saveTasks(ex, rows);
+    const runs = await this.selectIn<RunRow>(
+      ex,
+      `UPDATE runs SET cancel_requested = 1 WHERE state IN ${LIVE} AND task_id IN`,
+      rows.map((t) => Number(t.id)),
+      ' RETURNING *',
+    );
+    runs.sort((a, b) => Number(a.id) - Number(b.id));
+    for (const r of runs)
+      events.push({ taskId: Number(r.task_id), runId: Number(r.id), at: now, actor, type: 'run.cancel_requested', from: r.state, to: r.state, reason });
+    await this.insertEvents(ex, events);
+    return runs.map(runFromRow);
+  }
 }
+
+/** Thrown inside an expansion whose compare-and-set lost: the transaction rolls back and the caller gets null. */
+class ExpansionRaced extends Error {}

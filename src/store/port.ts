@@ -6,7 +6,7 @@
 
 import type { Allocation } from '../domain/resources.js';
 import type { RunOutcome, TaskStatus } from '../domain/status.js';
-import type { NewTask, Run, RunUsage, Task, TaskEventRecord } from '../domain/task.js';
+import type { NewTask, Run, RunUsage, ScheduleSpec, Task, TaskEventRecord } from '../domain/task.js';
 import type { Worker, WorkerRegistration, WorkerState, WorkerWithLoad } from '../domain/worker.js';
 
 export type Role = 'admin' | 'user' | 'worker';
@@ -245,6 +245,44 @@ export interface Store {
   releaseLeadership(role: string, holder: string): Promise<void>;
   /** Who holds the lease of `role` now (null when nobody holds a valid lease). */
   getLeadership(role: string): Promise<{ holder: string | null; epoch: number; expiresAt: number } | null>;
+
+  // ---- recurring tasks (definitions and their occurrences)
+  /** Active definitions whose next occurrence is due at `now` (ids, earliest first), and the earliest next instant overall. */
+  dueDefinitions(now: number, limit: number): Promise<{ ids: number[]; nextAt: number | null }>;
+  /**
+   * Expands one due definition in one transaction: catch-up and the overlap policy (src/domain/occurrences),
+   * occurrences created (each instant once: the unique index (parent_id, occurrence_at)), missed and skipped
+   * instants recorded as events on the definition, live ones cancelled for `replace`, and the definition's
+   * next instant advanced by compare-and-set. Null when it was not due (another replica got there first).
+   */
+  expandOccurrences(definitionId: number, now: number, opts: ExpandOptions): Promise<ExpandResult | null>;
+  /** Overlap `queue`: releases the oldest held occurrence of every definition whose previous occurrence ended. */
+  releaseQueuedOccurrences(now: number, limit: number): Promise<Task[]>;
+  /** Stops creating occurrences (idempotent). NOT_RECURRING unless a recurring definition; TASK_FINISHED once done/cancelled. */
+  pauseSchedule(id: number, owner: string | null, opts: { now: number; actor: string }): Promise<{ task: Task; changed: boolean }>;
+  /** Continues from the first occurrence after now; the instants that passed while paused are not run. */
+  resumeSchedule(id: number, owner: string | null, opts: { now: number; actor: string }): Promise<{ task: Task; changed: boolean }>;
+  /** Replaces the schedule (already validated); it takes effect from the next occurrence after now. */
+  updateSchedule(id: number, owner: string | null, spec: ScheduleSpec, opts: { now: number; actor: string }): Promise<Task>;
+}
+
+export interface ExpandOptions {
+  actor: string;
+  /** Leader's fencing epoch; when given and no longer current, NOT_LEADER and nothing changes. */
+  epoch?: number | null;
+  maxCatchUp?: number;
+  maxEnumerate?: number;
+  maxQueued?: number;
+}
+
+export interface ExpandResult {
+  definition: Task;
+  created: Task[];
+  /** Instants recorded missed (downtime), counting the bulk record; an estimate when not exact. */
+  missed: number;
+  skipped: number;
+  /** Runs of replaced occurrences asked to stop: wake their workers. */
+  runsToStop: Run[];
 }
 
 export interface LeadershipState {

@@ -2,7 +2,8 @@
 
 import type { Allocation } from '../domain/resources.js';
 import type { RunOutcome, RunState, TaskStatus } from '../domain/status.js';
-import type { NewTask, Run, Task, TaskEventRecord } from '../domain/task.js';
+import { nextOccurrence } from '../domain/recurrence.js';
+import type { NewTask, Run, ScheduleSpec, Task, TaskEventRecord } from '../domain/task.js';
 import type { Worker, WorkerState } from '../domain/worker.js';
 
 export interface TaskRow {
@@ -42,6 +43,11 @@ export interface TaskRow {
   last_error: string | null;
   deadline_missed: number;
   paused: number;
+  /** Migration 4: recurring definitions (absent from narrow projections). */
+  is_definition?: number;
+  next_occurrence_at?: number | null;
+  last_occurrence_at?: number | null;
+  occurrences_created?: number;
 }
 
 export interface RunRow {
@@ -136,10 +142,16 @@ export const TASK_INSERT_COLUMNS = [
   'updated_at',
   'deadline_missed',
   'paused',
+  'is_definition',
+  'next_occurrence_at',
+  'last_occurrence_at',
 ] as const;
 
 export function taskInsertValues(owner: string, t: NewTask, now: number): unknown[] {
-  const dueAt = t.dueAt ?? now;
+  const def = definitionValues(t, now);
+  // A definition is "due" at its next occurrence (informative: it is never placed itself); one with no
+  // occurrence ahead (endAt already past) is done at once.
+  const dueAt = def[0] === 1 ? (def[1] ?? now) : (t.dueAt ?? now);
   return [
     owner,
     t.name,
@@ -167,13 +179,31 @@ export function taskInsertValues(owner: string, t: NewTask, now: number): unknow
     dueAt + t.delayTolerance,
     t.parentId,
     t.occurrenceAt,
-    'waiting',
+    def[0] === 1 && def[1] === null ? 'done' : 'waiting',
     0,
     now,
     now,
     0,
     0,
+    ...def,
   ];
+}
+
+/** Whether a new task is a recurring definition: it is never placed, its occurrences are. */
+export function isDefinition(t: Pick<NewTask, 'schedule' | 'parentId'>): boolean {
+  return t.schedule !== null && t.schedule.type !== 'once' && t.parentId === null;
+}
+
+/**
+ * is_definition, next_occurrence_at, last_occurrence_at of a new task. A definition's watermark starts just
+ * before max(now, startAt), so the first occurrence is the first one at or after that (none are "missed"
+ * before the task existed).
+ */
+function definitionValues(t: NewTask, now: number): [number, number | null, number | null] {
+  if (!isDefinition(t)) return [0, null, null];
+  const spec = t.schedule as ScheduleSpec;
+  const watermark = Math.max(now, spec.startAt ?? 0) - 1;
+  return [1, nextOccurrence(spec, watermark, 0), watermark];
 }
 
 export function taskFromRow(r: TaskRow): Task {
@@ -213,6 +243,15 @@ export function taskFromRow(r: TaskRow): Task {
     lastError: r.last_error,
     deadlineMissed: num(r.deadline_missed) === 1,
     paused: num(r.paused) === 1,
+    ...(num(r.is_definition) === 1
+      ? {
+          recurrence: {
+            nextOccurrenceAt: numOrNull(r.next_occurrence_at),
+            lastOccurrenceAt: numOrNull(r.last_occurrence_at),
+            occurrencesCreated: num(r.occurrences_created ?? 0),
+          },
+        }
+      : {}),
   };
 }
 

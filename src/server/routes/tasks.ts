@@ -52,6 +52,7 @@ export function taskRoutes(app: FastifyInstance, c: Control): void {
       if (!res.replayed) {
         c.metrics.submitted.inc(res.tasks.length);
         c.kick();
+        if (res.tasks.some((t) => t.recurrence)) c.kickOccurrences?.();
       }
       reply.status(res.replayed ? 200 : 201);
       if (res.replayed) reply.header('Idempotent-Replayed', 'true');

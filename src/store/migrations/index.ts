@@ -167,6 +167,25 @@ export const MIGRATIONS: readonly Migration[] = [
       "CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending'",
     ],
   },
+  {
+    version: 4,
+    name: 'recurring task definitions and their occurrences',
+    statements: [
+      // A recurring task (schedule not once, no parent) is a definition: never placed itself. Its
+      // occurrences are child rows. last_occurrence_at is the watermark: every instant ≤ it was handled
+      // (created, missed or skipped), so catch-up looks only after it.
+      'ALTER TABLE tasks ADD COLUMN is_definition INTEGER NOT NULL DEFAULT 0',
+      'ALTER TABLE tasks ADD COLUMN next_occurrence_at BIGINT',
+      'ALTER TABLE tasks ADD COLUMN last_occurrence_at BIGINT',
+      'ALTER TABLE tasks ADD COLUMN occurrences_created INTEGER NOT NULL DEFAULT 0',
+      // The occurrence loop: active definitions by their next instant (paused ones have none).
+      "CREATE INDEX tasks_definitions_due ON tasks (next_occurrence_at) WHERE is_definition = 1 AND status = 'waiting'",
+      // Live occurrences of one definition (overlap policies), without walking its whole history.
+      'CREATE INDEX tasks_children ON tasks (parent_id, status) WHERE parent_id IS NOT NULL',
+      // Occurrences held back by overlap: queue until the previous one ends.
+      "CREATE INDEX tasks_held ON tasks (parent_id, occurrence_at) WHERE paused = 1 AND status = 'waiting' AND parent_id IS NOT NULL",
+    ],
+  },
 ];
 
 /** Applies every migration not yet recorded in schema_migrations, in one transaction. */
