@@ -10,6 +10,7 @@ import { describeSource, maskToken, readConfig, resolveConfig } from './config.j
 import { runServer, runUp, runWorker } from './daemons.js';
 import { type ErrorContext, EXIT, renderError, UsageError } from './errors.js';
 import { eventTable, explanationText, taskDetail, taskTable, workerTable } from './format.js';
+import { registerScheduleCommands } from './schedule.js';
 import { type SubmitFlags, taskFromFlags } from './task-flags.js';
 
 const VERSION = '0.1.0';
@@ -421,6 +422,8 @@ export function buildProgram(ctx: ErrorContext): Command {
       if (f.json) return json(events);
       out(events.length ? eventTable(events) : `task ${n} has no events`);
     });
+
+  registerScheduleCommands({ program, sub, client, ctx, out, json, parseId });
 
   sub('config')
     .description('what server URL and token the CLI will use, and where each came from')

@@ -327,6 +327,39 @@ export class TschedClient {
     return (await this.get<Health>('/healthz')).data;
   }
 
+  // ---- recurring tasks
+
+  /** A recurring task's next occurrences (in its zone and UTC). 409 NOT_RECURRING for a task that runs once. */
+  async nextOccurrences(id: number, count = 10): Promise<NextOccurrences> {
+    return (await this.get<NextOccurrences>(`/v1/tasks/${taskId(id)}/next?count=${count}`)).data;
+  }
+
+  async pause(id: number): Promise<{ task: Task; changed: boolean }> {
+    return (await this.request<{ task: Task; changed: boolean }>(`/v1/tasks/${taskId(id)}/pause`, { method: 'POST' })).data;
+  }
+
+  async resume(id: number): Promise<{ task: Task; changed: boolean }> {
+    return (await this.request<{ task: Task; changed: boolean }>(`/v1/tasks/${taskId(id)}/resume`, { method: 'POST' })).data;
+  }
+
+  /** Replaces the schedule; it takes effect from the next occurrence. */
+  async updateSchedule(id: number, schedule: NonNullable<TaskInput['schedule']>): Promise<Task> {
+    return (await this.request<{ task: Task }>(`/v1/tasks/${taskId(id)}/schedule`, { method: 'PATCH', body: schedule })).data.task;
+  }
+
+  /** The next occurrences of a schedule, without a task (the CLI computes them locally instead). */
+  async previewSchedule(
+    schedule: NonNullable<TaskInput['schedule']>,
+    opts: { count?: number; after?: string | number } = {},
+  ): Promise<{ timezone: string; occurrences: OccurrenceEntry[] }> {
+    return (
+      await this.request<{ timezone: string; occurrences: OccurrenceEntry[] }>('/v1/schedules/preview', {
+        method: 'POST',
+        body: { schedule, ...opts },
+      })
+    ).data;
+  }
+
   private get<T>(path: string) {
     return this.request<T>(path, { retry: true });
   }
@@ -401,4 +434,19 @@ function utf8Length(s: string): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** One occurrence: epoch ms, ISO-8601 UTC, and ISO-8601 in the schedule's zone. */
+export interface OccurrenceEntry {
+  at: number;
+  utc: string;
+  local: string;
+}
+
+export interface NextOccurrences {
+  taskId: number;
+  status: TaskStatus;
+  paused: boolean;
+  timezone: string;
+  occurrences: OccurrenceEntry[];
 }
