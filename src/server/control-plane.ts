@@ -120,6 +120,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     epoch: () => leadership.epoch(),
     metrics: control.metrics,
     onAssigned: (ids) => bus.publish({ kind: 'workers', ids }),
+    stampAtCommit: opts.now === undefined,
   });
   const monitor = new Monitor({
     store,

@@ -25,6 +25,8 @@ export interface SchedulerLoopDeps {
   onAssigned?: (workerIds: string[]) => void;
 }
 
+  /** `now` is the store's clock: stamp new runs at commit (see ApplyContext.stampAtCommit). */
+  stampAtCommit?: boolean;
 export class SchedulerLoop {
   private running = false;
   private dirty = false;
@@ -101,7 +103,13 @@ export class SchedulerLoop {
       this.stats.lastPassMs = performance.now() - t0;
       return false;
     }
-    const res = await store.applyPlan(p.placements, { now, leaseMs: config.leaseMs, epoch: this.deps.epoch(), actor: 'scheduler' });
+    const res = await store.applyPlan(p.placements, {
+      now,
+      leaseMs: config.leaseMs,
+      epoch: this.deps.epoch(),
+      actor: 'scheduler',
+      stampAtCommit: this.deps.stampAtCommit ?? false,
+    });
     this.stats.placed += res.runs.length;
     this.deps.metrics?.placed.inc(res.runs.length);
     this.stats.rejected += res.rejected.length;

@@ -835,6 +835,7 @@ export class KyselyStore implements Store {
         if (Number(task.due_at) > ctx.now) {
           reject('task_not_due');
           continue;
+      if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, await this.txNow(ex)) };
         }
         const worker = workers.get(d.workerId);
         if (worker?.state !== 'active') {

@@ -59,6 +59,12 @@ export interface ApplyContext {
   /** Fencing epoch of the leader; the store refuses the whole plan if the epoch is no longer current. */
   epoch: number | null;
   actor: string;
+  /**
+   * Stamp the new runs (assigned_at, lease, cap) with the store's clock read after the capacity re-check,
+   * when later than `now`: then the run history is exact — a run that ended just before the plan committed
+   * never appears to overlap the run that took its place. For callers whose `now` is the store's clock.
+   */
+  stampAtCommit?: boolean;
 }
 
 export interface ApplyResult {
