@@ -6,8 +6,18 @@
 // its capacity. Then the leader is killed a few more times to measure failover.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN, checkHistory, freshSchema, health, percentile, type Replica, startReplica, TcpProxy, WORKER_TOKEN } from './helpers/cluster.js';
-import { api, startWorkerProc, waitFor, type WorkerProcess } from './helpers/processes.js';
+import {
+  ADMIN,
+  checkHistory,
+  freshSchema,
+  health,
+  percentile,
+  type Replica,
+  startReplica,
+  TcpProxy,
+  WORKER_TOKEN,
+} from './helpers/cluster.js';
+import { api, startWorkerProc, type WorkerProcess, waitFor } from './helpers/processes.js';
 import { PG_URL, postgresAvailable, requireService } from './helpers/services.js';
 
 const enabled = requireService('PostgreSQL', await postgresAvailable());
@@ -76,12 +86,7 @@ describe.runIf(enabled)('cluster: 3 replicas, 4 workers, leader killed twice', (
     const t0 = performance.now();
     await dead.kill('SIGKILL');
     const others = replicas.filter((_, k) => k !== i);
-    await waitFor(
-      'a new leader',
-      async () => (await Promise.all(others.map((r) => health(r.url)))).some((h) => h?.leader),
-      20_000,
-      25,
-    );
+    await waitFor('a new leader', async () => (await Promise.all(others.map((r) => health(r.url)))).some((h) => h?.leader), 20_000, 25);
     const ms = performance.now() - t0;
     failovers.push(ms);
     replicas[i] = await startReplica(db.url, SERVER_ARGS); // the proxies pick up its new port
@@ -135,7 +140,9 @@ describe.runIf(enabled)('cluster: 3 replicas, 4 workers, leader killed twice', (
     for (const p of h.peaks) expect(p.cpus).toBeGreaterThan(0);
     const epoch = Number((await db.pg.query(`SELECT epoch FROM "${db.schema}".leader WHERE id = 'scheduler'`)).rows[0].epoch);
     expect(epoch).toBeGreaterThanOrEqual(3);
-    const runs = (await db.pg.query(`SELECT COUNT(*)::int AS n, COUNT(*) FILTER (WHERE outcome = 'lost')::int AS lost FROM "${db.schema}".runs`)).rows[0];
+    const runs = (
+      await db.pg.query(`SELECT COUNT(*)::int AS n, COUNT(*) FILTER (WHERE outcome = 'lost')::int AS lost FROM "${db.schema}".runs`)
+    ).rows[0];
     console.log(
       `[cluster] ${N} tasks in ${(elapsed / 1000).toFixed(1)} s over 3 replicas and 4 workers; leader killed twice (failover ${Math.round(f1)} ms, ${Math.round(f2)} ms); ${runs.n} runs (${runs.lost} lost and retried); epoch ${epoch}; peak per worker: ${h.peaks.map((p) => `${p.worker} ${p.cpus}/${p.capCpus}m`).join(', ')}`,
     );

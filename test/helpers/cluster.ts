@@ -226,7 +226,11 @@ export async function checkHistory(baseUrl: string, schema: string): Promise<His
   const c = new pg.Client({ connectionString: baseUrl });
   await c.connect();
   try {
-    const workers = (await c.query(`SELECT id, name, capacity FROM "${schema}".workers`)).rows as Array<{ id: string; name: string; capacity: string }>;
+    const workers = (await c.query(`SELECT id, name, capacity FROM "${schema}".workers`)).rows as Array<{
+      id: string;
+      name: string;
+      capacity: string;
+    }>;
     const runs = (
       await c.query(
         `SELECT worker_id, cpus::float8 AS cpus, memory::float8 AS memory, assigned_at::float8 AS a, COALESCE(finished_at, 9e15)::float8 AS f FROM "${schema}".runs`,
