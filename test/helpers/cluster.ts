@@ -94,6 +94,9 @@ export class TcpProxy {
   private links = new Set<{ flush: () => void; destroy: () => void }>();
   private pending: Array<() => void> = [];
   port = 0;
+  /** Everything delivered, per direction (up: client → server), when `record` is on. */
+  record = false;
+  readonly seen = { up: '', down: '' };
 
   constructor(private readonly backends: () => number[]) {
     this.server = net.createServer((c) => this.accept(c));
@@ -156,7 +159,10 @@ export class TcpProxy {
         while (q.length > 0) {
           const d = q.shift() as Held;
           if (d === null) to.destroy();
-          else if (!to.destroyed) to.write(d);
+          else if (!to.destroyed) {
+            if (this.record) this.seen[to === server ? 'up' : 'down'] += d.toString('latin1');
+            to.write(d);
+          }
         }
       };
       const link = {
