@@ -21,8 +21,27 @@ if (mode === 'sqlite') {
   throw new Error(`mode: expected sqlite or pg, got ${mode}`);
 }
 
+// TSCHED_BENCH_PROFILE=/tmp/server.cpuprofile: profile the server while it serves (open it in Chrome
+// DevTools or speedscope).
+let profiler;
+if (process.env.TSCHED_BENCH_PROFILE) {
+  const { Session } = await import('node:inspector/promises');
+  profiler = new Session();
+  profiler.connect();
+  await profiler.post('Profiler.enable');
+  await profiler.post('Profiler.start');
+}
+
 process.on('message', async (msg) => {
   if (msg?.type !== 'stop') return;
+  if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop');
+    (await import('node:fs')).writeFileSync(process.env.TSCHED_BENCH_PROFILE, JSON.stringify(profile));
+  }
+  if (process.env.TSCHED_BENCH_STATS) {
+    const { SqliteBackend } = await import('../../dist/store/backend.js');
+    console.error('backend stats', SqliteBackend.stats);
+  }
   await server.close();
   process.send({ type: 'stopped' }, () => process.exit(0));
 });

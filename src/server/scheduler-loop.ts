@@ -11,6 +11,8 @@ import type { ServerConfig } from './config.js';
 import type { Metrics } from './metrics.js';
 import type { Wakeups } from './wakeups.js';
 
+const MIN_WINDOW = 64;
+
 export interface SchedulerLoopDeps {
   store: Store;
   config: Readonly<ServerConfig>;
@@ -23,10 +25,10 @@ export interface SchedulerLoopDeps {
   epoch: () => number | null;
   /** Called after runs were created, so that other replicas can wake their workers too. */
   onAssigned?: (workerIds: string[]) => void;
-}
-
   /** `now` is the store's clock: stamp new runs at commit (see ApplyContext.stampAtCommit). */
   stampAtCommit?: boolean;
+}
+
 export class SchedulerLoop {
   private running = false;
   private dirty = false;
@@ -36,6 +38,8 @@ export class SchedulerLoop {
   private dueTimerAt = Number.POSITIVE_INFINITY;
   private idle: Array<() => void> = [];
   readonly stats = { passes: 0, placed: 0, rejected: 0, lastPassMs: 0 };
+  /** How many candidates the next pass loads (adaptive, MIN_WINDOW … schedulerBatch). */
+  private window = MIN_WINDOW;
 
   constructor(private deps: SchedulerLoopDeps) {}
 
@@ -91,12 +95,17 @@ export class SchedulerLoop {
       await this.armDueTimer(now);
       return false;
     }
-    const tasks = await store.loadCandidates(now, config.schedulerBatch, now + config.urgencyWindowMs);
+    // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
+    if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0)) return false;
+    // Load a window sized to what could start, not the whole batch: most passes free a few slots.
+    const limit = Math.min(config.schedulerBatch, this.window);
+    const tasks = await store.loadCandidates(now, limit, now + config.urgencyWindowMs);
     if (tasks.length === 0) {
       await this.armDueTimer(now);
       return false;
     }
-    const p = plan({ workers, tasks }, now, this.schedulerConfig());
+    // Explanations are computed on demand (GET /explain), not on the hot path.
+    const p = plan({ workers, tasks }, now, { ...this.schedulerConfig(), explain: false });
     this.stats.passes++;
     if (p.placements.length === 0) {
       await this.armDueTimer(now);
@@ -118,8 +127,13 @@ export class SchedulerLoop {
     if (workerIds.length > 0) this.deps.onAssigned?.(workerIds);
     this.stats.lastPassMs = performance.now() - t0;
     this.deps.metrics?.passSeconds.observe(this.stats.lastPassMs / 1000);
+    // Grow the window while whole windows get placed (a burst of free capacity), shrink it back otherwise.
+    const windowFull = tasks.length >= limit && res.runs.length >= limit / 2;
+    this.window = windowFull
+      ? Math.min(config.schedulerBatch, this.window * 2)
+      : Math.max(MIN_WINDOW, Math.min(this.window, res.runs.length * 4));
     // Rejections mean the snapshot was stale (a concurrent change): plan again with fresh state.
-    return res.rejected.length > 0 || tasks.length >= config.schedulerBatch;
+    return res.rejected.length > 0 || windowFull;
   }
 
   schedulerConfig(): Partial<SchedulerConfig> {

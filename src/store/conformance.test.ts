@@ -345,7 +345,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     const [w] = await store.loadWorkers();
     expect(w!.allocated).toEqual({ cpus: 1000, memory: 256 * MB, ports: [] });
     expect(w!.live).toEqual([
-      { runId: res.runs[1]!.id, taskId: ts[1]!.id, cpus: 1000, memory: 256 * MB, ports: [], endsBy: T0 + ts[1]!.executionCap },
+      { runId: res.runs[1]!.id, taskId: ts[1]!.id, cpus: 1000, memory: 256 * MB, ports: [], endsBy: T0 + ts[1]!.executionCap, owner: ts[1]!.owner },
     ]);
   });
 

@@ -6,14 +6,15 @@
 // leader → tasks → workers → runs, each by id, so replicas rarely deadlock; when they do, the backend reruns
 // the transaction. Event rows are written in the same transaction as the change they describe.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { TschedError, validationError } from '../domain/errors.js';
+import { planOccurrences } from '../domain/occurrences.js';
 import { afterRun } from '../domain/queue-policy.js';
+import { nextOccurrence } from '../domain/recurrence.js';
 import type { Capacity } from '../domain/resources.js';
 import type { RunOutcome, TaskStatus } from '../domain/status.js';
 import { TASK_STATUSES, transitionTask } from '../domain/status.js';
-import { planOccurrences } from '../domain/occurrences.js';
-import { nextOccurrence } from '../domain/recurrence.js';
 import type { NewTask, Run, RunUsage, ScheduleSpec, Task, TaskEventRecord } from '../domain/task.js';
 import type { Worker, WorkerRegistration, WorkerState, WorkerWithLoad } from '../domain/worker.js';
 import type { Backend, Exec } from './backend.js';
@@ -42,6 +43,9 @@ import type {
   SubmitResult,
   TaskQuery,
   TokenRecord,
+  WorkerPollResult,
+  WorkerReportInput,
+  WorkerReportResult,
 } from './port.js';
 import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
 import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
@@ -52,6 +56,8 @@ export interface StoreOptions {
 }
 
 const LIVE = "('assigned','running')";
+/** The transaction of the composite operation in progress on this async path, if any. */
+const composite = new AsyncLocalStorage<Exec>();
 const TASK_STATE_COLUMNS =
   'id, owner, name, status, attempts, current_run_id, due_at, start_deadline, delay_tolerance, total_attempts, retry, execution_cap, paused, updated_at, finished_at, last_error, deadline_missed, notify, on_deadline_miss';
 const DAY = 86_400_000;
@@ -133,6 +139,12 @@ export class KyselyStore implements Store {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /** Inside a composite operation (workerPoll, workerReport) the parts share its transaction. */
+  private tx<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
+    const ex = composite.getStore();
+    return ex ? fn(ex) : this.backend.tx(fn);
+  }
 
   private get lock(): string {
     return this.backend.forUpdate;
@@ -380,7 +392,11 @@ export class KyselyStore implements Store {
   }
 
   /** Adds webhook deliveries for tasks whose `notify.events` include the event. */
-  private async queueNotifications(ex: Exec, items: Array<{ task: TaskRow; event: string; extra?: Record<string, unknown> }>, now: number): Promise<void> {
+  private async queueNotifications(
+    ex: Exec,
+    items: Array<{ task: TaskRow; event: string; extra?: Record<string, unknown> }>,
+    now: number,
+  ): Promise<void> {
     const rows: unknown[][] = [];
     for (const { task, event, extra } of items) {
       if (!task.notify) continue;
@@ -407,9 +423,12 @@ export class KyselyStore implements Store {
         [now, limit],
       );
       if (peek.length === 0) return [];
-      const rows = (await this.lockTaskStates(ex, peek.map((r) => Number(r.id)))).filter(
-        (t) => t.status === 'waiting' && Number(t.deadline_missed) === 0 && Number(t.start_deadline) < now,
-      );
+      const rows = (
+        await this.lockTaskStates(
+          ex,
+          peek.map((r) => Number(r.id)),
+        )
+      ).filter((t) => t.status === 'waiting' && Number(t.deadline_missed) === 0 && Number(t.start_deadline) < now);
       const events: EventIn[] = [];
       const notes: Array<{ task: TaskRow; event: string; extra?: Record<string, unknown> }> = [];
       const out: DeadlineMiss[] = [];
@@ -433,7 +452,16 @@ export class KyselyStore implements Store {
           t.status = transitionTask(t.status, 'fail');
           t.finished_at = now;
           t.last_error = 'deadline_missed: not started within its delay tolerance';
-          events.push({ taskId: Number(t.id), runId: null, at: now, actor: 'monitor', type: 'task.failed', from: 'waiting', to: 'failed', reason: 'deadline_missed' });
+          events.push({
+            taskId: Number(t.id),
+            runId: null,
+            at: now,
+            actor: 'monitor',
+            type: 'task.failed',
+            from: 'waiting',
+            to: 'failed',
+            reason: 'deadline_missed',
+          });
           notes.push({ task: t, event: 'task.failed' });
         }
         out.push({ task: t as unknown as Task, expired });
@@ -442,7 +470,14 @@ export class KyselyStore implements Store {
       await this.insertEvents(ex, events);
       await this.queueNotifications(ex, notes, now);
       // Return full tasks (the locked rows are the narrow projection).
-      const full = new Map((await this.tasksByIds(ex, rows.map((r) => Number(r.id)))).map((t) => [t.id, t]));
+      const full = new Map(
+        (
+          await this.tasksByIds(
+            ex,
+            rows.map((r) => Number(r.id)),
+          )
+        ).map((t) => [t.id, t]),
+      );
       return out.map((m) => ({ task: full.get(Number((m.task as unknown as TaskRow).id)) as Task, expired: m.expired }));
     });
   }
@@ -454,7 +489,13 @@ export class KyselyStore implements Store {
         [now, limit],
       );
       if (rows.length === 0) return [];
-      await this.selectIn(ex, 'UPDATE notifications SET next_at = ?, attempts = attempts + 1 WHERE id IN', rows.map((r) => Number(r.id)), '', [now + leaseMs]);
+      await this.selectIn(
+        ex,
+        'UPDATE notifications SET next_at = ?, attempts = attempts + 1 WHERE id IN',
+        rows.map((r) => Number(r.id)),
+        '',
+        [now + leaseMs],
+      );
       return rows.map((r) => ({
         id: Number(r.id),
         taskId: Number(r.task_id),
@@ -469,7 +510,8 @@ export class KyselyStore implements Store {
   async settleNotification(id: number, r: { ok: boolean; now: number; retryAt: number | null; error: string | null }): Promise<void> {
     await this.backend.tx(async (ex) => {
       if (r.ok) await ex.all("UPDATE notifications SET state = 'delivered', delivered_at = ?, last_error = NULL WHERE id = ?", [r.now, id]);
-      else if (r.retryAt !== null) await ex.all('UPDATE notifications SET next_at = ?, last_error = ? WHERE id = ?', [r.retryAt, r.error, id]);
+      else if (r.retryAt !== null)
+        await ex.all('UPDATE notifications SET next_at = ?, last_error = ? WHERE id = ?', [r.retryAt, r.error, id]);
       else await ex.all("UPDATE notifications SET state = 'dead', last_error = ? WHERE id = ?", [r.error, id]);
     });
   }
@@ -823,6 +865,7 @@ export class KyselyStore implements Store {
         for (const port of JSON.parse(p.ports) as number[]) used.get(p.worker_id)!.ports.add(port);
       }
 
+      if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, await this.txNow(ex)) };
       const rejected: ApplyResult['rejected'] = [];
       const accepted: Array<{ d: PlacementDecision; task: TaskRow; worker: WorkerRow }> = [];
       for (const d of plan) {
@@ -835,7 +878,6 @@ export class KyselyStore implements Store {
         if (Number(task.due_at) > ctx.now) {
           reject('task_not_due');
           continue;
-      if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, await this.txNow(ex)) };
         }
         const worker = workers.get(d.workerId);
         if (worker?.state !== 'active') {
@@ -1012,7 +1054,7 @@ export class KyselyStore implements Store {
   }
 
   async heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult> {
-    return this.backend.tx(async (ex) => {
+    return this.tx(async (ex) => {
       // A heartbeat proves the worker is alive: a worker marked lost by silence becomes active again.
       const [w] = await ex.all<{ id: string }>(
         "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? RETURNING id",
@@ -1056,16 +1098,45 @@ export class KyselyStore implements Store {
     });
   }
 
+  async workerPoll(workerId: string, running: RunToken[], max: number, now: number, leaseMs: number): Promise<WorkerPollResult> {
+    return this.backend.tx((ex) =>
+      composite.run(ex, async () => {
+        const heartbeat = await this.heartbeat(workerId, running, now, leaseMs);
+        const assignments = await this.takeAssignments(workerId, max, now);
+        return { heartbeat, assignments };
+      }),
+    );
+  }
+
+  async workerReport(
+    workerId: string,
+    r: WorkerReportInput,
+    now: number,
+    opts: { leaseMs: number; maxLogBytesPerRun: number },
+  ): Promise<WorkerReportResult> {
+    return this.backend.tx((ex) =>
+      composite.run(ex, async () => {
+        const started = await this.startRuns(r.started, now);
+        const logs = await this.appendLogs(r.logs, opts.maxLogBytesPerRun);
+        const results = await this.finishRuns(r.results, now);
+        const running = await this.heartbeat(workerId, r.running, now, opts.leaseMs);
+        return { started, logs, results, running };
+      }),
+    );
+  }
+
   async pendingCancels(workerId: string): Promise<number[]> {
     const rows = await this.backend.read((ex) =>
-      ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1 ORDER BY id`, [workerId]),
+      ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1 ORDER BY id`, [
+        workerId,
+      ]),
     );
     return rows.map((r) => Number(r.id));
   }
 
   async takeAssignments(workerId: string, max: number, now: number): Promise<Assignment[]> {
     if (max <= 0) return [];
-    return this.backend.tx(async (ex) => {
+    return this.tx(async (ex) => {
       const runs = await ex.all<RunRow>(
         `SELECT * FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?${this.lock}`,
         [workerId, max],
@@ -1094,7 +1165,7 @@ export class KyselyStore implements Store {
 
   async startRuns(items: Array<RunToken & { at: number }>, now: number): Promise<ItemAck[]> {
     if (items.length === 0) return [];
-    return this.backend.tx(async (ex) => {
+    return this.tx(async (ex) => {
       const rows = new Map(
         (
           await this.lockRuns(
@@ -1140,7 +1211,7 @@ export class KyselyStore implements Store {
 
   async appendLogs(input: LogChunkInput[], maxBytesPerRun: number): Promise<ItemAck[]> {
     if (input.length === 0) return [];
-    return this.backend.tx(async (ex) => {
+    return this.tx(async (ex) => {
       const rows = new Map(
         (
           await this.lockRuns(
@@ -1199,7 +1270,7 @@ export class KyselyStore implements Store {
 
   async finishRuns(results: RunResultInput[], now: number): Promise<FinishResult> {
     if (results.length === 0) return { acks: [], changed: [] };
-    return this.backend.tx(async (ex) => {
+    return this.tx(async (ex) => {
       const { runs, tasks } = await this.lockRunsWithTasks(
         ex,
         results.map((r) => r.runId),
@@ -1423,9 +1494,15 @@ export class KyselyStore implements Store {
           {
             spec,
             delayTolerance: Number(def.delay_tolerance),
-            watermark: def.last_occurrence_at === null || def.last_occurrence_at === undefined ? oldNext - 1 : Number(def.last_occurrence_at),
+            watermark:
+              def.last_occurrence_at === null || def.last_occurrence_at === undefined ? oldNext - 1 : Number(def.last_occurrence_at),
             occurrencesSoFar: Number(def.occurrences_created ?? 0),
-            live: live.map((l) => ({ id: Number(l.id), status: l.status, held: Number(l.paused) === 1, occurrenceAt: Number(l.occurrence_at) })),
+            live: live.map((l) => ({
+              id: Number(l.id),
+              status: l.status,
+              held: Number(l.paused) === 1,
+              occurrenceAt: Number(l.occurrence_at),
+            })),
           },
           now,
           {
@@ -1441,7 +1518,9 @@ export class KyselyStore implements Store {
 
         // replace: the live occurrences are cancelled first, through the cancel semantics (workers are told).
         const runsToStop =
-          plan.cancel.length > 0 ? await this.cancelOccurrences(ex, plan.cancel, now, opts.actor, 'replaced by a newer occurrence (overlap replace)') : [];
+          plan.cancel.length > 0
+            ? await this.cancelOccurrences(ex, plan.cancel, now, opts.actor, 'replaced by a newer occurrence (overlap replace)')
+            : [];
 
         // Each occurrence is a task of its own, with every execution field of the definition.
         const {
@@ -1462,7 +1541,14 @@ export class KyselyStore implements Store {
         } = taskFromRow(def);
         const pausedAt = TASK_INSERT_COLUMNS.indexOf('paused');
         const values = plan.create.map((c) => {
-          const occ: NewTask = { ...fields, schedulingType: 'once', schedule: null, parentId: definitionId, occurrenceAt: c.at, dueAt: c.at };
+          const occ: NewTask = {
+            ...fields,
+            schedulingType: 'once',
+            schedule: null,
+            parentId: definitionId,
+            occurrenceAt: c.at,
+            dueAt: c.at,
+          };
           const v = taskInsertValues(def.owner, occ, now);
           if (c.held) v[pausedAt] = 1; // held back until the previous occurrence ends
           return v;
@@ -1596,7 +1682,12 @@ export class KyselyStore implements Store {
     return this.backend.tx(async (ex) => {
       const def = await this.lockDefinition(ex, id, owner, 'paused');
       if (Number(def.paused) === 1) return { task: taskFromRow(def), changed: false };
-      const task = await this.saveDefinition(ex, def, { paused: 1, next: null, last: def.last_occurrence_at ?? null, status: 'waiting' }, opts.now);
+      const task = await this.saveDefinition(
+        ex,
+        def,
+        { paused: 1, next: null, last: def.last_occurrence_at ?? null, status: 'waiting' },
+        opts.now,
+      );
       await this.insertEvents(ex, [
         {
           taskId: id,
@@ -1628,7 +1719,10 @@ export class KyselyStore implements Store {
           type: 'task.resumed',
           from: 'waiting',
           to: task.status,
-          reason: next === null ? 'no occurrence left' : `next occurrence ${new Date(next).toISOString()}; the ones that passed while paused are not run`,
+          reason:
+            next === null
+              ? 'no occurrence left'
+              : `next occurrence ${new Date(next).toISOString()}; the ones that passed while paused are not run`,
         },
       ]);
       return { task, changed: true };
@@ -1637,7 +1731,9 @@ export class KyselyStore implements Store {
 
   async updateSchedule(id: number, owner: string | null, spec: ScheduleSpec, opts: { now: number; actor: string }): Promise<Task> {
     if (spec.type === 'once')
-      throw validationError([{ path: 'schedule.type', message: 'expected a recurring type (daily, weekly, monthly, annually or cron); cancel the task instead' }]);
+      throw validationError([
+        { path: 'schedule.type', message: 'expected a recurring type (daily, weekly, monthly, annually or cron); cancel the task instead' },
+      ]);
     return this.backend.tx(async (ex) => {
       const def = await this.lockDefinition(ex, id, owner, 'rescheduled');
       const before = def.schedule;
@@ -1646,7 +1742,12 @@ export class KyselyStore implements Store {
       // From the next occurrence after now: nothing between the old watermark and now is caught up.
       const task =
         Number(def.paused) === 1
-          ? await this.saveDefinition(ex, row, { paused: 1, next: null, last: Math.max(Number(def.last_occurrence_at ?? 0), opts.now), status: 'waiting' }, opts.now)
+          ? await this.saveDefinition(
+              ex,
+              row,
+              { paused: 1, next: null, last: Math.max(Number(def.last_occurrence_at ?? 0), opts.now), status: 'waiting' },
+              opts.now,
+            )
           : await this.rearmDefinition(ex, row, opts.now);
       const next = task.recurrence?.nextOccurrenceAt ?? null;
       await this.insertEvents(ex, [
@@ -1668,7 +1769,8 @@ export class KyselyStore implements Store {
   /** Locks a recurring definition for pause/resume/edit: absent → TASK_NOT_FOUND, not recurring → NOT_RECURRING, over → TASK_FINISHED. */
   private async lockDefinition(ex: Exec, id: number, owner: string | null, verb: string): Promise<TaskRow> {
     const [def] = await this.lockTasks(ex, [id]);
-    if (!def || (owner !== null && def.owner !== owner)) throw new TschedError('TASK_NOT_FOUND', `task ${id} does not exist`, { details: { id } });
+    if (!def || (owner !== null && def.owner !== owner))
+      throw new TschedError('TASK_NOT_FOUND', `task ${id} does not exist`, { details: { id } });
     if (Number(def.is_definition) !== 1) {
       const why =
         def.parent_id !== null
@@ -1694,7 +1796,17 @@ export class KyselyStore implements Store {
     const [row] = await ex.all<TaskRow>(
       'UPDATE tasks SET paused = ?, next_occurrence_at = ?, last_occurrence_at = ?, status = ?, due_at = ?, start_deadline = ?, ' +
         'finished_at = ?, updated_at = ? WHERE id = ? RETURNING *',
-      [v.paused, v.next, v.last, v.status, dueAt, dueAt + Number(def.delay_tolerance), v.status === 'done' ? now : null, now, Number(def.id)],
+      [
+        v.paused,
+        v.next,
+        v.last,
+        v.status,
+        dueAt,
+        dueAt + Number(def.delay_tolerance),
+        v.status === 'done' ? now : null,
+        now,
+        Number(def.id),
+      ],
     );
     return taskFromRow(row as TaskRow);
   }
@@ -1707,7 +1819,16 @@ export class KyselyStore implements Store {
     const status: TaskStatus = next === null ? transitionTask('waiting', 'exhaust') : 'waiting';
     if (next === null)
       await this.insertEvents(ex, [
-        { taskId: Number(def.id), runId: null, at: now, actor: 'scheduler', type: 'task.done', from: 'waiting', to: 'done', reason: 'no occurrence left' },
+        {
+          taskId: Number(def.id),
+          runId: null,
+          at: now,
+          actor: 'scheduler',
+          type: 'task.done',
+          from: 'waiting',
+          to: 'done',
+          reason: 'no occurrence left',
+        },
       ]);
     return this.saveDefinition(ex, def, { paused: 0, next, last, status }, now);
   }
@@ -1751,7 +1872,16 @@ export class KyselyStore implements Store {
     );
     runs.sort((a, b) => Number(a.id) - Number(b.id));
     for (const r of runs)
-      events.push({ taskId: Number(r.task_id), runId: Number(r.id), at: now, actor, type: 'run.cancel_requested', from: r.state, to: r.state, reason });
+      events.push({
+        taskId: Number(r.task_id),
+        runId: Number(r.id),
+        at: now,
+        actor,
+        type: 'run.cancel_requested',
+        from: r.state,
+        to: r.state,
+        reason,
+      });
     await this.insertEvents(ex, events);
     return runs.map(runFromRow);
   }

@@ -147,6 +147,25 @@ export interface ReapResult {
   lostWorkers: string[];
 }
 
+export interface WorkerPollResult {
+  heartbeat: HeartbeatResult;
+  assignments: Assignment[];
+}
+
+export interface WorkerReportInput {
+  started: Array<RunToken & { at: number }>;
+  logs: LogChunkInput[];
+  results: RunResultInput[];
+  running: RunToken[];
+}
+
+export interface WorkerReportResult {
+  started: ItemAck[];
+  logs: ItemAck[];
+  results: FinishResult;
+  running: HeartbeatResult;
+}
+
 /** A webhook delivery in the durable outbox. */
 export interface Notification {
   id: number;
@@ -210,6 +229,15 @@ export interface Store {
   setWorkerState(id: string, state: WorkerState, now: number): Promise<Worker | null>;
   /** Marks the worker seen and extends the lease of every live run it holds that it names with a valid token. */
   heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult>;
+  /** heartbeat then takeAssignments, in one transaction (one commit per poll). */
+  workerPoll(workerId: string, running: RunToken[], max: number, now: number, leaseMs: number): Promise<WorkerPollResult>;
+  /** A worker's batched report in one transaction, in order: starts, log chunks, results, heartbeat. */
+  workerReport(
+    workerId: string,
+    r: WorkerReportInput,
+    now: number,
+    opts: { leaseMs: number; maxLogBytesPerRun: number },
+  ): Promise<WorkerReportResult>;
   /** Live runs of this worker that must be stopped (cancel requested). Read-only: proves nothing about liveness. */
   pendingCancels(workerId: string): Promise<number[]>;
   /** Assigned runs not yet delivered to this worker; marks them delivered. */

@@ -34,6 +34,11 @@ export function createSqliteStore(opts: SqliteStoreOptions): KyselyStore {
   // Lock waits are retried asynchronously in SqliteBackend.begin(), never by blocking the event loop.
   db.pragma('busy_timeout = 0');
   db.pragma('foreign_keys = OFF');
+  // A page cache big enough for the hot indexes of a large backlog (default is 2 MB), and memory-mapped
+  // reads: both cut the per-operation cost of a busy control plane without touching durability.
+  db.pragma('cache_size = -65536');
+  db.pragma('mmap_size = 268435456');
+  db.pragma('temp_store = MEMORY');
   const backend = new SqliteBackend(db, opts.busyTimeoutMs ?? 5000);
   if (key) {
     open.set(key, backend);

@@ -110,17 +110,22 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       const wait = Math.min(b.wait ?? 0, c.config.maxPollWaitMs);
       let worker = await mustWorker(id);
       let now = await c.now();
-      const hb = await c.store.heartbeat(id, b.running ?? [], now, c.config.leaseMs);
-      if (worker.state === 'lost') {
-        // It came back from a partition or a pause: its old runs already ended as lost (their late results
-        // will be refused), but its capacity is usable again.
-        worker = (await c.store.setWorkerState(id, 'active', now)) ?? worker;
+      // A lost worker that speaks again (back from a partition or a pause) is active again: the heartbeat
+      // re-activates it. Its old runs already ended as lost, and their late results will be refused.
+      const wasLost = worker.state === 'lost';
+      const takes = worker.state === 'active' || wasLost;
+      // Listen before looking, so that an assignment committed between the look and the wait still wakes us.
+      const w = wait > 0 ? c.wakeups.waitWorker(id, wait) : null;
+      const polled = await c.store.workerPoll(id, b.running ?? [], takes ? max : 0, now, c.config.leaseMs);
+      const hb = polled.heartbeat;
+      let assignments = polled.assignments;
+      if (wasLost) {
+        worker = (await c.store.getWorker(id)) ?? worker;
         c.kick();
       }
-      let assignments = worker.state === 'active' ? await c.store.takeAssignments(id, max, now) : [];
-      if (assignments.length === 0 && hb.cancel.length === 0 && wait > 0) {
+      if (assignments.length > 0 || hb.cancel.length > 0) w?.cancel();
+      else if (w) {
         // Park until the scheduler assigns something, a cancel arrives, or the wait ends.
-        const w = c.wakeups.waitWorker(id, wait);
         // The response's close (not the request's, which fires once the body is read) tells that the
         // worker hung up: a dead worker's parked poll must not heartbeat on its behalf afterwards.
         let gone = false;
@@ -159,24 +164,34 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       const b = req.body as WorkerReportBody;
       await mustWorker(id);
       const now = await c.now();
-      const started: ItemAck[] = b.started?.length ? await c.store.startRuns(b.started, now) : [];
-      const logs: ItemAck[] = b.logs?.length ? await c.store.appendLogs(b.logs, c.config.maxLogBytesPerRun) : [];
+      const rep = await c.store.workerReport(
+        id,
+        {
+          started: b.started ?? [],
+          logs: b.logs ?? [],
+          results: (b.results ?? []).map((r) => ({
+            ...r,
+            outcome: r.outcome as RunOutcome,
+            usage: r.usage ?? { peakMemory: null, cpuSeconds: null },
+          })),
+          running: b.running ?? [],
+        },
+        now,
+        { leaseMs: c.config.leaseMs, maxLogBytesPerRun: c.config.maxLogBytesPerRun },
+      );
       const touched = new Set([...(b.logs ?? []).map((l) => l.runId), ...(b.results ?? []).map((r) => r.runId)]);
       for (const runId of touched) c.wakeups.wakeLogs(runId);
       if (touched.size > 0) c.notifyLogs([...touched]);
-      let results: ItemAck[] = [];
       if (b.results?.length) {
-        const fin = await c.store.finishRuns(
-          b.results.map((r) => ({ ...r, outcome: r.outcome as RunOutcome, usage: r.usage ?? { peakMemory: null, cpuSeconds: null } })),
-          now,
-        );
-        results = fin.acks;
         b.results.forEach((r, i) => {
-          if (fin.acks[i]?.ok) c.metrics.runsFinished.inc({ outcome: r.outcome });
+          if (rep.results.acks[i]?.ok) c.metrics.runsFinished.inc({ outcome: r.outcome });
         });
         c.kick(); // resources were freed, retries may be due
       }
-      const hb = await c.store.heartbeat(id, b.running ?? [], now, c.config.leaseMs);
+      const started = rep.started;
+      const logs = rep.logs;
+      const results = rep.results.acks;
+      const hb = rep.running;
       return { started, logs, results, running: hb.acks, cancel: hb.cancel };
     },
   );
