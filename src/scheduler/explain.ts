@@ -100,7 +100,41 @@ const STATIC_WORDS: Partial<Record<ReasonCode, string>> = {
   labels: 'not matching its constraints',
 };
 
+/**
+ * The explanation of one unplaced candidate. taskId, rank, band and promoted are set at once; reasons,
+ * estimatedStart and message are rendered on first read (strings cost more than the whole placement, and
+ * most explanations are never looked at). Rendering only reads the pass's final state and the estimates
+ * prepareEstimates() made in rank order, so it gives the same result whenever it happens.
+ */
 export function buildExplanation(st: PassState, e: Ranked, bandSize: number): Explanation {
+  const out = { taskId: e.task.id, rank: e.rank, band: priorityName(e.band), promoted: e.promoted } as Explanation;
+  let cache: Pick<Explanation, 'reasons' | 'estimatedStart' | 'message'> | null = null;
+  const get = () => {
+    cache ??= render(st, e, bandSize);
+    return cache;
+  };
+  Object.defineProperties(out, {
+    reasons: { enumerable: true, get: () => get().reasons },
+    estimatedStart: { enumerable: true, get: () => get().estimatedStart },
+    message: { enumerable: true, get: () => get().message },
+  });
+  return out;
+}
+
+/** Computes, in rank order and within the pass's budget, the start estimates explanations will show. */
+export function prepareEstimates(st: PassState, ranked: Ranked[]): void {
+  const res = st.reservation;
+  for (const e of ranked) {
+    const o = e.outcome;
+    if (o.kind !== 'unfit' || o.cls.members.length === 0 || (res && res.taskId === e.task.id)) continue;
+    const r = e.task.resources;
+    const nPorts = r.ports + r.portNames.length;
+    if (r.cpus > o.cls.capMax.cpus || r.memory > o.cls.capMax.memory || nPorts > o.cls.capMax.ports) continue;
+    if (st.estimate(o.cls, r.cpus, r.memory, nPorts) === undefined) return; // budget spent
+  }
+}
+
+function render(st: PassState, e: Ranked, bandSize: number): Pick<Explanation, 'reasons' | 'estimatedStart' | 'message'> {
   const t = e.task;
   const now = st.now;
   const cfg = st.cfg;
@@ -216,7 +250,7 @@ export function buildExplanation(st: PassState, e: Ranked, bandSize: number): Ex
   }
   const rankText = `${ordinal(e.rank)} of ${bandSize} in band ${band}${e.promoted ? ' (promoted: its start deadline is near)' : ''}`;
   const message = `${why}. ${rankText}${when ? `; ${when}` : ''}.`;
-  return { taskId: t.id, reasons, rank: e.rank, band, promoted: e.promoted, estimatedStart, message };
+  return { reasons, estimatedStart, message };
 }
 
 /**

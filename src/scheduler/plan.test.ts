@@ -313,6 +313,24 @@ describe('filters and ports', () => {
   });
 });
 
+describe('inconsistent snapshots', () => {
+  it('never hands out a port a live run holds, even when allocated.ports misses it', () => {
+    const w = makeWorker({
+      id: 'w1',
+      cpus: 8000,
+      memory: 8 * GiB,
+      ports: { from: 100, to: 101 },
+      live: [{ runId: 1, taskId: 100, cpus: 1000, memory: GiB, ports: [100], endsBy: NOW + MIN }],
+      allocated: { cpus: 1000, memory: GiB, ports: [] },
+    });
+    const two = plan({ workers: [w], tasks: [makeTask({ id: 1, ports: 2, dueAt: NOW })] }, NOW);
+    expect(two.placements).toEqual([]);
+    expect(two.explanations.get(1)?.reasons.map((r) => r.code)).toEqual(['ports']);
+    const one = plan({ workers: [w], tasks: [makeTask({ id: 1, ports: 1, dueAt: NOW })] }, NOW);
+    expect(one.placements[0]?.allocation.ports).toEqual([101]);
+  });
+});
+
 describe('explanations', () => {
   it('says why, with counts per filter, rank in band and an estimate from the caps, for a full cluster', () => {
     const ws = [

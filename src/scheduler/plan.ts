@@ -8,7 +8,7 @@ import type { Task } from '../domain/task.js';
 import type { WorkerWithLoad } from '../domain/worker.js';
 import type { PlacementDecision } from '../store/port.js';
 import { type Quota, resolveConfig, type SchedulerConfig } from './config.js';
-import { buildExplanation, type Explanation } from './explain.js';
+import { buildExplanation, type Explanation, prepareEstimates } from './explain.js';
 import { type Dominant, FitIndex, type Mode } from './fit-index.js';
 import type { ReasonCode } from './reasons.js';
 
@@ -163,15 +163,10 @@ export class PassState {
       if (range && range.to >= range.from) {
         this.capP[i] = range.to - range.from + 1;
         this.nextPort[i] = range.from;
+        // allocated.ports is the union of the live runs' ports in a consistent snapshot; if a live run holds
+        // a port missing there, take() finds out, corrects the count and the search runs again.
         let used = 0;
-        let livePorts = 0;
-        for (const r of w.live) livePorts += r.ports.length;
-        if (livePorts === w.allocated.ports.length) {
-          // The usual, consistent snapshot: allocated.ports is the union of the live runs' ports.
-          for (const p of w.allocated.ports) if (p >= range.from && p <= range.to) used++;
-        } else {
-          for (const p of this.portSet(i)) if (p >= range.from && p <= range.to) used++;
-        }
+        for (const p of w.allocated.ports) if (p >= range.from && p <= range.to) used++;
         this.freeP[i] = this.capP[i] - used;
       }
       if (w.state === 'active') {
@@ -298,27 +293,34 @@ export class PassState {
     return cls;
   }
 
-  /** Takes resources on worker i for task t; returns the allocation with concrete ports. */
-  take(i: number, t: Task): Allocation {
+  /**
+   * Takes resources on worker i for task t; returns the allocation with concrete ports, or null (changing
+   * nothing but the worker's corrected free-port count) when the worker has fewer free ports than counted.
+   */
+  take(i: number, t: Task): Allocation | null {
     const r = t.resources;
     const nPorts = r.ports + r.portNames.length;
     const ports: number[] = [];
     const namedPorts: Record<string, number> = {};
     if (nPorts > 0) {
       const range = this.workers[i].capacity.ports;
-      if (!range) throw new Error('take: no port range'); // the index never offers such a worker
+      if (!range) return null; // the index never offers such a worker
       const used = this.portSet(i);
       let p = this.nextPort[i];
+      while (p <= range.to && used.has(p)) p++;
+      this.nextPort[i] = p; // everything below is taken
       while (ports.length < nPorts && p <= range.to) {
-        if (!used.has(p)) {
-          ports.push(p);
-          used.add(p);
-        }
+        if (!used.has(p)) ports.push(p);
         p++;
       }
-      this.nextPort[i] = p;
-      // Only an inconsistent snapshot (allocated.ports not the union of the live runs' ports) gets here.
-      if (ports.length < nPorts) throw new Error(`scheduler: worker ${this.workers[i].id} has fewer free ports than its snapshot says`);
+      if (ports.length < nPorts) {
+        let free = 0;
+        for (let q = this.nextPort[i]; q <= range.to; q++) if (!used.has(q)) free++;
+        this.freeP[i] = free;
+        this.reindex(i);
+        return null;
+      }
+      for (const q of ports) used.add(q);
       for (let k = 0; k < r.portNames.length; k++) namedPorts[r.portNames[k]] = ports[k];
     }
     this.freeC[i] -= r.cpus;
@@ -332,9 +334,14 @@ export class PassState {
     runs.push({ endsBy: this.now + t.executionCap, cpus: r.cpus, memory: r.memory, ports: nPorts, runId: null, taskId: t.id });
     this.timelines[i] = undefined;
     if (!Number.isNaN(this.releaseAt[i])) this.releaseAt[i] = Math.min(this.releaseAt[i], this.now + t.executionCap);
+    this.reindex(i);
+    return { cpus: r.cpus, memory: r.memory, ports, namedPorts };
+  }
+
+  /** Pushes worker i's free amounts into every class index it belongs to. */
+  private reindex(i: number): void {
     const list = this.memberOf[i];
     if (list) for (const [cls, pos] of list) cls.index.update(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
-    return { cpus: r.cpus, memory: r.memory, ports, namedPorts };
   }
 
   /** Runs on worker i ordered by when they free their resources at the latest. */
@@ -648,6 +655,8 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const acceptors = new Map<TaskClass, (pos: number) => boolean>();
 
   const held: Ranked[] = [];
+  /** The resource a request needs the larger share of, cluster-wide. */
+  const dominant = (c: number, m: number): Dominant => (st.totalC > 0 && st.totalM > 0 && m / st.totalM > c / st.totalC ? 1 : 0);
   /** Low enough band and ample slack: may wait for off-peak. */
   const delayable = (e: Ranked) => e.band < high && e.task.startDeadline - now > cfg.deferralSlackMs;
 
@@ -679,7 +688,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     const knownFail = cls.failed.some(([c, m, p]) => r.cpus >= c && r.memory >= m && nPorts >= p);
     if (!knownFail && cls.members.length > 0) {
       const mode: Mode = t.placement ?? cfg.placement;
-      const dom: Dominant = st.totalC > 0 && st.totalM > 0 && r.memory / st.totalM > r.cpus / st.totalC ? 1 : 0;
+      const dom = dominant(r.cpus, r.memory);
       let acc = acceptors.get(cls);
       if (!acc) {
         acc = accept(cls);
@@ -689,15 +698,33 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       pos = cls.index.findBest(r.cpus, r.memory, nPorts, mode, dom, st.reservation ? acc : null);
       current = null;
     }
-    if (pos >= 0) {
+    let allocation: Allocation | null = null;
+    while (pos >= 0) {
       const i = cls.members[pos];
       const res = st.reservation;
-      if (res !== null && res.worker === i && now + t.executionCap > res.at) {
-        res.extraC -= r.cpus;
-        res.extraM -= r.memory;
-        res.extraP -= nPorts;
+      allocation = st.take(i, t);
+      if (allocation) {
+        if (res !== null && res.worker === i && now + t.executionCap > res.at) {
+          res.extraC -= r.cpus;
+          res.extraM -= r.memory;
+          res.extraP -= nPorts;
+        }
+        break;
       }
-      const allocation = st.take(i, t);
+      // The worker had fewer free ports than its snapshot said; its count is corrected, search again.
+      current = t;
+      pos = cls.index.findBest(
+        r.cpus,
+        r.memory,
+        nPorts,
+        t.placement ?? cfg.placement,
+        dominant(r.cpus, r.memory),
+        st.reservation ? (acceptors.get(cls) ?? null) : null,
+      );
+      current = null;
+    }
+    if (pos >= 0 && allocation) {
+      const i = cls.members[pos];
       st.passOwner.set(t.id, t.owner);
       placements.push({ taskId: t.id, workerId: snapshot.workers[i].id, allocation });
       entry.outcome = { kind: 'placed', worker: i };
@@ -780,6 +807,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const explanations = new Map<number, Explanation>();
   const bandSizes = new Map<number, number>();
   for (const e of ranked) bandSizes.set(e.band, (bandSizes.get(e.band) ?? 0) + 1);
+  if (cfg.explain !== false) prepareEstimates(st, ranked);
   for (const e of ranked) {
     if (e.outcome.kind === 'placed' || cfg.explain === false) continue;
     explanations.set(e.task.id, buildExplanation(st, e, bandSizes.get(e.band) ?? 0));
