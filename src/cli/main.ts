@@ -408,6 +408,12 @@ export function buildProgram(ctx: ErrorContext): Command {
       const ws = await client(cmd).workers();
       if (f.json) return json(ws);
       out(ws.length ? workerTable(ws) : 'no workers (start one with tsched worker, or tsched up runs a local one)');
+      // Cluster mode: say which replica schedules (the answering one may be a follower).
+      const h = await client(cmd)
+        .health()
+        .catch(() => null);
+      if (h?.replica !== undefined)
+        out(`\nscheduling leader: ${h.leaderReplica ?? 'none right now (election in progress)'}${h.epoch != null ? ` (epoch ${h.epoch})` : ''}`);
     });
 
   sub('events')

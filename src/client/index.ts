@@ -68,6 +68,10 @@ export interface Health {
   version: string;
   store: 'sqlite' | 'postgres';
   leader: boolean;
+  /** Cluster mode: the replica that answered, the scheduling leader (null while none holds the lease), the fencing epoch. */
+  replica?: string;
+  leaderReplica?: string | null;
+  epoch?: number | null;
 }
 
 export interface ListQuery {
