@@ -135,6 +135,10 @@ const passMs = [];
 let peakHeap = 0;
 let passes = 0;
 let explanations = 0;
+// Steady state: passes that start with candidates left over from the last one (the cluster is full).
+let steadyPlaced = 0;
+let steadyMs = 0;
+let steadyPasses = 0;
 const sampleExplanations = [];
 const t0 = performance.now();
 while (placed < N && passes < MAX_PASSES) {
@@ -154,6 +158,7 @@ while (placed < N && passes < MAX_PASSES) {
   }
   for (const wi of touched) workers[wi].allocated.ports = workers[wi].live.flatMap((r) => r.ports);
   // The store hands in the best K waiting candidates.
+  const full = carried.length > 0;
   const tasks = carried;
   while (tasks.length < K && cursor < N) tasks.push(toTask(order[cursor++]));
   const a = performance.now();
@@ -162,6 +167,11 @@ while (placed < N && passes < MAX_PASSES) {
   planMs += ms;
   passMs.push(ms);
   passes++;
+  if (full) {
+    steadyPlaced += p.placements.length;
+    steadyMs += ms;
+    steadyPasses++;
+  }
   explanations += p.explanations.size;
   if (sampleExplanations.length < 3 && p.explanations.size > 0 && passes > 5)
     sampleExplanations.push([...p.explanations.values()][0].message);
@@ -208,6 +218,9 @@ const result = {
   placed,
   explanationsBuilt: explanations,
   placementsPerSecond: Math.round(placed / (planMs / 1000)),
+  steadyPasses,
+  steadyPlacementsPerPass: Math.round(steadyPlaced / Math.max(1, steadyPasses)),
+  steadyPlacementsPerSecond: Math.round(steadyPlaced / (steadyMs / 1000)),
   meanPassMs: +(planMs / passes).toFixed(2),
   p50PassMs: +passMs[Math.floor(passes * 0.5)].toFixed(2),
   p99PassMs: +passMs[Math.min(passes - 1, Math.ceil(passes * 0.99) - 1)].toFixed(2),

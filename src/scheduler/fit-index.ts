@@ -18,6 +18,13 @@ const SECONDARY = 1e-6;
 const LEVELS = 16;
 const WORDS = 8;
 
+interface Buffers {
+  f: Float64Array;
+  g: Uint32Array;
+}
+/** Free buffers by tree length. Contents are reset on reuse, so results never depend on it. */
+const POOL = new Map<number, Buffers[]>();
+
 export class FitIndex {
   readonly n: number;
   private readonly size: number;
@@ -48,12 +55,28 @@ export class FitIndex {
     while (size < n) size <<= 1;
     this.size = size;
     const len = 2 * size;
-    this.maxC = new Float64Array(len).fill(-1);
-    this.maxM = new Float64Array(len).fill(-1);
-    this.maxP = new Float64Array(len).fill(-1);
-    this.maxFC = new Float64Array(len).fill(Number.NEGATIVE_INFINITY);
-    this.maxFM = new Float64Array(len).fill(Number.NEGATIVE_INFINITY);
-    this.grid = new Uint32Array(len * WORDS);
+    // Passes on big clusters build several indexes each; reusing their buffers spares the garbage collector.
+    const b = POOL.get(len)?.pop() ?? { f: new Float64Array(5 * len), g: new Uint32Array(len * WORDS) };
+    this.buffers = b;
+    this.maxC = b.f.subarray(0, len).fill(-1);
+    this.maxM = b.f.subarray(len, 2 * len).fill(-1);
+    this.maxP = b.f.subarray(2 * len, 3 * len).fill(-1);
+    this.maxFC = b.f.subarray(3 * len, 4 * len).fill(Number.NEGATIVE_INFINITY);
+    this.maxFM = b.f.subarray(4 * len, 5 * len).fill(Number.NEGATIVE_INFINITY);
+    this.grid = b.g.fill(0);
+  }
+
+  private buffers: Buffers | null;
+
+  /** Gives the buffers back for reuse; the index must not be used afterwards. */
+  release(): void {
+    const b = this.buffers;
+    if (!b) return;
+    this.buffers = null;
+    const len = 2 * this.size;
+    const list = POOL.get(len) ?? [];
+    if (list.length < 16) list.push(b);
+    POOL.set(len, list);
   }
 
   // Levels are powers of two below the largest capacity: row i ≥ 1 holds [top·2^(i−16), top·2^(i−15)), row 0

@@ -405,10 +405,11 @@ export class PassState {
     m: number,
     p: number,
     limit: number,
+    candidates?: Int32Array,
   ): { worker: number; at: number; cause: string; free: [number, number, number] } | null {
     if (c > cls.capMax.cpus || m > cls.capMax.memory || p > cls.capMax.ports) return null;
     let best: { worker: number; at: number; cause: string; free: [number, number, number] } | null = null;
-    for (const i of this.closest(cls, c, m, p, limit)) {
+    for (const i of candidates ?? this.closest(cls, c, m, p, limit)) {
       if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) continue;
       // Cheap lower bound first (the earliest cap on the worker), so exact timelines are built for few workers.
       if (best !== null && this.firstRelease(i) >= best.at) continue;
@@ -416,6 +417,29 @@ export class PassState {
       if (e && (best === null || e.at < best.at || (e.at === best.at && i < best.worker))) best = { worker: i, ...e };
     }
     return best;
+  }
+
+  /** The members with the largest free shares (cpu + memory), at most `limit` of them, in index order. */
+  private roomiest(cls: TaskClass, limit: number): Int32Array {
+    const n = cls.members.length;
+    if (n <= limit) return cls.members;
+    const d = new Float64Array(n);
+    for (let k = 0; k < n; k++) {
+      const i = cls.members[k];
+      d[k] = -(Math.max(0, this.freeC[i]) / (this.capC[i] || 1) + Math.max(0, this.freeM[i]) / (this.capM[i] || 1));
+    }
+    return this.pick(cls, d, limit);
+  }
+
+  /** The `limit` members with the smallest keys, ties by index, in index order. */
+  private pick(cls: TaskClass, d: Float64Array, limit: number): Int32Array {
+    const n = cls.members.length;
+    const threshold = kthSmallest(Float64Array.from(d), limit - 1);
+    const out = new Int32Array(limit);
+    let k2 = 0;
+    for (let k = 0; k < n && k2 < limit; k++) if (d[k] < threshold) out[k2++] = cls.members[k];
+    for (let k = 0; k < n && k2 < limit; k++) if (d[k] === threshold) out[k2++] = cls.members[k];
+    return out.subarray(0, k2);
   }
 
   /** The members with the smallest shortfall for (c, m, p), at most `limit` of them, in index order. */
@@ -432,13 +456,10 @@ export class PassState {
           Math.max(0, m - this.freeM[i]) / (this.capM[i] || 1) +
           Math.max(0, p - this.freeP[i]) / (this.capP[i] || 1);
     }
-    const threshold = kthSmallest(Float64Array.from(d), limit - 1);
-    const out = new Int32Array(limit);
-    let k2 = 0;
-    for (let k = 0; k < n && k2 < limit; k++) if (d[k] < threshold) out[k2++] = cls.members[k];
-    for (let k = 0; k < n && k2 < limit; k++) if (d[k] === threshold) out[k2++] = cls.members[k];
-    return out.subarray(0, k2);
+    return this.pick(cls, d, limit);
   }
+
+  private readonly shortlists = new Map<TaskClass, Int32Array>();
 
   /** Memoised, budgeted estimate of when a shape fits somewhere in its class. */
   estimate(cls: TaskClass, c: number, m: number, p: number): { at: number; cause: string } | null | undefined {
@@ -446,7 +467,13 @@ export class PassState {
     if (this.estimateMemo.has(key)) return this.estimateMemo.get(key);
     if (this.estimatesLeft <= 0) return undefined;
     this.estimatesLeft--;
-    const e = this.earliestInClass(cls, c, m, p, ESTIMATE_WORKERS);
+    // Estimates come after the pass: one shortlist per class (the workers with the most room) serves them all.
+    let shortlist = this.shortlists.get(cls);
+    if (!shortlist) {
+      shortlist = this.roomiest(cls, ESTIMATE_WORKERS);
+      this.shortlists.set(cls, shortlist);
+    }
+    const e = this.earliestInClass(cls, c, m, p, ESTIMATE_WORKERS, shortlist);
     const v = e ? { at: e.at, cause: e.cause } : null;
     this.estimateMemo.set(key, v);
     return v;
@@ -812,6 +839,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     if (e.outcome.kind === 'placed' || cfg.explain === false) continue;
     explanations.set(e.task.id, buildExplanation(st, e, bandSizes.get(e.band) ?? 0));
   }
+  for (const cls of st.classes.values()) cls.index.release();
   stats.unplaced = snapshot.tasks.length - stats.placed;
   stats.classes = st.classes.size;
   stats.utilizationAfter = st.utilization();
