@@ -2,7 +2,7 @@
 // process in its own session and process group, in a fresh directory, under a per-run cgroup when the
 // machine has one (else an RSS watcher), with the execution cap counted down locally.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import type { RunUsage } from '../../domain/task.js';
@@ -11,6 +11,7 @@ import type { Cgroups, RunCgroup } from '../cgroups.js';
 import type { PidRecords } from '../pids.js';
 import type { RssWatch, RssWatcher } from '../rss-watch.js';
 import { resolveScriptPath, ScriptPathRefused } from '../script-path.js';
+import { Spawner } from '../spawner.js';
 import type { ExecContext, ExecResult, Executor, KillReason, RunningRun } from './types.js';
 
 export interface ShellExecutorOptions {
@@ -78,6 +79,17 @@ async function removeRunDir(dir: string): Promise<void> {
   }
 }
 
+interface Launched {
+  /** The pid once the task runs; null when it could not start. */
+  started: Promise<number | null>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Its output pipes are closed. */
+  closed: Promise<void>;
+  spawnError(): { code: string; message: string } | null;
+  /** Stop reading its output (a process that escaped holds the pipe). */
+  dropPipes(): void;
+}
+
 const NO_USAGE: RunUsage = { peakMemory: null, cpuSeconds: null };
 
 export class ShellExecutor implements Executor {
@@ -85,6 +97,8 @@ export class ShellExecutor implements Executor {
   private readonly baseEnv: Record<string, string>;
   private readonly grace: number;
   private readonly cleanups = new Set<Promise<void>>();
+  /** undefined: not started yet; null: no perl here (Node's spawn is used). */
+  private spawner: Spawner | null | undefined;
 
   constructor(private readonly opts: ShellExecutorOptions) {
     this.baseEnv = opts.baseEnv ?? defaultBaseEnv();
@@ -93,13 +107,14 @@ export class ShellExecutor implements Executor {
 
   start(a: WireAssignment, ctx: ExecContext): RunningRun {
     const o = this.opts;
-    let child: ChildProcess | null = null;
+    /** The run's pid (its process group and session), once it runs. */
+    let child: number | null = null;
     let cg: RunCgroup | null = null;
     let killReason: KillReason | null = null;
     let escalate: NodeJS.Timeout | null = null;
 
     const hardKill = () => {
-      if (child?.pid) killGroup(child.pid, 'SIGKILL');
+      if (child) killGroup(child, 'SIGKILL');
       if (cg) void cg.killAll();
     };
     const kill = (reason: KillReason) => {
@@ -109,12 +124,12 @@ export class ShellExecutor implements Executor {
         return;
       }
       killReason = reason;
-      if (!child?.pid) return; // not started yet: the setup sees killReason and never spawns
+      if (!child) return; // not started yet: the setup sees killReason and never spawns (or kills on start)
       if (reason === 'orphaned') {
         hardKill();
         return;
       }
-      killGroup(child.pid, 'SIGTERM');
+      killGroup(child, 'SIGTERM');
       escalate = setTimeout(hardKill, this.grace);
     };
 
@@ -177,28 +192,11 @@ export class ShellExecutor implements Executor {
         }
         if (killReason) return killedResult() as ExecResult;
 
-        const [file, ...args] = cg
-          ? ['/bin/sh', '-c', CGROUP_WRAPPER, 'tsched-run', String(cg.procsFiles.length), ...cg.procsFiles, ...argv]
-          : argv;
         const env = runEnv(a, this.baseEnv);
-        let spawnError: NodeJS.ErrnoException | null = null;
-        const c = spawn(file as string, args, { cwd: runDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-        child = c;
-        const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-          c.once('exit', (code, signal) => resolve({ code, signal }));
-          c.once('error', (err: NodeJS.ErrnoException) => {
-            spawnError = err;
-            resolve({ code: null, signal: null });
-          });
-        });
-        const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
-        c.stdout?.setEncoding('utf8');
-        c.stderr?.setEncoding('utf8');
-        c.stdout?.on('data', (d: string) => ctx.logs.write('stdout', d));
-        c.stderr?.on('data', (d: string) => ctx.logs.write('stderr', d));
-
-        const pid = c.pid;
+        const proc = this.launch(a.runId, argv, runDir, env, cg, ctx);
+        const pid = (await proc.started) ?? undefined;
         if (pid !== undefined) {
+          child = pid;
           startedAt = Date.now();
           ctx.onStarted(startedAt);
           // With a cgroup, the cgroup itself records the run's processes (a restarted worker sweeps it).
@@ -220,14 +218,14 @@ export class ShellExecutor implements Executor {
           }
         }
 
-        const { code, signal } = await exited;
+        const { code, signal } = await proc.exited;
+        const spawnError = proc.spawnError();
         // Whatever the leader left behind in its group or cgroup dies with it.
         if (pid !== undefined) killGroup(pid, 'SIGKILL');
         if (cg) await cg.killAll();
         // Drain the pipes, but never wait on a process that escaped with our pipe open.
-        await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
-        c.stdout?.destroy();
-        c.stderr?.destroy();
+        await Promise.race([proc.closed, new Promise((r) => setTimeout(r, 1000).unref())]);
+        proc.dropPipes();
 
         let usage: RunUsage = NO_USAGE;
         let oom = memExceeded;
@@ -240,9 +238,8 @@ export class ShellExecutor implements Executor {
         }
 
         if (spawnError) {
-          const err = spawnError as NodeJS.ErrnoException;
-          ctx.logs.write('system', `[tsched] could not start ${argv[0]}: ${err.message}\n`);
-          return finish({ outcome: 'failed', exitCode: null, reason: `spawn_failed: ${err.code ?? err.message} ${argv[0]}`, usage });
+          ctx.logs.write('system', `[tsched] could not start ${argv[0]}: ${spawnError.message}\n`);
+          return finish({ outcome: 'failed', exitCode: null, reason: `spawn_failed: ${spawnError.code} ${argv[0]}`, usage });
         }
         const killed = killedResult();
         if (killed) return { ...killed, usage };
@@ -279,7 +276,82 @@ export class ShellExecutor implements Executor {
     return { runId: a.runId, kill, done };
   }
 
+  /**
+   * Starts argv in runDir, in its own session and process group, inside the run's cgroup from its first
+   * instruction: through the spawner helper when there is one, else Node's spawn (with the /bin/sh wrapper
+   * joining the cgroup).
+   */
+  private launch(
+    runId: number,
+    argv: string[],
+    cwd: string,
+    env: Record<string, string>,
+    cg: RunCgroup | null,
+    ctx: ExecContext,
+  ): Launched {
+    if (this.spawner === undefined) this.spawner = Spawner.start(this.opts.onWarning);
+    const sp = this.spawner;
+    let error: { code: string; message: string } | null = null;
+    let dropped = false;
+    if (sp?.alive) {
+      let onPid!: (pid: number | null) => void;
+      let onExit!: (r: { code: number | null; signal: NodeJS.Signals | null }) => void;
+      let onDone!: () => void;
+      const started = new Promise<number | null>((r) => (onPid = r));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => (onExit = r));
+      const closed = new Promise<void>((r) => (onDone = r));
+      sp.spawn(
+        { runId, cwd, procsFiles: cg?.procsFiles ?? [], argv, env },
+        {
+          onPid: (pid) => onPid(pid),
+          onFail: (code, message) => {
+            error = { code, message };
+            onPid(null);
+          },
+          onData: (stream, data) => {
+            if (!dropped) ctx.logs.write(stream, data);
+          },
+          onExit: (code, signal) => {
+            onPid(null); // no-op when the pid came first
+            onExit({ code, signal });
+          },
+          onDone: () => onDone(),
+        },
+      );
+      return { started, exited, closed, spawnError: () => error, dropPipes: () => (dropped = true) };
+    }
+    const [file, ...args] = cg
+      ? ['/bin/sh', '-c', CGROUP_WRAPPER, 'tsched-run', String(cg.procsFiles.length), ...cg.procsFiles, ...argv]
+      : argv;
+    const c = spawn(file as string, args, { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      c.once('exit', (code, signal) => resolve({ code, signal }));
+      c.once('error', (err: NodeJS.ErrnoException) => {
+        error = { code: err.code ?? 'EUNKNOWN', message: err.message };
+        resolve({ code: null, signal: null });
+      });
+    });
+    const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+    c.stdout?.setEncoding('utf8');
+    c.stderr?.setEncoding('utf8');
+    c.stdout?.on('data', (d: string) => ctx.logs.write('stdout', d));
+    c.stderr?.on('data', (d: string) => ctx.logs.write('stderr', d));
+    return {
+      started: Promise.resolve(c.pid ?? null),
+      exited,
+      closed,
+      spawnError: () => error,
+      dropPipes: () => {
+        c.stdout?.destroy();
+        c.stderr?.destroy();
+      },
+    };
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.cleanups]);
+    const sp = this.spawner;
+    this.spawner = undefined;
+    await sp?.close();
   }
 }

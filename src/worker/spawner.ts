@@ -1,0 +1,188 @@
+// The spawner: one small long-lived Perl helper per shell executor that forks and execs runs on the worker's
+// behalf (script in spawner-script.ts). Why: Node's spawn forks the whole worker process (copying its page
+// tables) and blocks the event loop until the child has exec'd, and joining a cgroup took an extra /bin/sh
+// exec. The helper is ~5 MB, its child joins the run's cgroups itself and execs the task directly, and the
+// worker only writes a request into a pipe. Output, exec failures and exits come back as framed events.
+// When perl is missing, start() returns null and the executor uses Node's spawn.
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { constants } from 'node:os';
+import { StringDecoder } from 'node:string_decoder';
+import { SPAWNER_SCRIPT } from './spawner-script.js';
+
+export interface SpawnRequest {
+  runId: number;
+  cwd: string;
+  /** cgroup.procs files the child writes its pid into before exec. */
+  procsFiles: string[];
+  argv: string[];
+  env: Record<string, string>;
+}
+
+export interface SpawnEvents {
+  /** The task was exec'd: pid is also its process group and session. */
+  onPid(pid: number): void;
+  /** It could not start: errno name (ENOENT, EACCES, ECGROUP…) and message. */
+  onFail(code: string, message: string): void;
+  onData(stream: 'stdout' | 'stderr', data: string): void;
+  onExit(code: number | null, signal: NodeJS.Signals | null): void;
+  /** Its pipes are closed: nothing more comes for this run. */
+  onDone(): void;
+}
+
+interface Pending {
+  ev: SpawnEvents;
+  out: StringDecoder;
+  err: StringDecoder;
+}
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals).map(([name, n]) => [n as number, name as NodeJS.Signals]),
+);
+
+let perlOk: boolean | null = null;
+function perlAvailable(): boolean {
+  if (perlOk === null) {
+    const r = spawnSync('perl', ['-MPOSIX', '-MErrno', '-e', 'print "ok"'], { encoding: 'utf8', timeout: 10_000 });
+    perlOk = r.status === 0 && r.stdout === 'ok';
+  }
+  return perlOk;
+}
+
+export class Spawner {
+  private readonly runs = new Map<number, Pending>();
+  private buf: Buffer = Buffer.alloc(0);
+  private queued: string[] = [];
+  private writeScheduled = false;
+  private dead = false;
+
+  private constructor(
+    private readonly proc: ChildProcess,
+    private readonly onWarning?: (msg: string, err?: unknown) => void,
+  ) {
+    proc.stdout?.on('data', (d: Buffer) => this.parse(d));
+    proc.stdin?.on('error', () => {}); // reported through 'exit'
+    proc.once('exit', (code, signal) => this.died(`spawner helper exited (${code ?? signal})`));
+    proc.once('error', (e) => this.died(`spawner helper failed: ${e.message}`));
+  }
+
+  /** The helper, or null when this machine has no usable perl (then use Node's spawn). */
+  static start(onWarning?: (msg: string, err?: unknown) => void): Spawner | null {
+    if (process.platform !== 'linux' || process.env.TSCHED_NO_SPAWNER === '1' || !perlAvailable()) return null;
+    const proc = spawn('perl', ['-e', SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+    return new Spawner(proc, onWarning);
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  spawn(req: SpawnRequest, ev: SpawnEvents): void {
+    const fields = [String(req.runId), req.cwd, String(req.procsFiles.length), ...req.procsFiles, String(req.argv.length), ...req.argv];
+    const env = Object.entries(req.env).map(([k, v]) => `${k}=${v}`);
+    fields.push(String(env.length), ...env);
+    const bad = fields.find((f) => f.includes('\0'));
+    if (this.dead || bad !== undefined) {
+      const why = this.dead ? 'the spawner helper is gone' : 'an argument or variable contains a NUL byte';
+      queueMicrotask(() => {
+        ev.onFail(this.dead ? 'EHELPER' : 'EINVAL', why);
+        ev.onExit(null, null);
+        ev.onDone();
+      });
+      return;
+    }
+    this.runs.set(req.runId, { ev, out: new StringDecoder('utf8'), err: new StringDecoder('utf8') });
+    const payload = fields.join('\0');
+    this.queued.push(`S ${Buffer.byteLength(payload)}\n${payload}`);
+    if (!this.writeScheduled) {
+      // Runs accepted in the same turn go out in one write.
+      this.writeScheduled = true;
+      setImmediate(() => {
+        this.writeScheduled = false;
+        const chunk = this.queued.join('');
+        this.queued = [];
+        if (!this.dead) this.proc.stdin?.write(chunk);
+      });
+    }
+  }
+
+  private parse(d: Buffer): void {
+    this.buf = this.buf.length === 0 ? d : Buffer.concat([this.buf, d]);
+    let off = 0;
+    for (;;) {
+      const nl = this.buf.indexOf(10, off);
+      if (nl < 0) break;
+      const head = this.buf.toString('latin1', off, nl);
+      const [type, idS, lenS] = head.split(' ');
+      const len = Number(lenS);
+      if (nl + 1 + len > this.buf.length) break;
+      const data = this.buf.subarray(nl + 1, nl + 1 + len);
+      off = nl + 1 + len;
+      this.event(type as string, Number(idS), data);
+    }
+    this.buf = off >= this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
+  }
+
+  private event(type: string, runId: number, data: Buffer): void {
+    const p = this.runs.get(runId);
+    if (!p) return;
+    switch (type) {
+      case 'O': {
+        const s = p.out.write(data);
+        if (s) p.ev.onData('stdout', s);
+        break;
+      }
+      case 'E': {
+        const s = p.err.write(data);
+        if (s) p.ev.onData('stderr', s);
+        break;
+      }
+      case 'P':
+        p.ev.onPid(Number(data.toString('latin1')));
+        break;
+      case 'F': {
+        const text = data.toString('utf8');
+        const sp = text.indexOf(' ');
+        p.ev.onFail(sp < 0 ? text : text.slice(0, sp), sp < 0 ? '' : text.slice(sp + 1));
+        break;
+      }
+      case 'X': {
+        const [code, sig] = data.toString('latin1').split(' ');
+        p.ev.onExit(code ? Number(code) : null, sig ? (SIGNAL_NAMES.get(Number(sig)) ?? null) : null);
+        break;
+      }
+      case 'D': {
+        const o = p.out.end();
+        if (o) p.ev.onData('stdout', o);
+        const e = p.err.end();
+        if (e) p.ev.onData('stderr', e);
+        this.runs.delete(runId);
+        p.ev.onDone();
+        break;
+      }
+      default:
+        this.onWarning?.(`spawner: unknown event ${type}`);
+    }
+  }
+
+  private died(msg: string): void {
+    if (this.dead) return;
+    this.dead = true;
+    if (this.runs.size > 0) this.onWarning?.(`${msg}; ${this.runs.size} run(s) lose their exit status`);
+    for (const p of this.runs.values()) {
+      // Their processes may live on (reparented): the executor's group and cgroup kills still reach them.
+      p.ev.onExit(null, 'SIGKILL');
+      p.ev.onDone();
+    }
+    this.runs.clear();
+  }
+
+  /** Ends the helper once the runs it holds are done (closing stdin lets it finish). */
+  close(): Promise<void> {
+    if (this.dead) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.proc.once('exit', () => resolve());
+      this.proc.stdin?.end();
+    });
+  }
+}
