@@ -83,7 +83,9 @@ describe('run state machine', () => {
 describe('outcome → task event', () => {
   it('maps each outcome given attempts left and retryability', () => {
     expect(taskEventForOutcome('succeeded', 0, true)).toBe('succeed');
-    expect(taskEventForOutcome('cancelled', 5, true)).toBe('cancel');
+    // A run still owning its task ends cancelled only when a worker drains: retried, not a user cancel.
+    expect(taskEventForOutcome('cancelled', 5, true)).toBe('retry');
+    expect(taskEventForOutcome('cancelled', 0, true)).toBe('fail');
     for (const o of ['failed', 'timed_out', 'lost'] as const) {
       expect(taskEventForOutcome(o, 1, true)).toBe('retry');
       expect(taskEventForOutcome(o, 0, true)).toBe('fail');

@@ -68,6 +68,9 @@ export function isLiveRunState(s: RunState): s is 'assigned' | 'running' {
 /** The task event a finished run leads to, given how many attempts the task has left. */
 export function taskEventForOutcome(outcome: RunOutcome, attemptsLeft: number, retryable: boolean): TaskEvent {
   if (outcome === 'succeeded') return 'succeed';
-  if (outcome === 'cancelled') return 'cancel';
+  // A user's cancel ends the task at once (it never waits for its run), so a run that still owns its task
+  // and ends `cancelled` was stopped by the infrastructure — a worker draining or shutting down. That is
+  // not the user's wish: the task is retried elsewhere like any interrupted attempt.
+  if (outcome === 'cancelled') return attemptsLeft > 0 ? 'retry' : 'fail';
   return attemptsLeft > 0 && retryable ? 'retry' : 'fail';
 }
