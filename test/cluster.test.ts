@@ -98,7 +98,7 @@ describe.runIf(enabled)('cluster: 3 replicas, 4 workers, leader killed twice', (
 
   it('runs 2,000 tasks exactly once, within capacity, while the leader dies twice', async () => {
     const N = 2000;
-    const cpus = [0.25, 0.5, 1, 2];
+    const cpus = [0.1, 0.25, 0.5, 1.5];
     const mems = ['16Mi', '64Mi', '128Mi', '256Mi'];
     const tasks = Array.from({ length: N }, (_, i) => ({
       name: `t${i}`,
