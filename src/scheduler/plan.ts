@@ -682,6 +682,8 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const acceptors = new Map<TaskClass, (pos: number) => boolean>();
 
   const held: Ranked[] = [];
+  /** How many placements existed when each held task was held back. */
+  const heldAt = new Map<Ranked, number>();
   /** The resource a request needs the larger share of, cluster-wide. */
   const dominant = (c: number, m: number): Dominant => (st.totalC > 0 && st.totalM > 0 && m / st.totalM > c / st.totalC ? 1 : 0);
   /** Low enough band and ample slack: may wait for off-peak. */
@@ -810,6 +812,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
         // Off-peak candidate: decided after every other candidate (see below).
         entry.outcome = { kind: 'deferred', utilization: st.utilization() };
         held.push(entry);
+        heldAt.set(entry, placements.length);
       } else if (attempt(entry, true)) q.share = st.share(q.owner);
       if (q.head < q.tasks.length) heap.push(q);
     }
@@ -817,7 +820,8 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
 
   // Deferral holds delayable work back so that urgent work finds room. When every other candidate that could
   // use the room got it, there is nothing to make room for, and the held tasks go now (in rank order). A held
-  // task that then finds no room stays deferred: lower bands may have taken the room while it was held.
+  // task that then finds no room stays deferred when tasks placed after it was held may have taken the room;
+  // when nothing was placed meanwhile, it would not have fit anyway, and its explanation says what is short.
   const pressure = ranked.some((e) => e.outcome.kind === 'unfit' && e.outcome.cls.members.length > 0 && !delayable(e));
   for (const entry of held) {
     if (pressure) {
@@ -825,8 +829,9 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       continue;
     }
     const deferred = entry.outcome;
+    const placedBefore = heldAt.get(entry) ?? 0;
     if (!attempt(entry, false)) {
-      if (entry.outcome.kind === 'unfit') entry.outcome = deferred;
+      if (entry.outcome.kind === 'unfit' && placements.length > placedBefore) entry.outcome = deferred;
       if (entry.outcome.kind === 'deferred') stats.deferred++;
     }
   }
