@@ -186,6 +186,29 @@ export const MIGRATIONS: readonly Migration[] = [
       "CREATE INDEX tasks_held ON tasks (parent_id, occurrence_at) WHERE paused = 1 AND status = 'waiting' AND parent_id IS NOT NULL",
     ],
   },
+  {
+    version: 5,
+    name: 'partial indexes on the hot paths: only waiting tasks and live runs are indexed for scheduling',
+    statements: [
+      // A task leaves these indexes when it stops waiting, so a claim costs one index delete per index and a
+      // finish costs none; the indexes stay the size of the backlog, not of the history.
+      'DROP INDEX tasks_ready',
+      'DROP INDEX tasks_due',
+      'DROP INDEX tasks_deadline',
+      "CREATE INDEX tasks_ready ON tasks (priority DESC, start_deadline, id, due_at) WHERE status = 'waiting'",
+      "CREATE INDEX tasks_due ON tasks (due_at) WHERE status = 'waiting'",
+      "CREATE INDEX tasks_deadline ON tasks (start_deadline, id) WHERE status = 'waiting'",
+      // Likewise only live runs matter for leases, caps and per-worker load.
+      'DROP INDEX runs_lease',
+      'DROP INDEX runs_cap',
+      'DROP INDEX runs_worker_load',
+      "CREATE INDEX runs_lease ON runs (lease_expires_at) WHERE state IN ('assigned','running')",
+      "CREATE INDEX runs_cap ON runs (cap_at) WHERE state = 'running'",
+      "CREATE INDEX runs_worker_load ON runs (worker_id, cpus, memory, ports) WHERE state IN ('assigned','running')",
+      // Every scheduling pass reads the live runs: without this it would scan the whole run history.
+      "CREATE INDEX runs_live ON runs (id) WHERE state IN ('assigned','running')",
+    ],
+  },
 ];
 
 /** Applies every migration not yet recorded in schema_migrations, in one transaction. */
