@@ -131,6 +131,8 @@ let now = 0;
 let runId = 1;
 let placed = 0;
 let planMs = 0;
+// CPU time of plan() (user + system, all threads): on a shared machine wall time also counts waiting for a core.
+let planCpuMs = 0;
 const passMs = [];
 let peakHeap = 0;
 let passes = 0;
@@ -162,8 +164,11 @@ while (placed < N && passes < MAX_PASSES) {
   const tasks = carried;
   while (tasks.length < K && cursor < N) tasks.push(toTask(order[cursor++]));
   const a = performance.now();
+  const cpuA = process.cpuUsage();
   const p = plan({ workers, tasks, ownerUsage }, now, { explain: EXPLAIN });
   const ms = performance.now() - a;
+  const cpu = process.cpuUsage(cpuA);
+  planCpuMs += (cpu.user + cpu.system) / 1000;
   planMs += ms;
   passMs.push(ms);
   passes++;
@@ -218,6 +223,8 @@ const result = {
   placed,
   explanationsBuilt: explanations,
   placementsPerSecond: Math.round(placed / (planMs / 1000)),
+  placementsPerCpuSecond: Math.round(placed / (planCpuMs / 1000)),
+  loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(1)),
   steadyPasses,
   steadyPlacementsPerPass: Math.round(steadyPlaced / Math.max(1, steadyPasses)),
   steadyPlacementsPerSecond: Math.round(steadyPlaced / (steadyMs / 1000)),
