@@ -603,6 +603,7 @@ class Agent {
     if (this.flushImmediate) clearImmediate(this.flushImmediate);
     await this.pollLoop?.catch(() => {});
     await Promise.all([...this.executors.values()].map((e) => e.close?.()));
+    await this.cgroups?.close?.().catch(() => {});
     this.rss?.close();
   }
 

@@ -1,12 +1,14 @@
 // Per-run control groups: hard memory and CPU limits, peak-memory and CPU accounting, and a way to kill every
 // process of a run even if it left its process group. Detects cgroup v2 (unified) or v1 (one mount per
 // controller, possibly combined like "cpu,cpuacct"), creates the run cgroups under the worker's own cgroup
-// (from /proc/self/cgroup) in `tsched/<worker>/r<runId>`, and checks writability once at start.
+// (from /proc/self/cgroup) in `tsched/<worker>/r<runId>` (v2) or pooled `p<pid>-<n>` (v1), and checks
+// writability once at start.
 //
-// Processes enter a run's cgroup through a tiny /bin/sh wrapper that writes its own pid into cgroup.procs and
-// then execs the task: the task is inside before its first instruction, so nothing it forks can escape.
+// A run's process writes its own pid into cgroup.procs before it execs the task (the spawner's child, or a
+// tiny /bin/sh wrapper without it): the task is inside before its first instruction, so nothing it forks
+// can escape.
 
-import { existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { existsSync, promises as fsp, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunUsage } from '../domain/task.js';
 
@@ -28,6 +30,7 @@ export interface RunCgroup {
   usage(): Promise<RunUsage>;
   /** Whether the kernel's OOM killer fired in this cgroup. */
   oomKilled(): Promise<boolean>;
+  /** Releases it: back to the pool when it can be reused, else removed. */
   remove(): Promise<void>;
 }
 
@@ -40,9 +43,79 @@ export interface Cgroups {
   create(runId: number, limits: RunLimits): Promise<RunCgroup>;
   /** Kills and removes run cgroups a previous life of this worker left behind; returns how many. */
   sweepLeftovers(): Promise<number>;
+  /** Removes the pooled, idle run cgroups. */
+  close?(): Promise<void>;
 }
 
 const CFS_PERIOD_US = 100_000;
+/** Run cgroups are r<runId> (v2) or p<pid>-<n> (pooled, v1). */
+const RUN_LEAF = /^(r\d+|p\d+-\d+)$/;
+const POOL_MAX = 512;
+/** A released cgroup still charged with more than this (page cache) is removed rather than reused. */
+const POOL_MAX_CHARGED = 1024 * 1024;
+
+interface V1Run {
+  dirs: string[];
+  memDir: string | null;
+  cpuDir: string | null;
+  acctDir: string | null;
+  /** What was last written (-1: unlimited), so that a reuse writes only what differs. */
+  memLimit: number;
+  cpuQuota: number;
+  /** oom_kill count seen at the end of the previous run (it cannot be reset). */
+  oomBase: number;
+}
+
+// cgroupfs files live in the kernel: synchronous reads and writes take microseconds, far less than a round
+// trip through libuv's thread pool.
+function readNumSync(file: string): number | null {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+function readPidsSync(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter((x) => x !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function oomCount(memDir: string): number {
+  try {
+    for (const line of readFileSync(join(memDir, 'memory.oom_control'), 'utf8').split('\n')) {
+      const [k, v] = line.split(' ');
+      if (k === 'oom_kill') return Number(v);
+    }
+  } catch {
+    /* absent */
+  }
+  // Kernels without the oom_kill counter: hitting the limit at all counts.
+  return readNumSync(join(memDir, 'memory.failcnt')) ?? 0;
+}
+
+function trySync(f: () => void): void {
+  try {
+    f();
+  } catch {
+    /* optional file (memsw without swap accounting) */
+  }
+}
+
+function mkdirIfMissing(dir: string): void {
+  try {
+    mkdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}
 
 function sanitize(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100) || 'worker';
@@ -187,57 +260,95 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
   if (!mem && !cpu) return null;
   const hierarchies = [mem, cpu, acct].filter((x): x is V1Mount => x !== null);
 
+  // Run cgroups are pooled: making and removing three cgroups per run (one per v1 hierarchy) cost more than
+  // the run itself for short tasks. A released cgroup that is empty and holds almost no charged memory goes
+  // back to the pool; the next run resets its peak and CPU counters and rewrites only the limits that differ.
+  const pool: V1Run[] = [];
+  let seq = 0;
+  const procsOf = (dirs: string[]) => dirs.map((d) => join(d, 'cgroup.procs'));
+  const fresh = (): V1Run => {
+    const leaf = `p${process.pid}-${seq++}`;
+    const dirs = hierarchies.map((h) => join(h.dir, leaf));
+    for (const d of dirs) mkdirIfMissing(d);
+    const memDir = mem ? join(mem.dir, leaf) : null;
+    const cpuDir = cpu ? join(cpu.dir, leaf) : null;
+    const acctDir = acct ? join(acct.dir, leaf) : cpuHasAcct ? cpuDir : null;
+    return { dirs, memDir, cpuDir, acctDir, memLimit: -1, cpuQuota: -1, oomBase: memDir ? oomCount(memDir) : 0 };
+  };
+  const setLimits = (c: V1Run, limits: RunLimits) => {
+    if (c.memDir) {
+      const want = limits.memory > 0 ? limits.memory : -1;
+      if (want !== c.memLimit) {
+        const lim = join(c.memDir, 'memory.limit_in_bytes');
+        const memsw = join(c.memDir, 'memory.memsw.limit_in_bytes');
+        // memsw must stay >= limit: raise memsw first when growing, lower the limit first when shrinking.
+        const growing = want === -1 || (c.memLimit !== -1 && want > c.memLimit);
+        if (growing) trySync(() => writeFileSync(memsw, String(want)));
+        writeFileSync(lim, String(want));
+        if (!growing) trySync(() => writeFileSync(memsw, String(want)));
+        c.memLimit = want;
+      }
+    }
+    if (c.cpuDir) {
+      const want = limits.cpus > 0 ? Math.max(1000, Math.round((limits.cpus / 1000) * CFS_PERIOD_US)) : -1;
+      if (want !== c.cpuQuota) {
+        writeFileSync(join(c.cpuDir, 'cpu.cfs_quota_us'), String(want));
+        c.cpuQuota = want;
+      }
+    }
+  };
+  const destroy = (c: V1Run) => removeDirs(c.dirs);
+
   return {
     mode: 'cgroup-v1',
     memory: mem !== null,
     cpu: cpu !== null,
     cpuAccounting: acct !== null || cpuHasAcct,
-    async create(runId, limits) {
-      const leaf = `r${runId}`;
-      const memDir = mem ? join(mem.dir, leaf) : null;
-      const cpuDir = cpu ? join(cpu.dir, leaf) : null;
-      const acctDir = acct ? join(acct.dir, leaf) : cpuHasAcct ? cpuDir : null;
-      const dirs = hierarchies.map((h) => join(h.dir, leaf));
-      await Promise.all(
-        dirs.map((d) => fsp.mkdir(d).catch((e: NodeJS.ErrnoException) => (e.code === 'EEXIST' ? undefined : Promise.reject(e)))),
-      );
-      const writes: Promise<void>[] = [];
-      if (memDir && limits.memory > 0) {
-        // limit first, then memsw (memsw must be >= limit): no swap beyond the limit.
-        writes.push(
-          fsp
-            .writeFile(join(memDir, 'memory.limit_in_bytes'), String(limits.memory))
-            .then(() => fsp.writeFile(join(memDir, 'memory.memsw.limit_in_bytes'), String(limits.memory)).catch(() => {})),
-        );
-      }
-      if (cpuDir && limits.cpus > 0) {
-        const quota = Math.max(1000, Math.round((limits.cpus / 1000) * CFS_PERIOD_US));
-        writes.push(fsp.writeFile(join(cpuDir, 'cpu.cfs_quota_us'), String(quota)));
-      }
+    async create(_runId, limits) {
+      let c = pool.pop();
+      if (c) {
+        // Counters of the previous run: peak back to the current usage, CPU time to zero.
+        if (c.memDir) trySync(() => writeFileSync(join(c?.memDir as string, 'memory.max_usage_in_bytes'), '0'));
+        if (c.acctDir) trySync(() => writeFileSync(join(c?.acctDir as string, 'cpuacct.usage'), '0'));
+      } else c = fresh();
       try {
-        await Promise.all(writes);
+        setLimits(c, limits);
       } catch (e) {
-        await removeDirs(dirs);
+        await destroy(c);
         throw e;
       }
+      const run = c;
+      const { dirs, memDir, acctDir } = run;
+      let released = false;
       return {
-        procsFiles: dirs.map((d) => join(d, 'cgroup.procs')),
-        pids: async () => [...new Set((await Promise.all(dirs.map(readPids))).flat())],
-        killAll: () => killDirs(dirs, false),
+        procsFiles: procsOf(dirs),
+        pids: async () => [...new Set(dirs.flatMap(readPidsSync))],
+        // Every process of the run joined all hierarchies, so one of them tells whether anything is left.
+        killAll: async () => {
+          if (readPidsSync(dirs[0] as string).length === 0) return;
+          await killDirs(dirs, false);
+        },
         async usage() {
-          const [peak, cpuNs] = await Promise.all([
-            memDir ? readNum(join(memDir, 'memory.max_usage_in_bytes')) : null,
-            acctDir ? readNum(join(acctDir, 'cpuacct.usage')) : null,
-          ]);
+          const peak = memDir ? readNumSync(join(memDir, 'memory.max_usage_in_bytes')) : null;
+          const cpuNs = acctDir ? readNumSync(join(acctDir, 'cpuacct.usage')) : null;
           return { peakMemory: peak, cpuSeconds: cpuNs === null ? null : cpuNs / 1e9 };
         },
         async oomKilled() {
           if (!memDir) return false;
-          const n = await readKeyed(join(memDir, 'memory.oom_control'), 'oom_kill');
-          if (n !== null) return n > 0;
-          return ((await readNum(join(memDir, 'memory.failcnt'))) ?? 0) > 0;
+          const n = oomCount(memDir);
+          const fired = n > run.oomBase;
+          run.oomBase = n;
+          return fired;
         },
-        remove: () => removeDirs(dirs),
+        async remove() {
+          if (released) return;
+          released = true;
+          const empty = readPidsSync(dirs[0] as string).length === 0;
+          // Memory still charged (page cache the run left) would count against the next run: start afresh.
+          const charged = memDir ? (readNumSync(join(memDir, 'memory.usage_in_bytes')) ?? 0) : 0;
+          if (empty && charged <= POOL_MAX_CHARGED && pool.length < POOL_MAX) pool.push(run);
+          else await destroy(run);
+        },
       };
     },
     async sweepLeftovers() {
@@ -245,13 +356,16 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
       const seen = new Set<string>();
       for (const h of hierarchies) {
         const entries = await fsp.readdir(h.dir).catch(() => [] as string[]);
-        const runDirs = entries.filter((e) => /^r\d+$/.test(e)).map((e) => join(h.dir, e));
+        const runDirs = entries.filter((e) => RUN_LEAF.test(e)).map((e) => join(h.dir, e));
         await killDirs(runDirs, false);
         await removeDirs(runDirs);
-        for (const d of entries) if (/^r\d+$/.test(d)) seen.add(d);
+        for (const d of entries) if (RUN_LEAF.test(d)) seen.add(d);
       }
       n = seen.size;
       return n;
+    },
+    async close() {
+      await Promise.all(pool.splice(0).map(destroy));
     },
   };
 }
@@ -325,7 +439,7 @@ async function detectV2(workerName: string): Promise<Cgroups | null> {
       },
       async sweepLeftovers() {
         const entries = (await fsp.readdir(dirBase).catch(() => [] as string[]))
-          .filter((e) => /^r\d+$/.test(e))
+          .filter((e) => RUN_LEAF.test(e))
           .map((e) => join(dirBase, e));
         await killDirs(entries, true);
         await removeDirs(entries);

@@ -77,6 +77,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   rss.close();
+  await cgroups?.close?.();
   await fsp.rm(workDir, { recursive: true, force: true });
 });
 
