@@ -98,7 +98,20 @@ export function isStoreDown(err: unknown): boolean {
   const e = err as { code?: string; message?: string } | null;
   if (!e) return false;
   // 57014: a statement cancelled by statement_timeout (an overloaded or locked database): retry shortly too.
-  const codes = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '57014', '08000', '08003', '08006', '53300'];
+  const codes = [
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ETIMEDOUT',
+    'EPIPE',
+    '57P01',
+    '57P02',
+    '57P03',
+    '57014',
+    '08000',
+    '08003',
+    '08006',
+    '53300',
+  ];
   if (e.code && codes.includes(e.code)) return true;
   return /Connection terminated|connection is closed|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(
     e.message ?? '',

@@ -6,7 +6,7 @@
 
 import type { Logger } from 'pino';
 import { plan, type SchedulerConfig } from '../scheduler/index.js';
-import type { Store } from '../store/port.js';
+import type { Assignment, Store } from '../store/port.js';
 import type { ServerConfig } from './config.js';
 import type { Metrics } from './metrics.js';
 import type { Wakeups } from './wakeups.js';
@@ -123,7 +123,26 @@ export class SchedulerLoop {
     this.deps.metrics?.placed.inc(res.runs.length);
     this.stats.rejected += res.rejected.length;
     const workerIds = [...new Set(res.runs.map((r) => r.workerId))];
-    for (const id of workerIds) this.deps.wakeups.wakeWorker(id);
+    // Hand the new runs straight to parked polls on this replica (no store round trip on the way to start).
+    const byId = new Map(tasks.map((t) => [t.id, t]));
+    const mail = new Map<string, Assignment[]>();
+    for (const run of res.runs) {
+      const task = byId.get(run.taskId);
+      if (!task) continue;
+      const a: Assignment = {
+        run,
+        task: { ...task, status: 'in_progress', attempts: run.attempt },
+        capRemainingMs: Math.max(0, run.assignedAt + task.executionCap - now),
+      };
+      const box = mail.get(run.workerId) ?? [];
+      box.push(a);
+      mail.set(run.workerId, box);
+    }
+    for (const id of workerIds) {
+      const box = mail.get(id);
+      if (box) this.deps.wakeups.post(id, box);
+      else this.deps.wakeups.wakeWorker(id);
+    }
     if (workerIds.length > 0) this.deps.onAssigned?.(workerIds);
     this.stats.lastPassMs = performance.now() - t0;
     this.deps.metrics?.passSeconds.observe(this.stats.lastPassMs / 1000);

@@ -2,12 +2,83 @@
 // concerns them, so that a submit, a cancel or a drain reaches a worker in milliseconds without polling
 // the database. Across replicas (cluster mode) a notifier feeds the same hub from LISTEN/NOTIFY.
 
+import type { Assignment } from '../store/port.js';
+
 type Waiter = () => void;
+
+/** Assignments handed over in memory are only good for a moment: after that the store is the truth. */
+const MAIL_TTL_MS = 2000;
 
 export class Wakeups {
   private workers = new Map<string, Set<Waiter>>();
   private runLogs = new Map<number, Set<Waiter>>();
   private anyWorker = new Set<Waiter>();
+  private mail = new Map<string, Array<{ a: Assignment; at: number }>>();
+  private mailed = new Map<string, number[]>();
+  private takenFromStore = new Map<string, Set<number>>();
+
+  /**
+   * The scheduler hands new assignments to a worker's parked poll on this replica directly, sparing the poll
+   * a store round trip. The store still holds them (not yet marked delivered): a poll on another replica,
+   * or after this mail expired, takes them from there; the agent ignores a run it already has.
+   */
+  post(workerId: string, items: Assignment[], now = Date.now()): void {
+    const taken = this.takenFromStore.get(workerId);
+    const fresh = taken ? items.filter((a) => !taken.has(a.run.id)) : items;
+    if (fresh.length === 0) {
+      this.wakeWorker(workerId);
+      return;
+    }
+    const box = this.mail.get(workerId) ?? [];
+    for (const a of fresh) box.push({ a, at: now });
+    this.mail.set(workerId, box);
+    this.wakeWorker(workerId);
+  }
+
+  /** Up to `max` fresh mailed assignments; remembers them until the next store poll marks them delivered. */
+  takeMail(workerId: string, max: number, now = Date.now()): Assignment[] {
+    const box = this.mail.get(workerId);
+    if (!box) return [];
+    const fresh = box.filter((m) => now - m.at <= MAIL_TTL_MS);
+    const out = fresh.slice(0, max).map((m) => m.a);
+    const rest = fresh.slice(max);
+    if (rest.length > 0) this.mail.set(workerId, rest);
+    else this.mail.delete(workerId);
+    if (out.length > 0) this.mailed.set(workerId, [...(this.mailed.get(workerId) ?? []), ...out.map((a) => a.run.id)]);
+    return out;
+  }
+
+  /**
+   * A poll took these runs from the store: drop them from the mail, and keep them out of mail posted a
+   * moment later (the scheduler may post after the poll already found its runs in the store).
+   */
+  takenFromStoreNow(workerId: string, runIds: number[]): void {
+    if (runIds.length === 0) return;
+    const ids = new Set(runIds);
+    const box = this.mail.get(workerId);
+    if (box) {
+      const rest = box.filter((m) => !ids.has(m.a.run.id));
+      if (rest.length > 0) this.mail.set(workerId, rest);
+      else this.mail.delete(workerId);
+    }
+    const taken = this.takenFromStore.get(workerId) ?? new Set<number>();
+    for (const id of ids) taken.add(id);
+    this.takenFromStore.set(workerId, taken);
+    // Tombstones only matter for the moment a post can lag a poll.
+    setTimeout(() => {
+      const t = this.takenFromStore.get(workerId);
+      if (!t) return;
+      for (const id of ids) t.delete(id);
+      if (t.size === 0) this.takenFromStore.delete(workerId);
+    }, MAIL_TTL_MS).unref();
+  }
+
+  /** Runs handed out from memory since the last call, for the store to mark delivered. */
+  takeMailed(workerId: string): number[] {
+    const ids = this.mailed.get(workerId) ?? [];
+    this.mailed.delete(workerId);
+    return ids;
+  }
 
   /** Resolves when the worker is woken or the timeout passes; `signal` ends it early. */
   waitWorker(workerId: string, timeoutMs: number): { promise: Promise<void>; cancel: () => void } {

@@ -10,9 +10,9 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TschedError } from '../domain/errors.js';
 import type { NewTask } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
-import { MIGRATIONS } from './migrations/index.js';
 import type { WorkerRegistration } from '../domain/worker.js';
 import { type KyselyStore, openStore } from './index.js';
+import { MIGRATIONS } from './migrations/index.js';
 import type { PlacementDecision, RunResultInput } from './port.js';
 import { createPostgresStore } from './postgres.js';
 import { createSqliteStore } from './sqlite.js';
@@ -158,7 +158,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
       ],
       { now: T0, actor: 'alice' },
     );
-    const [late, expiring, patient] = tasks as [typeof tasks[0], typeof tasks[0], typeof tasks[0]];
+    const [late, expiring, patient] = tasks as [(typeof tasks)[0], (typeof tasks)[0], (typeof tasks)[0]];
     expect(await store.recordDeadlineMisses(T0 + 500, 100)).toEqual([]);
     const misses = await store.recordDeadlineMisses(T0 + 5000, 100);
     expect(misses.map((m) => [m.task.id, m.expired]).sort()).toEqual([
@@ -168,7 +168,10 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     // Exactly once: a second sweep finds nothing.
     expect(await store.recordDeadlineMisses(T0 + 6000, 100)).toEqual([]);
     expect((await store.getTask(late.id, null))!).toMatchObject({ status: 'waiting', deadlineMissed: true });
-    expect((await store.getTask(expiring.id, null))!).toMatchObject({ status: 'failed', lastError: expect.stringMatching(/deadline_missed/) });
+    expect((await store.getTask(expiring.id, null))!).toMatchObject({
+      status: 'failed',
+      lastError: expect.stringMatching(/deadline_missed/),
+    });
     expect((await store.getTask(patient.id, null))!.deadlineMissed).toBe(false);
     const types = (await store.listEvents(expiring.id)).map((e) => e.type);
     expect(types).toEqual(['task.submitted', 'task.deadline_missed', 'task.failed']);
@@ -184,7 +187,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     );
     expect(claimed[0]!.attempts).toBe(1);
     expect(await store.claimNotifications(T0 + 7000, 10, 60_000)).toEqual([]);
-    const [first, second, third] = claimed as [typeof claimed[0], typeof claimed[0], typeof claimed[0]];
+    const [first, second, third] = claimed as [(typeof claimed)[0], (typeof claimed)[0], (typeof claimed)[0]];
     await store.settleNotification(first.id, { ok: true, now: T0 + 7000, retryAt: null, error: null });
     await store.settleNotification(second.id, { ok: false, now: T0 + 7000, retryAt: T0 + 8000, error: 'HTTP 500' });
     await store.settleNotification(third.id, { ok: false, now: T0 + 7000, retryAt: null, error: 'gave up' });
@@ -345,7 +348,15 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     const [w] = await store.loadWorkers();
     expect(w!.allocated).toEqual({ cpus: 1000, memory: 256 * MB, ports: [] });
     expect(w!.live).toEqual([
-      { runId: res.runs[1]!.id, taskId: ts[1]!.id, cpus: 1000, memory: 256 * MB, ports: [], endsBy: T0 + ts[1]!.executionCap, owner: ts[1]!.owner },
+      {
+        runId: res.runs[1]!.id,
+        taskId: ts[1]!.id,
+        cpus: 1000,
+        memory: 256 * MB,
+        ports: [],
+        endsBy: T0 + ts[1]!.executionCap,
+        owner: ts[1]!.owner,
+      },
     ]);
   });
 
@@ -807,7 +818,12 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
   const MIN = 60_000;
   /** A per-minute recurring definition submitted just after the minute M0 (its first occurrence is M0 + 1 min). */
   async function definition(schedule: Record<string, unknown> = {}, over: Record<string, unknown> = {}) {
-    const nt = normalizeTask({ command: ['echo', 'hi'], delayTolerance: '30s', schedule: { type: 'cron', cron: '* * * * *', ...schedule }, ...over } as never);
+    const nt = normalizeTask({
+      command: ['echo', 'hi'],
+      delayTolerance: '30s',
+      schedule: { type: 'cron', cron: '* * * * *', ...schedule },
+      ...over,
+    } as never);
     const [d] = (await store.submitTasks('alice', [nt], { now: T0 - (T0 % MIN) + 1, actor: 'alice' })).tasks;
     return d!;
   }
@@ -880,7 +896,9 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(s2.skipped).toBe(1);
     expect((await store.listEvents(skip.id)).at(-1)).toMatchObject({
       type: 'occurrence.skipped',
-      reason: expect.stringMatching(new RegExp(`^${new Date(M0 + 2 * MIN).toISOString()}: the previous occurrence \\(task \\d+\\) is waiting`)),
+      reason: expect.stringMatching(
+        new RegExp(`^${new Date(M0 + 2 * MIN).toISOString()}: the previous occurrence \\(task \\d+\\) is waiting`),
+      ),
     });
 
     const queue = await definition({ overlap: 'queue' });
@@ -913,14 +931,22 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
 
     const e = await definition();
     const occ = (await store.expandOccurrences(e.id, M0 + MIN, { actor: 's' }))!.created[0]!;
-    await expect(store.pauseSchedule(occ.id, null, { now: M0, actor: 'alice' })).rejects.toMatchObject({ code: 'NOT_RECURRING', status: 409 });
+    await expect(store.pauseSchedule(occ.id, null, { now: M0, actor: 'alice' })).rejects.toMatchObject({
+      code: 'NOT_RECURRING',
+      status: 409,
+    });
     const p = await store.pauseSchedule(e.id, 'alice', { now: M0 + MIN + 1, actor: 'alice' });
     expect(p).toMatchObject({ changed: true, task: { paused: true, recurrence: { nextOccurrenceAt: null } } });
     expect((await store.pauseSchedule(e.id, null, { now: M0 + MIN + 2, actor: 'alice' })).changed).toBe(false);
     expect((await store.dueDefinitions(M0 + 10 * MIN, 10)).ids).toEqual([]);
     const r = await store.resumeSchedule(e.id, null, { now: M0 + 5 * MIN + 30_000, actor: 'alice' });
     expect(r.task.recurrence!.nextOccurrenceAt).toBe(M0 + 6 * MIN);
-    const u = await store.updateSchedule(e.id, null, { type: 'daily', at: '09:00', timezone: 'UTC', overlap: 'skip' }, { now: M0 + 6 * MIN, actor: 'alice' });
+    const u = await store.updateSchedule(
+      e.id,
+      null,
+      { type: 'daily', at: '09:00', timezone: 'UTC', overlap: 'skip' },
+      { now: M0 + 6 * MIN, actor: 'alice' },
+    );
     expect(u.schedulingType).toBe('daily');
     expect(new Date(u.recurrence!.nextOccurrenceAt!).toISOString()).toMatch(/T09:00:00.000Z$/);
     const types = (await store.listEvents(e.id)).map((x) => x.type);

@@ -1098,9 +1098,20 @@ export class KyselyStore implements Store {
     });
   }
 
-  async workerPoll(workerId: string, running: RunToken[], max: number, now: number, leaseMs: number): Promise<WorkerPollResult> {
+  async workerPoll(
+    workerId: string,
+    running: RunToken[],
+    max: number,
+    now: number,
+    leaseMs: number,
+    delivered: number[] = [],
+  ): Promise<WorkerPollResult> {
     return this.backend.tx((ex) =>
       composite.run(ex, async () => {
+        if (delivered.length > 0)
+          await this.selectIn(ex, "UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id IN", delivered, '', [
+            workerId,
+          ]);
         const heartbeat = await this.heartbeat(workerId, running, now, leaseMs);
         const assignments = await this.takeAssignments(workerId, max, now);
         return { heartbeat, assignments };
@@ -1123,6 +1134,13 @@ export class KyselyStore implements Store {
         return { started, logs, results, running };
       }),
     );
+  }
+
+  async hasUndelivered(workerId: string): Promise<boolean> {
+    const rows = await this.backend.read((ex) =>
+      ex.all<{ id: number }>("SELECT id FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 LIMIT 1", [workerId]),
+    );
+    return rows.length > 0;
   }
 
   async pendingCancels(workerId: string): Promise<number[]> {

@@ -229,8 +229,21 @@ export interface Store {
   setWorkerState(id: string, state: WorkerState, now: number): Promise<Worker | null>;
   /** Marks the worker seen and extends the lease of every live run it holds that it names with a valid token. */
   heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult>;
-  /** heartbeat then takeAssignments, in one transaction (one commit per poll). */
-  workerPoll(workerId: string, running: RunToken[], max: number, now: number, leaseMs: number): Promise<WorkerPollResult>;
+  /**
+   * heartbeat then takeAssignments, in one transaction (one commit per poll). `delivered` names runs the
+   * server already handed to this worker from memory: they are marked delivered first, so the take does not
+   * return them again.
+   */
+  workerPoll(
+    workerId: string,
+    running: RunToken[],
+    max: number,
+    now: number,
+    leaseMs: number,
+    delivered?: number[],
+  ): Promise<WorkerPollResult>;
+  /** Whether this worker has assigned runs not yet delivered. Read-only and cheap: polls look before they take. */
+  hasUndelivered(workerId: string): Promise<boolean>;
   /** A worker's batched report in one transaction, in order: starts, log chunks, results, heartbeat. */
   workerReport(
     workerId: string,

@@ -1,8 +1,8 @@
 // Rows as the database holds them (snake_case, JSON as text, booleans as 0/1) and their domain shapes.
 
+import { nextOccurrence } from '../domain/recurrence.js';
 import type { Allocation } from '../domain/resources.js';
 import type { RunOutcome, RunState, TaskStatus } from '../domain/status.js';
-import { nextOccurrence } from '../domain/recurrence.js';
 import type { NewTask, Run, ScheduleSpec, Task, TaskEventRecord } from '../domain/task.js';
 import type { Worker, WorkerState } from '../domain/worker.js';
 

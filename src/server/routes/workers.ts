@@ -7,7 +7,7 @@ import type { Executor } from '../../domain/task.js';
 import type { Worker } from '../../domain/worker.js';
 import { WorkerPollSchema, WorkerRegisterSchema, type WorkerReportBody, WorkerReportSchema } from '../../protocol/schemas.js';
 import type { PollResponse, RegisterResponse, ReportResponse, WireAssignment } from '../../protocol/worker-api.js';
-import type { Assignment, ItemAck } from '../../store/port.js';
+import type { Assignment, HeartbeatResult, ItemAck } from '../../store/port.js';
 import { requireRole } from '../auth.js';
 import type { Control } from '../control.js';
 
@@ -40,7 +40,19 @@ export function toWire(a: Assignment): WireAssignment {
   };
 }
 
+/** A poll this soon after the worker's last store heartbeat on this replica skips writing another one. */
+const BEAT_SKIP_MS = 1000;
+
+/** Assignments from memory first, then from the store, without repeating a run. */
+function merge(a: Assignment[], b: Assignment[]): Assignment[] {
+  if (a.length === 0) return b;
+  const seen = new Set(a.map((x) => x.run.id));
+  return [...a, ...b.filter((x) => !seen.has(x.run.id))];
+}
+
 export function workerRoutes(app: FastifyInstance, c: Control): void {
+  /** When each worker last heartbeated through this replica (epoch ms, local clock). */
+  const beats = new Map<string, number>();
   const workerOnly = (req: FastifyRequest) => requireRole(req.principal, ['admin', 'worker'], 'speak the worker protocol');
   const mustWorker = async (id: string): Promise<Worker> => {
     const w = await c.store.getWorker(id);
@@ -116,9 +128,35 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       const takes = worker.state === 'active' || wasLost;
       // Listen before looking, so that an assignment committed between the look and the wait still wakes us.
       const w = wait > 0 ? c.wakeups.waitWorker(id, wait) : null;
-      const polled = await c.store.workerPoll(id, b.running ?? [], takes ? max : 0, now, c.config.leaseMs);
-      const hb = polled.heartbeat;
-      let assignments = polled.assignments;
+      const delivered = c.wakeups.takeMailed(id);
+      let assignments: Assignment[] = takes ? c.wakeups.takeMail(id, max) : [];
+      let hb: HeartbeatResult;
+      const fromStore = (list: Assignment[]) => {
+        c.wakeups.takenFromStoreNow(
+          id,
+          list.map((a) => a.run.id),
+        );
+        return list;
+      };
+      const last = beats.get(id) ?? 0;
+      if (!wasLost && delivered.length === 0 && Date.now() - last < BEAT_SKIP_MS) {
+        // Its report heartbeated a moment ago: spare the write, only look for cancels and undelivered runs.
+        hb = { acks: [], cancel: await c.store.pendingCancels(id) };
+        if (takes && assignments.length < max && (await c.store.hasUndelivered(id)))
+          assignments = merge(assignments, fromStore(await c.store.takeAssignments(id, max - assignments.length, now)));
+      } else {
+        const polled = await c.store.workerPoll(
+          id,
+          b.running ?? [],
+          takes ? max - assignments.length : 0,
+          now,
+          c.config.leaseMs,
+          delivered,
+        );
+        beats.set(id, Date.now());
+        hb = polled.heartbeat;
+        assignments = merge(assignments, fromStore(polled.assignments));
+      }
       if (wasLost) {
         worker = (await c.store.getWorker(id)) ?? worker;
         c.kick();
@@ -139,7 +177,11 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         if (gone || req.raw.socket?.destroyed) return { assignments: [], cancel: [], acks: hb.acks, drain: false };
         worker = await mustWorker(id);
         now = await c.now();
-        if (worker.state === 'active') assignments = await c.store.takeAssignments(id, max, now);
+        if (worker.state === 'active') {
+          assignments = c.wakeups.takeMail(id, max);
+          if (assignments.length === 0 && (await c.store.hasUndelivered(id)))
+            assignments = fromStore(await c.store.takeAssignments(id, max, now));
+        }
         // Not a heartbeat: the request proves the worker was alive when it was sent, not now (a paused or
         // partitioned worker's poll can sit here), so only read what must be stopped.
         hb.cancel.push(...(await c.store.pendingCancels(id)));
@@ -179,6 +221,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         now,
         { leaseMs: c.config.leaseMs, maxLogBytesPerRun: c.config.maxLogBytesPerRun },
       );
+      beats.set(id, Date.now());
       const touched = new Set([...(b.logs ?? []).map((l) => l.runId), ...(b.results ?? []).map((r) => r.runId)]);
       for (const runId of touched) c.wakeups.wakeLogs(runId);
       if (touched.size > 0) c.notifyLogs([...touched]);
