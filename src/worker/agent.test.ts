@@ -221,7 +221,8 @@ describe('worker agent', () => {
   it('keeps results in its spool while the server is away, then delivers them', async () => {
     worker = await start();
     cp.downUntil = Date.now() + 1500;
-    const a = assignment({ command: ['/bin/echo', 'while down'] });
+    // Long enough to finish only after the server went down again (a bare echo can be reported before).
+    const a = assignment({ command: ['/bin/sh', '-c', 'sleep 0.3; echo while down'] });
     cp.queue.push(a);
     // The poll is down too; deliver the assignment by letting one poll through right now.
     cp.downUntil = 0;

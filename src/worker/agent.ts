@@ -175,6 +175,9 @@ class Agent {
   private finishedLogs: LogItem[] = [];
   /** Results not yet in a report. */
   private newResults: ResultItem[] = [];
+  /** Finished results not yet on disk. */
+  private toSpool: ResultItem[] = [];
+  private spooling: Promise<void> | null = null;
   /** Results sent (or being sent) and not yet acked; resent after a re-register. */
   private readonly unacked = new Map<number, ResultItem>();
   private inFlight: Promise<void> | null = null;
@@ -450,8 +453,31 @@ class Agent {
   }
 
   private pushResult(r: ResultItem): void {
-    this.newResults.push(r);
-    this.scheduleFlush(true);
+    this.toSpool.push(r);
+    this.spooling ??= this.spoolLoop().finally(() => {
+      this.spooling = null;
+    });
+  }
+
+  /**
+   * Spools finished results at once, many per write and fsync, apart from the report loop: a result is durable
+   * even while an earlier report is still being retried, and the fsync overlaps the report in flight. A result
+   * joins a report only once it is on disk.
+   */
+  private async spoolLoop(): Promise<void> {
+    while (this.toSpool.length > 0) {
+      const batch = this.toSpool;
+      this.toSpool = [];
+      const fresh = batch.filter((r) => !this.unacked.has(r.runId));
+      try {
+        await this.spool.append(fresh);
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, 'could not spool results; sending them anyway');
+      }
+      for (const r of fresh) this.unacked.set(r.runId, r);
+      this.newResults.push(...batch);
+      this.scheduleFlush(true);
+    }
   }
 
   // ---- report loop
@@ -611,6 +637,8 @@ class Agent {
     return (
       this.starts.length > 0 ||
       this.newResults.length > 0 ||
+      this.toSpool.length > 0 ||
+      this.spooling !== null ||
       this.finishedLogs.length > 0 ||
       this.dirtyLogs.size > 0 ||
       this.unacked.size > 0

@@ -6,13 +6,15 @@ export const SPAWNER_SCRIPT = String.raw`# tsched spawner: a small long-lived he
 # joins the run's cgroups itself before exec, so the task is inside before its first instruction with no
 # wrapper shell exec'd in between.
 #
-# Requests on stdin, one per frame: "S <len>\n" then <len> bytes of NUL-separated fields:
-#   runId, cwd, nProcs, procsFile..., nArgv, argv..., nEnv, "K=V"...
+# Requests on stdin, one per frame: "<kind> <len>\n" then <len> bytes of NUL-separated fields:
+#   S: runId, cwd, nProcs, procsFile..., nArgv, argv..., nEnv, "K=V"...   (start a run in cwd, made if missing)
+#   R: seq, dir                                                            (rmdir an empty run directory)
 # Events on stdout, one per frame: "<type> <runId> <len>\n<data>":
 #   P pid          the task was exec'd (its pid, also its process group and session id)
 #   F errno msg    it could not start (exec or cgroup join failed); X and D follow
 #   O / E bytes    stdout / stderr output
 #   X code sig     it exited (waitpid); the worker kills what is left of its group and cgroup
+#   R errno        (id = seq of an R request) the rmdir's outcome: empty when removed, else the errno name
 #   D              its pipes are closed (EOF, or dropped 1–2 s after X): nothing more comes for this run
 $0 = 'tsched-spawner';
 use strict;
@@ -59,6 +61,8 @@ sub start_run {
       syswrite($fh, "$$\n") or $fail->('ECGROUP', "could not join cgroup $p: $!");
       close($fh) or $fail->('ECGROUP', "could not join cgroup $p: $!");
     }
+    # The run's directory is made here, off the worker's event loop (it may exist already: inline scripts).
+    mkdir($cwd, 0755) or $!{EEXIST} or $fail->(errname(), "mkdir $cwd: $!");
     chdir($cwd) or $fail->(errname(), "chdir $cwd: $!");
     open(STDIN, '<', '/dev/null');
     POSIX::dup2(fileno($ow), 1); POSIX::dup2(fileno($ew), 2);
@@ -136,12 +140,17 @@ while ($stdin_open || %run) {
   if ($n > 0 && $stdin_open && vec($rout, 0, 1)) {
     my $got = sysread(STDIN, $inbuf, 1 << 20, length $inbuf);
     if (!$got) { $stdin_open = 0 unless defined $got && $!{EINTR}; }
-    while ($inbuf =~ /^S (\d+)\n/) {
-      my $len = $1; my $hl = length($len) + 3;
+    while ($inbuf =~ /^([SR]) (\d+)\n/) {
+      my ($kind, $len) = ($1, $2); my $hl = length($len) + 3;
       last if length($inbuf) < $hl + $len;
       my $req = substr($inbuf, $hl, $len);
       substr($inbuf, 0, $hl + $len) = '';
-      start_run($req);
+      if ($kind eq 'S') { start_run($req); }
+      else {
+        # R: remove an empty run directory: "seq\0dir" -> "R seq <errno name or empty>"
+        my ($seq, $dir) = split /\0/, $req, 2;
+        ev('R', $seq, rmdir($dir) ? '' : errname());
+      }
     }
   }
   if ($n > 0) { for my $fd (keys %byfd) { read_fd($fd) if vec($rout, $fd, 1); } }

@@ -55,6 +55,8 @@ export class Spawner {
   private queued: string[] = [];
   private writeScheduled = false;
   private dead = false;
+  private rmSeq = 0;
+  private readonly removals = new Map<number, (errno: string | null) => void>();
 
   private constructor(
     private readonly proc: ChildProcess,
@@ -92,8 +94,21 @@ export class Spawner {
       return;
     }
     this.runs.set(req.runId, { ev, out: new StringDecoder('utf8'), err: new StringDecoder('utf8') });
-    const payload = fields.join('\0');
-    this.queued.push(`S ${Buffer.byteLength(payload)}\n${payload}`);
+    this.send('S', fields.join('\0'));
+  }
+
+  /** rmdir of an empty run directory, done by the helper: resolves null when removed, else the errno name. */
+  rmdir(dir: string): Promise<string | null> {
+    if (this.dead || dir.includes('\0')) return Promise.resolve('EHELPER');
+    const seq = ++this.rmSeq;
+    return new Promise((resolve) => {
+      this.removals.set(seq, resolve);
+      this.send('R', `${seq}\0${dir}`);
+    });
+  }
+
+  private send(kind: 'S' | 'R', payload: string): void {
+    this.queued.push(`${kind} ${Buffer.byteLength(payload)}\n${payload}`);
     if (!this.writeScheduled) {
       // Runs accepted in the same turn go out in one write.
       this.writeScheduled = true;
@@ -124,6 +139,12 @@ export class Spawner {
   }
 
   private event(type: string, runId: number, data: Buffer): void {
+    if (type === 'R') {
+      const done = this.removals.get(runId);
+      this.removals.delete(runId);
+      done?.(data.length === 0 ? null : data.toString('latin1'));
+      return;
+    }
     const p = this.runs.get(runId);
     if (!p) return;
     switch (type) {
@@ -175,6 +196,8 @@ export class Spawner {
       p.ev.onDone();
     }
     this.runs.clear();
+    for (const done of this.removals.values()) done('EHELPER');
+    this.removals.clear();
   }
 
   /** Ends the helper once the runs it holds are done (closing stdin lets it finish). */

@@ -3,8 +3,8 @@
 // machine has one (else an RSS watcher), with the execution cap counted down locally.
 
 import { spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+import { promises as fsp, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { RunUsage } from '../../domain/task.js';
 import type { WireAssignment } from '../../protocol/worker-api.js';
 import type { Cgroups, RunCgroup } from '../cgroups.js';
@@ -70,15 +70,6 @@ function killGroup(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** Most runs leave their directory empty: one rmdir, and the recursive walk only when needed. */
-async function removeRunDir(dir: string): Promise<void> {
-  try {
-    await fsp.rmdir(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
-  }
-}
-
 interface Launched {
   /** The pid once the task runs; null when it could not start. */
   started: Promise<number | null>;
@@ -99,6 +90,7 @@ export class ShellExecutor implements Executor {
   private readonly cleanups = new Set<Promise<void>>();
   /** undefined: not started yet; null: no perl here (Node's spawn is used). */
   private spawner: Spawner | null | undefined;
+  private parentReady: Promise<void> | undefined;
 
   constructor(private readonly opts: ShellExecutorOptions) {
     this.baseEnv = opts.baseEnv ?? defaultBaseEnv();
@@ -160,7 +152,11 @@ export class ShellExecutor implements Executor {
           return killedResult() as ExecResult;
         }
         capTimer = setTimeout(() => kill('timed_out'), a.capRemainingMs);
-        await fsp.mkdir(runDir, { recursive: true });
+        const sp = this.liveSpawner();
+        // With the spawner, its child makes the run directory (only the parent must exist); an inline script
+        // needs the directory before.
+        if (!sp || a.script !== null) await fsp.mkdir(runDir, { recursive: true });
+        else await this.runsParent(runDir);
 
         let argv: string[];
         if (a.scriptPath !== null) {
@@ -265,7 +261,7 @@ export class ShellExecutor implements Executor {
           await Promise.all([
             cg?.remove(),
             pidWrite ? o.pids.remove(a.runId) : undefined,
-            failed && o.keepFailedWorkDirs ? undefined : removeRunDir(runDir),
+            failed && o.keepFailedWorkDirs ? undefined : this.removeRunDir(runDir),
           ]);
         })();
         this.cleanups.add(cleanup);
@@ -274,6 +270,36 @@ export class ShellExecutor implements Executor {
     })();
 
     return { runId: a.runId, kill, done };
+  }
+
+  private liveSpawner(): Spawner | null {
+    if (this.spawner === undefined) this.spawner = Spawner.start(this.opts.onWarning);
+    return this.spawner?.alive ? this.spawner : null;
+  }
+
+  /** The directory run directories go in, made once. */
+  private runsParent(runDir: string): Promise<void> {
+    this.parentReady ??= fsp.mkdir(dirname(runDir), { recursive: true }).then(
+      () => {},
+      (e) => {
+        this.parentReady = undefined;
+        throw e;
+      },
+    );
+    return this.parentReady;
+  }
+
+  /** Most runs leave their directory empty: one rmdir (by the spawner when there is one), and the recursive walk only when needed. */
+  private async removeRunDir(dir: string): Promise<void> {
+    const sp = this.spawner?.alive ? this.spawner : null;
+    let code: string | null;
+    if (sp) code = await sp.rmdir(dir);
+    else
+      code = await fsp.rmdir(dir).then(
+        () => null,
+        (e: NodeJS.ErrnoException) => e.code ?? 'EUNKNOWN',
+      );
+    if (code !== null && code !== 'ENOENT') await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
   }
 
   /**
@@ -289,8 +315,7 @@ export class ShellExecutor implements Executor {
     cg: RunCgroup | null,
     ctx: ExecContext,
   ): Launched {
-    if (this.spawner === undefined) this.spawner = Spawner.start(this.opts.onWarning);
-    const sp = this.spawner;
+    const sp = this.liveSpawner();
     let error: { code: string; message: string } | null = null;
     let dropped = false;
     if (sp?.alive) {
