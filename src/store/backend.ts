@@ -29,6 +29,8 @@ export interface Backend {
 }
 
 const STMT_CACHE = 400;
+/** How often the PostgreSQL clock offset is measured again, ms. */
+const CLOCK_REFRESH_MS = 5000;
 
 export class SqliteBackend implements Backend {
   readonly kind = 'sqlite';
@@ -222,9 +224,33 @@ export class PostgresBackend implements Backend {
     return fn(this.exec);
   }
 
+  // The database's clock is the reference every replica judges leases and due times by. Asking it on every
+  // request costs a round trip, so the offset from the local clock is measured (half the round trip
+  // corrected) and refreshed every few seconds; between refreshes the local clock runs it forward.
+  private clockOffset = 0;
+  private clockCheckedAt = 0;
+  private clockRefresh: Promise<void> | null = null;
+
   async now(): Promise<number> {
+    const local = Date.now();
+    if (local - this.clockCheckedAt > CLOCK_REFRESH_MS || this.clockCheckedAt === 0) {
+      this.clockRefresh ??= this.measureClock().finally(() => {
+        this.clockRefresh = null;
+      });
+      // The first reading must come from the database; later ones use the previous offset meanwhile (and a
+      // failed refresh — the database away — is retried on a later call, never left unhandled).
+      if (this.clockCheckedAt === 0) await this.clockRefresh;
+      else this.clockRefresh.catch(() => {});
+    }
+    return Date.now() + this.clockOffset;
+  }
+
+  private async measureClock(): Promise<void> {
+    const t0 = Date.now();
     const [r] = await this.exec.all<{ now: number }>('SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now');
-    return Number(r!.now);
+    const t1 = Date.now();
+    this.clockOffset = Number(r!.now) - Math.round((t0 + t1) / 2);
+    this.clockCheckedAt = t1;
   }
 
   async migrationPrelude(ex: Exec): Promise<void> {
