@@ -29,6 +29,10 @@ export interface Backend {
 }
 
 const STMT_CACHE = 400;
+/** A flush this soon after the previous one means the server is busy (ms). */
+const BUSY_GAP_MS = 2;
+/** How long a busy server lets transactions gather before the next group commit (ms). */
+const COMMIT_DELAY_MS = 1;
 /** How often the PostgreSQL clock offset is measured again, ms. */
 const CLOCK_REFRESH_MS = 5000;
 
@@ -80,7 +84,7 @@ export class SqliteBackend implements Backend {
       this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushing) {
         this.flushing = true;
-        setImmediate(() => void this.flush());
+        this.scheduleFlush();
       }
     });
   }
@@ -130,11 +134,20 @@ export class SqliteBackend implements Backend {
       }
     } finally {
       this.flushing = false;
+      this.lastFlushAt = performance.now();
       if (this.queue.length > 0) {
         this.flushing = true;
-        setImmediate(() => void this.flush());
+        this.scheduleFlush();
       }
     }
+  }
+
+  // Like PostgreSQL's commit_delay: when commits come back to back (a busy server), wait a moment so that
+  // the next flush gathers more transactions behind one fsync; an idle server flushes at once.
+  private lastFlushAt = 0;
+  private scheduleFlush(): void {
+    if (performance.now() - this.lastFlushAt < BUSY_GAP_MS) setTimeout(() => void this.flush(), COMMIT_DELAY_MS);
+    else setImmediate(() => void this.flush());
   }
 
   /**
