@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Side-by-side benchmarks of tsched against BullMQ, pg-boss and graphile-worker (see docs/parts/bench.md).
+// Side-by-side benchmarks of tsched against BullMQ, pg-boss and graphile-worker (see docs/bench.md).
 // Each (suite, system, run) is one fresh child process (trial.mjs), so systems never run at once and
 // nothing carries over. Runs are interleaved (run 1 of every system, then run 2, …) so that drift in the
 // machine's load spreads over all systems alike. Prints the table and writes BENCHMARKS.md.

@@ -59,7 +59,7 @@ export function renderMarkdown({ results, machine, machineEnd, options, labels, 
     `Measured ${startedAt} → ${finishedAt} with \`node bench/run.mjs ${options.argv.join(' ')}\` (commit ${machine.commit}). ` +
       'Each figure is the median of the runs with min–max in brackets. Every system ran alone, one run at a time, ' +
       'from a reset state (Redis db flushed, PostgreSQL schema dropped and created, fresh SQLite directory), and every ' +
-      'job id was checked to complete exactly once. How to read this: docs/parts/bench.md.',
+      'job id was checked to complete exactly once. How to read this: docs/bench.md.',
   );
   out.push('');
   out.push('## Machine');

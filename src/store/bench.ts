@@ -1,5 +1,5 @@
 // Store micro-benchmark: submit N, place N, deliver, start, finish N — in batches as the server does.
-// Build and run: see docs/parts/store.md ("Benchmark").
+// Build and run: see docs/store.md ("Benchmark").
 
 import { normalizeTask } from '../domain/task-spec.js';
 import { openStore } from './index.js';
