@@ -4,7 +4,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { api, startUp, startWorkerProc, tempDir, type UpProcess, waitFor, type WorkerProcess } from './helpers/processes.js';
+import { api, startUp, startWorkerProc, tempDir, type UpProcess, type WorkerProcess, waitFor } from './helpers/processes.js';
 
 describe('resource manager (real server, real worker)', () => {
   let up: UpProcess;
@@ -43,12 +43,17 @@ describe('resource manager (real server, real worker)', () => {
     return { id: r.json.task.id as number, release };
   };
   const show = async (id: number) => (await call('GET', `/v1/tasks/${id}`)).json;
-  const running = (id: number) => waitFor(`task ${id} to run`, async () => ((await show(id)).runs[0]?.state === 'running' ? true : null), 20_000);
+  const running = (id: number) =>
+    waitFor(`task ${id} to run`, async () => ((await show(id)).runs[0]?.state === 'running' ? true : null), 20_000);
   const finished = (id: number) =>
-    waitFor(`task ${id} to finish`, async () => {
-      const s = await show(id);
-      return ['done', 'failed', 'cancelled'].includes(s.task.status) ? s : null;
-    }, 30_000);
+    waitFor(
+      `task ${id} to finish`,
+      async () => {
+        const s = await show(id);
+        return ['done', 'failed', 'cancelled'].includes(s.task.status) ? s : null;
+      },
+      30_000,
+    );
 
   it('keeps a task waiting with the right explanation and starts it the moment resources free', async () => {
     const a = await blocker(1);
@@ -117,10 +122,14 @@ describe('resource manager (real server, real worker)', () => {
     await new Promise((r) => setTimeout(r, 800));
     const bigAt = Date.now();
     const big = await call('POST', '/v1/tasks', { command: ['true'], resources: { cpus: 2, memory: '64Mi' }, executionCap: '10s' });
-    const s = await waitFor('the big task to run', async () => {
-      const t = await show(big.json.task.id);
-      return t.task.status === 'done' ? t : null;
-    }, 20_000);
+    const s = await waitFor(
+      'the big task to run',
+      async () => {
+        const t = await show(big.json.task.id);
+        return t.task.status === 'done' ? t : null;
+      },
+      20_000,
+    );
     writeFileSync(stopFile, '');
     await streaming;
     // It starts once the small tasks running when it arrived reach their caps (2 s) at the latest.

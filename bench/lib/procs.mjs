@@ -4,7 +4,8 @@ import { fork } from 'node:child_process';
 
 export function forkChild(path, args = [], opts = {}) {
   // TSCHED_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the tsched server and agents.
-  const extra = process.env.TSCHED_BENCH_NODE_ARGS && /tsched-(server|worker)/.test(path) ? process.env.TSCHED_BENCH_NODE_ARGS.split(' ') : [];
+  const extra =
+    process.env.TSCHED_BENCH_NODE_ARGS && /tsched-(server|worker)/.test(path) ? process.env.TSCHED_BENCH_NODE_ARGS.split(' ') : [];
   const child = fork(path, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...extra], ...opts });
   child.exitPromise = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   return child;

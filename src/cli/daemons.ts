@@ -124,14 +124,16 @@ export function parseTuning(f: TuningFlags): Partial<ServerConfig> {
   const grace = durationFlag('--cap-grace', f.capGrace);
   if (grace !== undefined) c.capGraceMs = grace;
   if (f.placement !== undefined) {
-    if (f.placement !== 'binpack' && f.placement !== 'spread') throw new UsageError(`--placement: expected binpack or spread, got "${f.placement}"`);
+    if (f.placement !== 'binpack' && f.placement !== 'spread')
+      throw new UsageError(`--placement: expected binpack or spread, got "${f.placement}"`);
     c.placement = f.placement;
   }
   const urgency = durationFlag('--urgency-window', f.urgencyWindow);
   if (urgency !== undefined) c.urgencyWindowMs = urgency;
   if (f.deferralThreshold !== undefined) {
     const x = Number(f.deferralThreshold);
-    if (!(x > 0 && x <= 1)) throw new UsageError(`--deferral-threshold: expected a fraction in (0, 1] such as 0.8, got "${f.deferralThreshold}"`);
+    if (!(x > 0 && x <= 1))
+      throw new UsageError(`--deferral-threshold: expected a fraction in (0, 1] such as 0.8, got "${f.deferralThreshold}"`);
     c.deferralThreshold = x;
   }
   return c;
@@ -209,7 +211,8 @@ export async function runServer(f: ServerFlags): Promise<void> {
   }
   if (f.dbPool !== undefined) {
     const n = Number(f.dbPool);
-    if (!Number.isInteger(n) || n < 2 || n > 1000) throw new UsageError(`--db-pool: expected a whole number from 2 to 1000, got "${f.dbPool}"`);
+    if (!Number.isInteger(n) || n < 2 || n > 1000)
+      throw new UsageError(`--db-pool: expected a whole number from 2 to 1000, got "${f.dbPool}"`);
     opts.maxConnections = n;
   }
   if (f.statementTimeout !== undefined) {

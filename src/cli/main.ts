@@ -413,7 +413,9 @@ export function buildProgram(ctx: ErrorContext): Command {
         .health()
         .catch(() => null);
       if (h?.replica !== undefined)
-        out(`\nscheduling leader: ${h.leaderReplica ?? 'none right now (election in progress)'}${h.epoch != null ? ` (epoch ${h.epoch})` : ''}`);
+        out(
+          `\nscheduling leader: ${h.leaderReplica ?? 'none right now (election in progress)'}${h.epoch != null ? ` (epoch ${h.epoch})` : ''}`,
+        );
     });
 
   sub('events')

@@ -44,7 +44,10 @@ describe('normalizeTask', () => {
   });
 
   it('expands categories', () => {
-    expect(normalizeTask({ command: ['x'], resources: { category: 'premium' } }).resources).toMatchObject({ cpus: 4000, memory: 8 * 1024 ** 3 });
+    expect(normalizeTask({ command: ['x'], resources: { category: 'premium' } }).resources).toMatchObject({
+      cpus: 4000,
+      memory: 8 * 1024 ** 3,
+    });
   });
 
   it.each<[string, TaskInput, string]>([

@@ -123,7 +123,8 @@ export function normalizeTask(input: TaskInput, defaults: SpecDefaults = DEFAULT
   resources.cpus = shape.cpus;
   resources.memory = shape.memory;
   if (r.cpus !== undefined) {
-    if (!(typeof r.cpus === 'number' && Number.isFinite(r.cpus) && r.cpus > 0 && r.cpus <= 1024)) bad('resources.cpus', 'expected a number of cores > 0, e.g. 0.5 or 2');
+    if (!(typeof r.cpus === 'number' && Number.isFinite(r.cpus) && r.cpus > 0 && r.cpus <= 1024))
+      bad('resources.cpus', 'expected a number of cores > 0, e.g. 0.5 or 2');
     else resources.cpus = Math.max(1, Math.round(r.cpus * 1000));
   }
   if (r.memory !== undefined) {
@@ -131,7 +132,8 @@ export function normalizeTask(input: TaskInput, defaults: SpecDefaults = DEFAULT
     if (m === null || m <= 0) bad('resources.memory', 'expected a size > 0 such as "512Mi", "2GiB" or "1.5G"');
     else resources.memory = m;
   }
-  if (r.ports !== undefined && !(Number.isInteger(r.ports) && r.ports >= 0 && r.ports <= 64)) bad('resources.ports', 'expected an integer from 0 to 64');
+  if (r.ports !== undefined && !(Number.isInteger(r.ports) && r.ports >= 0 && r.ports <= 64))
+    bad('resources.ports', 'expected an integer from 0 to 64');
   else resources.ports = r.ports ?? 0;
   const portNames = r.portNames ?? [];
   portNames.forEach((n, i) => {

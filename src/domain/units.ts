@@ -26,7 +26,11 @@ export function parseDuration(input: string | number): number | null {
   if (iso && s.length > 1 && s.toUpperCase() !== 'PT') {
     const [, w, d, h, m, sec] = iso;
     const total =
-      Number(w ?? 0) * 604_800_000 + Number(d ?? 0) * 86_400_000 + Number(h ?? 0) * 3_600_000 + Number(m ?? 0) * 60_000 + Number(sec ?? 0) * 1000;
+      Number(w ?? 0) * 604_800_000 +
+      Number(d ?? 0) * 86_400_000 +
+      Number(h ?? 0) * 3_600_000 +
+      Number(m ?? 0) * 60_000 +
+      Number(sec ?? 0) * 1000;
     return Math.round(total);
   }
   const re = /(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d|w)/gy;

@@ -5,7 +5,9 @@
 import { type Static, Type as T } from '@sinclair/typebox';
 
 const Strict = { additionalProperties: false } as const;
-const Duration = T.Union([T.String({ minLength: 1, maxLength: 64 }), T.Number()], { description: '"90s", "15m", "2h", "1d", ISO-8601 "PT15M", or milliseconds' });
+const Duration = T.Union([T.String({ minLength: 1, maxLength: 64 }), T.Number()], {
+  description: '"90s", "15m", "2h", "1d", ISO-8601 "PT15M", or milliseconds',
+});
 const Size = T.Union([T.String({ minLength: 1, maxLength: 32 }), T.Number()], { description: '"512Mi", "2GiB", "1.5G", or bytes' });
 const Instant = T.Union([T.String({ minLength: 1, maxLength: 64 }), T.Number()], { description: 'ISO-8601 instant or epoch milliseconds' });
 const StringMap = T.Record(T.String({ maxLength: 256 }), T.String({ maxLength: 65536 }));
@@ -14,7 +16,9 @@ const SchedulingType = T.Union(['once', 'daily', 'weekly', 'monthly', 'annually'
 export const TaskInputSchema = T.Object(
   {
     name: T.Optional(T.String({ minLength: 1, maxLength: 200 })),
-    command: T.Optional(T.Array(T.String({ maxLength: 65536 }), { maxItems: 4096, description: 'argv; run without a shell unless shell is true' })),
+    command: T.Optional(
+      T.Array(T.String({ maxLength: 65536 }), { maxItems: 4096, description: 'argv; run without a shell unless shell is true' }),
+    ),
     shell: T.Optional(T.Boolean()),
     script: T.Optional(T.String({ maxLength: 1_048_576 })),
     scriptPath: T.Optional(T.String({ maxLength: 4096 })),
@@ -41,7 +45,11 @@ export const TaskInputSchema = T.Object(
     totalAttempts: T.Optional(T.Integer()),
     retry: T.Optional(
       T.Object(
-        { backoff: T.Optional(Duration), maxDelay: T.Optional(Duration), noRetryExitCodes: T.Optional(T.Array(T.Integer(), { maxItems: 256 })) },
+        {
+          backoff: T.Optional(Duration),
+          maxDelay: T.Optional(Duration),
+          noRetryExitCodes: T.Optional(T.Array(T.Integer(), { maxItems: 256 })),
+        },
         Strict,
       ),
     ),
@@ -51,7 +59,13 @@ export const TaskInputSchema = T.Object(
         {
           type: SchedulingType,
           at: T.Optional(T.String({ maxLength: 8 })),
-          on: T.Optional(T.Union([T.String({ maxLength: 32 }), T.Integer(), T.Array(T.Union([T.String({ maxLength: 32 }), T.Integer()]), { maxItems: 31 })])),
+          on: T.Optional(
+            T.Union([
+              T.String({ maxLength: 32 }),
+              T.Integer(),
+              T.Array(T.Union([T.String({ maxLength: 32 }), T.Integer()]), { maxItems: 31 }),
+            ]),
+          ),
           cron: T.Optional(T.String({ maxLength: 256 })),
           timezone: T.Optional(T.String({ maxLength: 64 })),
           startAt: T.Optional(Instant),
@@ -64,7 +78,9 @@ export const TaskInputSchema = T.Object(
     ),
     startAt: T.Optional(Instant),
     placement: T.Optional(T.Union([T.Literal('binpack'), T.Literal('spread')])),
-    notify: T.Optional(T.Object({ url: T.String({ maxLength: 2048 }), events: T.Optional(T.Array(T.String({ maxLength: 64 }), { maxItems: 32 })) }, Strict)),
+    notify: T.Optional(
+      T.Object({ url: T.String({ maxLength: 2048 }), events: T.Optional(T.Array(T.String({ maxLength: 64 }), { maxItems: 32 })) }, Strict),
+    ),
     onDeadlineMiss: T.Optional(T.Union([T.Literal('run'), T.Literal('expire')])),
   },
   Strict,
@@ -103,7 +119,10 @@ const CapacitySchema = T.Object(
   {
     cpus: T.Integer({ minimum: 1, description: 'millicores' }),
     memory: T.Integer({ minimum: 1, description: 'bytes' }),
-    ports: T.Union([T.Null(), T.Object({ from: T.Integer({ minimum: 1, maximum: 65535 }), to: T.Integer({ minimum: 1, maximum: 65535 }) }, Strict)]),
+    ports: T.Union([
+      T.Null(),
+      T.Object({ from: T.Integer({ minimum: 1, maximum: 65535 }), to: T.Integer({ minimum: 1, maximum: 65535 }) }, Strict),
+    ]),
   },
   Strict,
 );
@@ -162,7 +181,9 @@ export const WorkerReportSchema = T.Object(
             reason: T.Union([T.String({ maxLength: 4096 }), T.Null()]),
             startedAt: T.Union([T.Number(), T.Null()]),
             finishedAt: T.Number(),
-            usage: T.Optional(T.Object({ peakMemory: T.Union([T.Number(), T.Null()]), cpuSeconds: T.Union([T.Number(), T.Null()]) }, Strict)),
+            usage: T.Optional(
+              T.Object({ peakMemory: T.Union([T.Number(), T.Null()]), cpuSeconds: T.Union([T.Number(), T.Null()]) }, Strict),
+            ),
           },
           Strict,
         ),

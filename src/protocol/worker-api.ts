@@ -16,10 +16,10 @@
 //
 // Errors are the API's ErrorBody with a stable code. 404 WORKER_NOT_FOUND on poll/report means: register again.
 
-import type { ItemAck } from '../store/port.js';
 import type { Allocation } from '../domain/resources.js';
 import type { Executor, RetryPolicy } from '../domain/task.js';
 import type { Worker } from '../domain/worker.js';
+import type { ItemAck } from '../store/port.js';
 
 export interface RegisterResponse {
   worker: Worker;

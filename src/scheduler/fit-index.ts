@@ -84,7 +84,7 @@ export class FitIndex {
   private static level(x: number, top: number): number {
     if (x <= 0 || top <= 0) return 0;
     const l = Math.floor(Math.log2(x / top)) + LEVELS;
-    return l < 0 ? 0 : l > LEVELS - 1 ? LEVELS - 1 : l;
+    return l < 0 ? 0 : Math.min(l, LEVELS - 1);
   }
 
   /** The least free amount a worker in level i can have, as a fraction of top. */

@@ -78,7 +78,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(leadership.describe ? { describeCluster: () => leadership.describe!() } : {}),
     explain: async (taskId, owner) => {
       const task = await store.getTask(taskId, owner);
-      if (!task || task.status !== 'waiting') return null;
+      if (task?.status !== 'waiting') return null;
       const t = await now();
       if (task.dueAt > t) {
         return {

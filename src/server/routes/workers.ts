@@ -7,7 +7,7 @@ import type { Executor } from '../../domain/task.js';
 import type { Worker } from '../../domain/worker.js';
 import { WorkerPollSchema, WorkerRegisterSchema, type WorkerReportBody, WorkerReportSchema } from '../../protocol/schemas.js';
 import type { PollResponse, RegisterResponse, ReportResponse, WireAssignment } from '../../protocol/worker-api.js';
-import type { Assignment, HeartbeatResult, ItemAck } from '../../store/port.js';
+import type { Assignment, HeartbeatResult } from '../../store/port.js';
 import { requireRole } from '../auth.js';
 import type { Control } from '../control.js';
 
