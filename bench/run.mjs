@@ -45,7 +45,7 @@ const HELP = `Usage: node bench/run.mjs [options]   (build first: npm run build)
   --exec-n N          /bin/true tasks in the exec suite (default 10000)
   --concurrency C     in-flight jobs in throughput and latency (default 50)
   --chunk K           tasks per bulk submit (default 2000)
-  --fleet F           simulated tsched workers sharing the in-flight slots (default 5)
+  --fleet F           simulated tsched workers sharing the in-flight slots (default 1, like the peers' one worker at concurrency 50)
   --inflight K        /bin/true in flight per worker process in exec (default 50)
   --processes P       worker processes in exec (default 2)
   --rates LIST        latency rates per second (default 100,1000)
@@ -114,7 +114,7 @@ const options = {
   execN: int('exec-n', values['exec-n'], quick ? 1_000 : 10_000),
   concurrency: int('concurrency', values.concurrency, 50),
   chunk: int('chunk', values.chunk, 2_000),
-  fleet: int('fleet', values.fleet, 5),
+  fleet: int('fleet', values.fleet, 1),
   inflight: int('inflight', values.inflight, 50),
   processes: int('processes', values.processes, 2),
   durationSec: int('duration', values.duration, quick ? 5 : 30),

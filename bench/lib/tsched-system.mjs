@@ -101,7 +101,7 @@ export function makeTsched(mode) {
     );
   }
 
-  sys.throughput = async ({ n, concurrency, chunk, onComplete, fleetSize = 5 }) => {
+  sys.throughput = async ({ n, concurrency, chunk, onComplete, fleetSize = 1 }) => {
     await startServer();
     const t0 = performance.now();
     const idToIndex = await submitBulk(n, chunk, 't');
@@ -134,7 +134,7 @@ export function makeTsched(mode) {
     return { submitSec, drainSec, extra: { fleet: `${fleetSize}×${slots}` } };
   };
 
-  sys.latencyHarness = async ({ concurrency, onStart, fleetSize = 5 }) => {
+  sys.latencyHarness = async ({ concurrency, onStart, fleetSize = 1 }) => {
     await startServer();
     const slots = Math.floor(concurrency / fleetSize);
     const workers = fleet(fleetSize, slots, (a) => onStart(Number(a.name.slice(1))));

@@ -94,6 +94,7 @@ export class SqliteBackend implements Backend {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, 1000);
+        this.lastFlushSize = batch.length;
         SqliteBackend.stats.flushes++;
         SqliteBackend.stats.tx += batch.length;
         const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
@@ -144,9 +145,12 @@ export class SqliteBackend implements Backend {
 
   // Like PostgreSQL's commit_delay: when commits come back to back (a busy server), wait a moment so that
   // the next flush gathers more transactions behind one fsync; an idle server flushes at once.
+  // A serial pipeline (one transaction at a time) gains nothing from waiting, so the delay applies only when
+  // the last flush already carried several transactions.
   private lastFlushAt = 0;
+  private lastFlushSize = 0;
   private scheduleFlush(): void {
-    if (performance.now() - this.lastFlushAt < BUSY_GAP_MS) setTimeout(() => void this.flush(), COMMIT_DELAY_MS);
+    if (this.lastFlushSize > 1 && performance.now() - this.lastFlushAt < BUSY_GAP_MS) setTimeout(() => void this.flush(), COMMIT_DELAY_MS);
     else setImmediate(() => void this.flush());
   }
 
