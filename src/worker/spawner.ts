@@ -5,7 +5,7 @@
 // worker only writes a request into a pipe. Output, exec failures and exits come back as framed events.
 // When perl is missing, start() returns null and the executor uses Node's spawn.
 
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { SPAWNER_SCRIPT } from './spawner-script.js';
@@ -40,12 +40,12 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, n]) => [n as number, name as NodeJS.Signals]),
 );
 
-let perlOk: boolean | null = null;
-function perlAvailable(): boolean {
-  if (perlOk === null) {
-    const r = spawnSync('perl', ['-MPOSIX', '-MErrno', '-e', 'print "ok"'], { encoding: 'utf8', timeout: 10_000 });
-    perlOk = r.status === 0 && r.stdout === 'ok';
-  }
+let perlOk: Promise<boolean> | null = null;
+/** Whether perl with POSIX and Errno runs here; asked once per process, without blocking the event loop. */
+function perlAvailable(): Promise<boolean> {
+  perlOk ??= new Promise((resolve) => {
+    execFile('perl', ['-MPOSIX', '-MErrno', '-e', 'print "ok"'], { timeout: 10_000 }, (err, stdout) => resolve(!err && stdout === 'ok'));
+  });
   return perlOk;
 }
 
@@ -69,8 +69,8 @@ export class Spawner {
   }
 
   /** The helper, or null when this machine has no usable perl (then use Node's spawn). */
-  static start(onWarning?: (msg: string, err?: unknown) => void): Spawner | null {
-    if (process.platform !== 'linux' || process.env.TSCHED_NO_SPAWNER === '1' || !perlAvailable()) return null;
+  static async start(onWarning?: (msg: string, err?: unknown) => void): Promise<Spawner | null> {
+    if (process.platform !== 'linux' || process.env.TSCHED_NO_SPAWNER === '1' || !(await perlAvailable())) return null;
     const proc = spawn('perl', ['-e', SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
     return new Spawner(proc, onWarning);
   }

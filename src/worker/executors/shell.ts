@@ -91,10 +91,13 @@ export class ShellExecutor implements Executor {
   /** undefined: not started yet; null: no perl here (Node's spawn is used). */
   private spawner: Spawner | null | undefined;
   private parentReady: Promise<void> | undefined;
+  private spawnerReady: Promise<Spawner | null> | undefined;
 
   constructor(private readonly opts: ShellExecutorOptions) {
     this.baseEnv = opts.baseEnv ?? defaultBaseEnv();
     this.grace = opts.killGraceMs ?? 10_000;
+    // Probe perl and start the helper now, so that the first run does not wait for it.
+    void this.liveSpawner();
   }
 
   start(a: WireAssignment, ctx: ExecContext): RunningRun {
@@ -152,7 +155,7 @@ export class ShellExecutor implements Executor {
           return killedResult() as ExecResult;
         }
         capTimer = setTimeout(() => kill('timed_out'), a.capRemainingMs);
-        const sp = this.liveSpawner();
+        const sp = await this.liveSpawner();
         // With the spawner, its child makes the run directory (only the parent must exist); an inline script
         // needs the directory before.
         if (!sp || a.script !== null) await fsp.mkdir(runDir, { recursive: true });
@@ -189,7 +192,7 @@ export class ShellExecutor implements Executor {
         if (killReason) return killedResult() as ExecResult;
 
         const env = runEnv(a, this.baseEnv);
-        const proc = this.launch(a.runId, argv, runDir, env, cg, ctx);
+        const proc = this.launch(a.runId, argv, runDir, env, cg, ctx, !sp || a.script !== null);
         const pid = (await proc.started) ?? undefined;
         if (pid !== undefined) {
           child = pid;
@@ -272,9 +275,13 @@ export class ShellExecutor implements Executor {
     return { runId: a.runId, kill, done };
   }
 
-  private liveSpawner(): Spawner | null {
-    if (this.spawner === undefined) this.spawner = Spawner.start(this.opts.onWarning);
-    return this.spawner?.alive ? this.spawner : null;
+  private async liveSpawner(): Promise<Spawner | null> {
+    this.spawnerReady ??= Spawner.start(this.opts.onWarning).then((sp) => {
+      this.spawner = sp;
+      return sp;
+    });
+    const sp = await this.spawnerReady;
+    return sp?.alive ? sp : null;
   }
 
   /** The directory run directories go in, made once. */
@@ -314,8 +321,9 @@ export class ShellExecutor implements Executor {
     env: Record<string, string>,
     cg: RunCgroup | null,
     ctx: ExecContext,
+    dirMade: boolean,
   ): Launched {
-    const sp = this.liveSpawner();
+    const sp = this.spawner?.alive ? this.spawner : null;
     let error: { code: string; message: string } | null = null;
     let dropped = false;
     if (sp?.alive) {
@@ -345,6 +353,8 @@ export class ShellExecutor implements Executor {
       );
       return { started, exited, closed, spawnError: () => error, dropPipes: () => (dropped = true) };
     }
+    // The spawner was to make the directory, but it went away meanwhile.
+    if (!dirMade) mkdirSync(cwd, { recursive: true });
     const [file, ...args] = cg
       ? ['/bin/sh', '-c', CGROUP_WRAPPER, 'tsched-run', String(cg.procsFiles.length), ...cg.procsFiles, ...argv]
       : argv;
@@ -375,8 +385,9 @@ export class ShellExecutor implements Executor {
 
   async close(): Promise<void> {
     await Promise.all([...this.cleanups]);
-    const sp = this.spawner;
+    const sp = await this.spawnerReady;
     this.spawner = undefined;
+    this.spawnerReady = undefined;
     await sp?.close();
   }
 }
