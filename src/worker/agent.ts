@@ -425,7 +425,9 @@ class Agent {
       logs: lr.logs,
       onStarted: (at) => {
         this.starts.push({ runId: a.runId, token: a.token, at });
-        this.scheduleFlush(true);
+        // Not urgent: a start rides with the next result or log flush (at most logFlushMs later), so a short
+        // run costs the server one report, not two.
+        this.scheduleFlush(false);
       },
     });
     this.live.set(a.runId, lr);
@@ -503,7 +505,6 @@ class Agent {
 
   private hasUrgent(): boolean {
     return (
-      this.starts.length > 0 ||
       this.newResults.length > 0 ||
       this.finishedLogs.length > 0 ||
       Date.now() - this.lastHeartbeat >= this.heartbeatMs * 0.8
@@ -516,7 +517,7 @@ class Agent {
     this.inFlight = this.sendOne().finally(() => {
       this.inFlight = null;
       if (this.hasUrgent() || this.unackedPendingResend) this.scheduleFlush(true);
-      else if (this.dirtyLogs.size > 0) this.scheduleFlush(false);
+      else if (this.dirtyLogs.size > 0 || this.starts.length > 0) this.scheduleFlush(false);
     });
     return this.inFlight;
   }
