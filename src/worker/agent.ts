@@ -551,7 +551,9 @@ class Agent {
     if (started.length) body.started = started;
     if (logs.length) body.logs = logs;
     if (results.length) body.results = results;
-    if (Date.now() - this.lastHeartbeat >= this.heartbeatMs * 0.8 || started.length > 0) {
+    // Only when a heartbeat is due: a report's starts and results need no lease extension, and every
+    // heartbeat is a write on the server.
+    if (Date.now() - this.lastHeartbeat >= this.heartbeatMs * 0.8) {
       body.running = [...this.live.values()].filter((r) => !r.orphaned).map((r) => ({ runId: r.a.runId, token: r.a.token }));
     }
     return body;
