@@ -504,11 +504,7 @@ class Agent {
   }
 
   private hasUrgent(): boolean {
-    return (
-      this.newResults.length > 0 ||
-      this.finishedLogs.length > 0 ||
-      Date.now() - this.lastHeartbeat >= this.heartbeatMs * 0.8
-    );
+    return this.newResults.length > 0 || this.finishedLogs.length > 0 || Date.now() - this.lastHeartbeat >= this.heartbeatMs * 0.8;
   }
 
   private flush(): Promise<void> {
