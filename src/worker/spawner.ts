@@ -55,6 +55,7 @@ export class Spawner {
   private queued: string[] = [];
   private writeScheduled = false;
   private dead = false;
+  private closing = false;
   private rmSeq = 0;
   private readonly removals = new Map<number, (errno: string | null) => void>();
 
@@ -73,6 +74,11 @@ export class Spawner {
     if (process.platform !== 'linux' || process.env.TSCHED_NO_SPAWNER === '1' || !(await perlAvailable())) return null;
     const proc = spawn('perl', ['-e', SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
     return new Spawner(proc, onWarning);
+  }
+
+  /** The helper's pid. */
+  get pid(): number | undefined {
+    return this.proc.pid;
   }
 
   get alive(): boolean {
@@ -189,7 +195,8 @@ export class Spawner {
   private died(msg: string): void {
     if (this.dead) return;
     this.dead = true;
-    if (this.runs.size > 0) this.onWarning?.(`${msg}; ${this.runs.size} run(s) lose their exit status`);
+    if (!this.closing || this.runs.size > 0)
+      this.onWarning?.(`${msg}; ${this.runs.size} run(s) lose their exit status; further runs use Node's spawn`);
     for (const p of this.runs.values()) {
       // Their processes may live on (reparented): the executor's group and cgroup kills still reach them.
       p.ev.onExit(null, 'SIGKILL');
@@ -203,6 +210,7 @@ export class Spawner {
   /** Ends the helper once the runs it holds are done (closing stdin lets it finish). */
   close(): Promise<void> {
     if (this.dead) return Promise.resolve();
+    this.closing = true;
     return new Promise((resolve) => {
       this.proc.once('exit', () => resolve());
       this.proc.stdin?.end();
