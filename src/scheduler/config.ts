@@ -34,7 +34,7 @@ export interface SchedulerConfig {
 export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = Object.freeze({
   urgencyWindowMs: 120_000,
   deferralThreshold: 0.8,
-  deferralSlackMs: 30 * 60_000,
+  deferralSlackMs: 10 * 60_000,
   placement: 'binpack',
   quotas: Object.freeze({}) as Record<string, Quota>,
   maxEstimatesPerPass: 32,

@@ -224,7 +224,7 @@ describe('off-peak deferral', () => {
     expect(placedIds(p).sort()).toEqual([2, 3]);
     const e = p.explanations.get(1);
     expect(e?.reasons[0]?.code).toBe('deferred_off_peak');
-    expect(e?.estimatedStart).toBe(NOW + 90 * MIN);
+    expect(e?.estimatedStart).toBe(NOW + 110 * MIN); // when its 2 h of slack falls to the 10 min deferral slack
     expect(e?.message).toMatch(/^Deferred to off-peak: the cluster is 8\d% busy \(threshold 80%\) and it has 2h of slack/);
     expect(p.stats.deferred).toBe(1);
   });

@@ -49,7 +49,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   schedulerBatch: 2_000,
   urgencyWindowMs: 60_000,
   deferralThreshold: 0.8,
-  deferralSlackMs: 30 * 60_000,
+  deferralSlackMs: 10 * 60_000,
   placement: 'binpack',
   quotas: {},
   maxPollWaitMs: 30_000,
