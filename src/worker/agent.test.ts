@@ -301,7 +301,7 @@ describe('worker agent', () => {
     expect(cp.drained).toBe(true);
     const byRun = new Map(cp.results.map((r) => [r.runId, r]));
     expect(byRun.get(quick.runId)?.outcome).toBe('succeeded');
-    expect(byRun.get(slow.runId)).toMatchObject({ outcome: 'lost', reason: 'worker_shutdown' });
+    expect(byRun.get(slow.runId)).toMatchObject({ outcome: 'cancelled', reason: 'worker_drain' });
     worker = null;
   });
 

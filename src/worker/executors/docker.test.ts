@@ -414,8 +414,8 @@ describe.skipIf(!haveDocker)('docker executor (real Docker Engine)', () => {
     const s = start({ command: ['sleep', '60'] });
     s.run.kill('shutdown');
     const r = await s.run.done;
-    expect(r.outcome).toBe('lost');
-    expect(r.reason).toBe('worker_shutdown');
+    expect(r.outcome).toBe('cancelled');
+    expect(r.reason).toBe('worker_drain');
     expect(await containersOf(s.run.runId)).toEqual([]);
   });
 

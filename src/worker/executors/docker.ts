@@ -206,7 +206,7 @@ export class DockerExecutor implements Executor {
         if (killReason === 'timed_out') return finish({ outcome: 'timed_out', exitCode: null, reason: 'execution_cap_exceeded' });
         if (killReason === 'cancelled') return finish({ outcome: 'cancelled', exitCode: null, reason: 'cancelled' });
         if (killReason === 'orphaned') return finish({ outcome: 'lost', exitCode: null, reason: 'lease_stale' });
-        if (killReason === 'shutdown') return finish({ outcome: 'lost', exitCode: null, reason: 'worker_shutdown' });
+        if (killReason === 'shutdown') return finish({ outcome: 'cancelled', exitCode: null, reason: 'worker_drain' });
         return null;
       };
       try {
