@@ -213,7 +213,9 @@ const md = renderMarkdown({
 process.stdout.write(`\n${md}`);
 if (!values['no-write']) {
   const path = values.out ?? join(ROOT, 'BENCHMARKS.md');
-  await writeFile(path, md);
+  // What profiling found and what was changed lives in bench/FINDINGS.md, kept across reruns.
+  const findings = await readFile(join(ROOT, 'bench/FINDINGS.md'), 'utf8').catch(() => '');
+  await writeFile(path, findings ? `${md}\n${findings}` : md);
   process.stdout.write(`\nwritten to ${path}\n`);
 }
 if (values.json) await writeFile(values.json, JSON.stringify({ machine, options, results }, null, 2));
