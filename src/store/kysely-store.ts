@@ -102,6 +102,16 @@ function chunks<T>(items: T[], size: number): T[][] {
 
 const isLive = (s: string): boolean => s === 'assigned' || s === 'running';
 
+/**
+ * The fencing rule, in one place: an item from a worker counts only if its run exists, is still live, and
+ * carries the run's current lease token. Returns the refusal, or null when the item may change the run.
+ */
+function fence(r: RunRow | undefined, item: RunToken): ItemAck | null {
+  if (!r) return { runId: item.runId, ok: false, code: 'RUN_NOT_FOUND' };
+  if (r.lease_token !== item.token || !isLive(r.state)) return { runId: item.runId, ok: false, code: 'LEASE_STALE' };
+  return null;
+}
+
 /** The longest prefix of `s` that fits in `max` UTF-8 bytes, cut on a character boundary. */
 function utf8Prefix(s: string, max: number): { text: string; bytes: number } {
   const buf = Buffer.from(s, 'utf8');
@@ -1074,11 +1084,11 @@ export class KyselyStore implements Store {
       const cancel = new Set<number>();
       for (const item of runs) {
         const r = rows.get(item.runId);
-        if (!r) {
-          acks.push({ runId: item.runId, ok: false, code: 'RUN_NOT_FOUND' });
-          cancel.add(item.runId);
-        } else if (r.lease_token !== item.token || !isLive(r.state) || r.worker_id !== workerId) {
-          acks.push({ runId: item.runId, ok: false, code: 'LEASE_STALE' });
+        // Another worker's run is stale for this one, whatever token it names.
+        const refused =
+          fence(r, item) ?? (r?.worker_id !== workerId ? { runId: item.runId, ok: false, code: 'LEASE_STALE' as const } : null);
+        if (refused) {
+          acks.push(refused);
           cancel.add(item.runId);
         } else {
           acks.push({ runId: item.runId, ok: true });
@@ -1197,12 +1207,9 @@ export class KyselyStore implements Store {
       const events: EventIn[] = [];
       for (const item of items) {
         const r = rows.get(item.runId);
-        if (!r) {
-          acks.push({ runId: item.runId, ok: false, code: 'RUN_NOT_FOUND' });
-          continue;
-        }
-        if (r.lease_token !== item.token || !isLive(r.state)) {
-          acks.push({ runId: item.runId, ok: false, code: 'LEASE_STALE' });
+        const refused = fence(r, item);
+        if (refused || !r) {
+          acks.push(refused!);
           continue;
         }
         acks.push({ runId: item.runId, ok: true });
@@ -1251,12 +1258,9 @@ export class KyselyStore implements Store {
       };
       for (const c of input) {
         const r = rows.get(c.runId);
-        if (!r) {
-          acks.push({ runId: c.runId, ok: false, code: 'RUN_NOT_FOUND' });
-          continue;
-        }
-        if (r.lease_token !== c.token || !isLive(r.state)) {
-          acks.push({ runId: c.runId, ok: false, code: 'LEASE_STALE' });
+        const refused = fence(r, c);
+        if (refused || !r) {
+          acks.push(refused!);
           continue;
         }
         acks.push({ runId: c.runId, ok: true });
@@ -1298,13 +1302,10 @@ export class KyselyStore implements Store {
       const ending = new Set<number>();
       for (const res of results) {
         const r = runs.get(res.runId);
-        if (!r) {
-          acks.push({ runId: res.runId, ok: false, code: 'RUN_NOT_FOUND' });
-          continue;
-        }
         // A duplicate result (even in this same batch) finds the run ended: refused, never recorded twice.
-        if (r.lease_token !== res.token || !isLive(r.state) || ending.has(res.runId)) {
-          acks.push({ runId: res.runId, ok: false, code: 'LEASE_STALE' });
+        const refused = fence(r, res) ?? (ending.has(res.runId) ? { runId: res.runId, ok: false, code: 'LEASE_STALE' as const } : null);
+        if (refused || !r) {
+          acks.push(refused!);
           continue;
         }
         ending.add(res.runId);
