@@ -7,6 +7,7 @@
 
 import type { Logger } from 'pino';
 import type { Store } from '../store/port.js';
+import { CoalescedLoop } from './coalesced-loop.js';
 import type { Metrics } from './metrics.js';
 
 export interface OccurrenceLoopDeps {
@@ -37,58 +38,28 @@ export interface OccurrencePassStats {
 }
 
 export class OccurrenceLoop {
-  private timer: NodeJS.Timeout | undefined;
-  private nextTimer: NodeJS.Timeout | undefined;
-  private nextTimerAt = Number.POSITIVE_INFINITY;
-  private running = false;
-  private dirty = false;
-  private stopped = true;
-  private idle: Array<() => void> = [];
+  private readonly loop: CoalescedLoop;
   readonly stats = { passes: 0, created: 0, missed: 0, skipped: 0, released: 0 };
 
-  constructor(private deps: OccurrenceLoopDeps) {}
-
-  start(): void {
-    this.stopped = false;
-    this.timer = setInterval(() => this.kick(), this.deps.intervalMs ?? 1000);
-    this.timer.unref();
-    this.kick();
+  constructor(private deps: OccurrenceLoopDeps) {
+    this.loop = new CoalescedLoop(
+      async () => this.passAt(await deps.now(), true),
+      (err) => deps.log.warn({ err }, 'occurrence pass failed; retrying on the next tick'),
+      deps.intervalMs ?? 1000,
+    );
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    if (this.nextTimer) clearTimeout(this.nextTimer);
-    this.nextTimer = undefined;
-    this.nextTimerAt = Number.POSITIVE_INFINITY;
-    if (this.running) await new Promise<void>((r) => this.idle.push(r));
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Ask for a pass soon; kicks during a pass collapse into one follow-up pass. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.dirty = true;
-      return;
-    }
-    this.running = true;
-    setImmediate(() => void this.loop());
-  }
-
-  private async loop(): Promise<void> {
-    try {
-      do {
-        this.dirty = false;
-        if (this.stopped) break;
-        const full = await this.passAt(await this.deps.now(), true);
-        if (full) this.dirty = true;
-      } while (this.dirty && !this.stopped);
-    } catch (err) {
-      this.deps.log.warn({ err }, 'occurrence pass failed; retrying on the next tick');
-    } finally {
-      this.running = false;
-      for (const r of this.idle.splice(0)) r();
-    }
+    this.loop.kick();
   }
 
   /** One pass at the injected clock's time (tests call this directly). */
@@ -152,18 +123,6 @@ export class OccurrenceLoop {
 
   /** The 1 s tick would be up to a second late for a per-second cron: wake at the exact instant instead. */
   private armNext(nextAt: number | null, now: number): void {
-    if (nextAt === null || this.stopped) return;
-    if (this.nextTimer && nextAt >= this.nextTimerAt) return;
-    if (this.nextTimer) clearTimeout(this.nextTimer);
-    this.nextTimerAt = nextAt;
-    this.nextTimer = setTimeout(
-      () => {
-        this.nextTimer = undefined;
-        this.nextTimerAt = Number.POSITIVE_INFINITY;
-        this.kick();
-      },
-      Math.min(Math.max(0, nextAt - now) + 1, 2 ** 31 - 1),
-    );
-    this.nextTimer.unref();
+    this.loop.wakeAt(nextAt, now);
   }
 }

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { plan, type SchedulerConfig } from '../scheduler/index.js';
 import type { Assignment, Store } from '../store/port.js';
+import { CoalescedLoop } from './coalesced-loop.js';
 import type { ServerConfig } from './config.js';
 import type { Metrics } from './metrics.js';
 import type { Wakeups } from './wakeups.js';
@@ -30,58 +31,30 @@ export interface SchedulerLoopDeps {
 }
 
 export class SchedulerLoop {
-  private running = false;
-  private dirty = false;
-  private stopped = true;
-  private fallback: NodeJS.Timeout | undefined;
-  private dueTimer: NodeJS.Timeout | undefined;
-  private dueTimerAt = Number.POSITIVE_INFINITY;
-  private idle: Array<() => void> = [];
+  private readonly loop: CoalescedLoop;
   readonly stats = { passes: 0, placed: 0, rejected: 0, lastPassMs: 0 };
   /** How many candidates the next pass loads (adaptive, MIN_WINDOW … schedulerBatch). */
   private window = MIN_WINDOW;
 
-  constructor(private deps: SchedulerLoopDeps) {}
-
-  start(): void {
-    this.stopped = false;
-    this.fallback = setInterval(() => this.kick(), this.deps.config.schedulerIntervalMs);
-    this.fallback.unref();
-    this.kick();
+  constructor(private deps: SchedulerLoopDeps) {
+    this.loop = new CoalescedLoop(
+      () => this.pass(),
+      (err) => deps.log.warn({ err }, 'scheduling pass failed; retrying on the next kick'),
+      deps.config.schedulerIntervalMs,
+    );
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.fallback) clearInterval(this.fallback);
-    if (this.dueTimer) clearTimeout(this.dueTimer);
-    if (this.running) await new Promise<void>((r) => this.idle.push(r));
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Ask for a pass soon. Cheap; call it on every event that may free resources or add work. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.dirty = true;
-      return;
-    }
-    this.running = true;
-    setImmediate(() => void this.loop());
-  }
-
-  private async loop(): Promise<void> {
-    try {
-      do {
-        this.dirty = false;
-        if (this.stopped) break;
-        const full = await this.pass();
-        if (full) this.dirty = true; // the batch was full: more may be waiting
-      } while (this.dirty && !this.stopped);
-    } catch (err) {
-      this.deps.log.warn({ err }, 'scheduling pass failed; retrying on the next kick');
-    } finally {
-      this.running = false;
-      for (const r of this.idle.splice(0)) r();
-    }
+    this.loop.kick();
   }
 
   /** One pass. Returns true when it placed a whole batch (so another pass should follow at once). */
@@ -168,19 +141,6 @@ export class SchedulerLoop {
 
   /** Wake up when the next delayed or backed-off task becomes due. */
   private async armDueTimer(now: number): Promise<void> {
-    const next = await this.deps.store.nextDueAt();
-    if (next === null || next <= now) return;
-    if (this.dueTimer && next >= this.dueTimerAt) return;
-    if (this.dueTimer) clearTimeout(this.dueTimer);
-    this.dueTimerAt = next;
-    this.dueTimer = setTimeout(
-      () => {
-        this.dueTimer = undefined;
-        this.dueTimerAt = Number.POSITIVE_INFINITY;
-        this.kick();
-      },
-      Math.min(next - now + 1, 2 ** 31 - 1),
-    );
-    this.dueTimer.unref();
+    this.loop.wakeAt(await this.deps.store.nextDueAt(), now);
   }
 }
