@@ -16,7 +16,16 @@ import type { WireAssignment } from '../../protocol/worker-api.js';
 import { dockerClient, LABEL_RUN, LABEL_TASK, LABEL_WORKER } from '../docker-leftovers.js';
 import { resolveScriptPath, ScriptPathRefused } from '../script-path.js';
 import { runEnv } from './shell.js';
-import type { ExecContext, ExecResult, Executor, KillReason, LogSink, LogStream, RunningRun } from './types.js';
+import {
+  type ExecContext,
+  type ExecResult,
+  type Executor,
+  KILL_OUTCOMES,
+  type KillReason,
+  type LogSink,
+  type LogStream,
+  type RunningRun,
+} from './types.js';
 
 export { cleanupDockerLeftovers, dockerAvailable, LABEL_RUN, LABEL_TASK, LABEL_WORKER } from '../docker-leftovers.js';
 
@@ -202,13 +211,7 @@ export class DockerExecutor implements Executor {
         ctx.logs.write('system', `[tsched] ${reason}\n`);
         return finish({ outcome: 'failed', exitCode: null, reason });
       };
-      const killedResult = (): ExecResult | null => {
-        if (killReason === 'timed_out') return finish({ outcome: 'timed_out', exitCode: null, reason: 'execution_cap_exceeded' });
-        if (killReason === 'cancelled') return finish({ outcome: 'cancelled', exitCode: null, reason: 'cancelled' });
-        if (killReason === 'orphaned') return finish({ outcome: 'lost', exitCode: null, reason: 'lease_stale' });
-        if (killReason === 'shutdown') return finish({ outcome: 'cancelled', exitCode: null, reason: 'worker_drain' });
-        return null;
-      };
+      const killedResult = (): ExecResult | null => (killReason ? finish({ ...KILL_OUTCOMES[killReason], exitCode: null }) : null);
       try {
         if (a.capRemainingMs <= 0) {
           killReason = 'timed_out';

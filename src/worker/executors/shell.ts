@@ -12,7 +12,7 @@ import type { PidRecords } from '../pids.js';
 import type { RssWatch, RssWatcher } from '../rss-watch.js';
 import { resolveScriptPath, ScriptPathRefused } from '../script-path.js';
 import { Spawner } from '../spawner.js';
-import type { ExecContext, ExecResult, Executor, KillReason, RunningRun } from './types.js';
+import { type ExecContext, type ExecResult, type Executor, KILL_OUTCOMES, type KillReason, type RunningRun } from './types.js';
 
 export interface ShellExecutorOptions {
   /** Runs get workDir/runs/<runId>, or runsDir/<runId>. */
@@ -142,13 +142,7 @@ export class ShellExecutor implements Executor {
         startedAt,
         finishedAt: Date.now(),
       });
-      const killedResult = (): ExecResult | null => {
-        if (killReason === 'timed_out') return finish({ outcome: 'timed_out', exitCode: null, reason: 'execution_cap_exceeded' });
-        if (killReason === 'cancelled') return finish({ outcome: 'cancelled', exitCode: null, reason: 'cancelled' });
-        if (killReason === 'orphaned') return finish({ outcome: 'lost', exitCode: null, reason: 'lease_stale' });
-        if (killReason === 'shutdown') return finish({ outcome: 'cancelled', exitCode: null, reason: 'worker_drain' });
-        return null;
-      };
+      const killedResult = (): ExecResult | null => (killReason ? finish({ ...KILL_OUTCOMES[killReason], exitCode: null }) : null);
       try {
         if (a.capRemainingMs <= 0) {
           killReason = 'timed_out';

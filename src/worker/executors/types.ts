@@ -16,6 +16,15 @@ export interface LogSink {
 /** Why a run is being stopped from outside. */
 export type KillReason = 'cancelled' | 'timed_out' | 'orphaned' | 'shutdown';
 
+/** How a run stopped from outside ends, whatever executor ran it. */
+export const KILL_OUTCOMES: Readonly<Record<KillReason, { outcome: RunOutcome; reason: string }>> = {
+  timed_out: { outcome: 'timed_out', reason: 'execution_cap_exceeded' },
+  cancelled: { outcome: 'cancelled', reason: 'cancelled' },
+  orphaned: { outcome: 'lost', reason: 'lease_stale' },
+  // The worker is draining: not the user's cancel, so the queue manager retries the task elsewhere.
+  shutdown: { outcome: 'cancelled', reason: 'worker_drain' },
+};
+
 export interface ExecResult {
   outcome: RunOutcome;
   exitCode: number | null;
