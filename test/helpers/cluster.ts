@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import pg from 'pg';
-import { BIN } from './processes.js';
+import { spawnTsched, waitHealthy } from './processes.js';
 
 export const ADMIN = `adm-${randomBytes(8).toString('hex')}`;
 export const WORKER_TOKEN = `wrk-${randomBytes(8).toString('hex')}`;
@@ -20,54 +20,21 @@ export interface Replica {
 
 /** Starts `tsched server` on a free loopback port and waits for /healthz. */
 export async function startReplica(db: string, args: string[] = [], env: Record<string, string> = {}): Promise<Replica> {
-  const proc = spawn(
-    process.execPath,
-    [BIN, 'server', '--db', db, '--listen', '127.0.0.1:0', '--admin-token', ADMIN, '--worker-token', WORKER_TOKEN, '--json', ...args],
-    { env: { ...process.env, TSCHED_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  const p = await spawnTsched(
+    ['server', '--db', db, '--listen', '127.0.0.1:0', '--admin-token', ADMIN, '--worker-token', WORKER_TOKEN, '--json', ...args],
+    /\{"url":"(http:\/\/[^"]+)"/,
+    { env, timeoutMs: 30_000, what: 'tsched server' },
   );
-  let out = '';
-  proc.stdout!.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr!.on('data', (d) => {
-    out += d;
-  });
-  const url = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`tsched server did not start within 30s:\n${out}`)), 30_000);
-    const check = () => {
-      const m = /\{"url":"(http:\/\/[^"]+)"/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        res(m[1] as string);
-      }
-    };
-    proc.stdout!.on('data', check);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`tsched server exited with ${code}:\n${out}`));
-    });
-  });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const url = p.match[1] as string;
+  await waitHealthy(url);
   return {
     url,
     port: Number(new URL(url).port),
-    proc,
-    output: () => out,
-    kill: (signal: NodeJS.Signals = 'SIGKILL') =>
-      new Promise((res) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return res();
-        const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-        proc.once('exit', () => {
-          clearTimeout(t);
-          res();
-        });
-        proc.kill(signal);
-      }),
+    proc: p.proc,
+    output: p.output,
+    kill: async (signal: NodeJS.Signals = 'SIGKILL') => {
+      await p.stop(signal);
+    },
   };
 }
 

@@ -12,6 +12,77 @@ export function tempDir(prefix = 'tsched-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+export interface TschedProcess {
+  proc: ChildProcess;
+  output(): string;
+  /** Signals the process and waits for it to exit (SIGKILL after 20 s); resolves with its exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Spawns the real `tsched` with `args` and waits until its output matches `ready` (the match is returned);
+ * rejects with everything it printed if it exits first or takes longer than `timeoutMs`.
+ */
+export async function spawnTsched(
+  args: string[],
+  ready: RegExp,
+  opts: { env?: Record<string, string>; timeoutMs?: number; what?: string } = {},
+): Promise<TschedProcess & { match: RegExpExecArray }> {
+  const proc = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, TSCHED_LOG_LEVEL: 'warn', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+  });
+  const what = opts.what ?? `tsched ${args[0]}`;
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const match = await new Promise<RegExpExecArray>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`${what} was not ready within ${timeoutMs / 1000}s:\n${out}`)), timeoutMs);
+    const check = () => {
+      const m = ready.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        res(m);
+      }
+    };
+    proc.stdout!.on('data', check);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`${what} exited with ${code}:\n${out}`));
+    });
+  });
+  return {
+    proc,
+    match,
+    output: () => out,
+    stop: (signal: NodeJS.Signals = 'SIGTERM') =>
+      new Promise((res) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return res(proc.exitCode);
+        const killer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+        proc.once('exit', (code) => {
+          clearTimeout(killer);
+          res(code);
+        });
+        proc.kill(signal);
+      }),
+  };
+}
+
+/** Waits until the server's /healthz answers. */
+export async function waitHealthy(url: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export interface UpProcess {
   url: string;
   token: string;
@@ -28,39 +99,13 @@ export interface UpProcess {
 export async function startUp(opts: { dataDir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<UpProcess> {
   const dataDir = opts.dataDir ?? tempDir();
   const configPath = join(dataDir, 'cli-config.json');
-  const proc = spawn(process.execPath, [BIN, 'up', '--port', '0', '--data-dir', dataDir, ...(opts.args ?? [])], {
-    env: { ...process.env, TSCHED_CONFIG: configPath, TSCHED_LOG_LEVEL: 'warn', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const p = await spawnTsched(['up', '--port', '0', '--data-dir', dataDir, ...(opts.args ?? [])], /(http:\/\/127\.0\.0\.1:\d+)/, {
+    env: { TSCHED_CONFIG: configPath, ...opts.env },
+    what: 'tsched up',
   });
-  let out = '';
-  proc.stdout!.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr!.on('data', (d) => {
-    out += d;
-  });
-  const url = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`tsched up did not print its URL within 20s:\n${out}`)), 20_000);
-    const check = () => {
-      const m = /(http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        res(m[1] as string);
-      }
-    };
-    proc.stdout!.on('data', check);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`tsched up exited with ${code}:\n${out}`));
-    });
-  });
+  const url = p.match[1] as string;
   // The URL is printed once the server listens; wait for /healthz to be sure.
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitHealthy(url);
   const creds = JSON.parse(readFileSync(join(dataDir, 'credentials.json'), 'utf8')) as { token: string; workerToken: string };
   return {
     url,
@@ -68,18 +113,9 @@ export async function startUp(opts: { dataDir?: string; args?: string[]; env?: R
     workerToken: creds.workerToken,
     dataDir,
     configPath,
-    proc,
-    output: () => out,
-    stop: (signal: NodeJS.Signals = 'SIGINT') =>
-      new Promise((res) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return res(proc.exitCode);
-        const killer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
-        proc.once('exit', (code) => {
-          clearTimeout(killer);
-          res(code);
-        });
-        proc.kill(signal);
-      }),
+    proc: p.proc,
+    output: p.output,
+    stop: (signal: NodeJS.Signals = 'SIGINT') => p.stop(signal),
   };
 }
 
@@ -161,59 +197,12 @@ export async function startWorkerProc(
   opts: { name: string; args?: string[]; workDir?: string; env?: Record<string, string> },
 ): Promise<WorkerProcess> {
   const workDir = opts.workDir ?? tempDir(`tsched-${opts.name}-`);
-  const proc = spawn(
-    process.execPath,
-    [
-      BIN,
-      'worker',
-      '--server',
-      server.url,
-      '--token',
-      server.workerToken,
-      '--name',
-      opts.name,
-      '--work-dir',
-      workDir,
-      ...(opts.args ?? []),
-    ],
-    { env: { ...process.env, TSCHED_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  const p = await spawnTsched(
+    ['worker', '--server', server.url, '--token', server.workerToken, '--name', opts.name, '--work-dir', workDir, ...(opts.args ?? [])],
+    /connected to/,
+    { ...(opts.env ? { env: opts.env } : {}), what: `worker ${opts.name}` },
   );
-  let out = '';
-  proc.stdout!.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr!.on('data', (d) => {
-    out += d;
-  });
-  await new Promise<void>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`worker ${opts.name} did not connect within 20s:\n${out}`)), 20_000);
-    const check = () => {
-      if (/connected to/.test(out)) {
-        clearTimeout(timer);
-        res();
-      }
-    };
-    proc.stdout!.on('data', check);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`worker ${opts.name} exited with ${code}:\n${out}`));
-    });
-  });
-  return {
-    name: opts.name,
-    proc,
-    output: () => out,
-    stop: (signal: NodeJS.Signals = 'SIGTERM') =>
-      new Promise((res) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return res(proc.exitCode);
-        const killer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
-        proc.once('exit', (code) => {
-          clearTimeout(killer);
-          res(code);
-        });
-        proc.kill(signal);
-      }),
-  };
+  return { name: opts.name, proc: p.proc, output: p.output, stop: p.stop };
 }
 
 /** Whether a process exists (signal 0). */
