@@ -1,7 +1,7 @@
 // Helpers for the cluster tests: real `tsched server` replicas, a TCP proxy the test controls (fail-over
 // load balancing and black-holing), a fresh PostgreSQL schema per test, and checks over the run history.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import pg from 'pg';
