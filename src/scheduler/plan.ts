@@ -10,6 +10,7 @@ import type { PlacementDecision } from '../store/port.js';
 import { type Quota, resolveConfig, type SchedulerConfig } from './config.js';
 import { buildExplanation, type Explanation, prepareEstimates } from './explain.js';
 import { type Dominant, FitIndex, type Mode } from './fit-index.js';
+import { MinHeap } from './heap.js';
 import type { ReasonCode } from './reasons.js';
 
 export interface Snapshot {
@@ -582,43 +583,6 @@ function ownerLess(a: OwnerQueue, b: OwnerQueue): boolean {
 }
 
 /** A small binary min-heap of owner queues, keyed by (dominant share, head's slack, head's id). */
-class OwnerHeap {
-  private readonly a: OwnerQueue[] = [];
-  get size(): number {
-    return this.a.length;
-  }
-  push(q: OwnerQueue): void {
-    const a = this.a;
-    a.push(q);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!ownerLess(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-  pop(): OwnerQueue {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop() as OwnerQueue;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && ownerLess(a[l], a[m])) m = l;
-        if (r < a.length && ownerLess(a[r], a[m])) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
 
 /** Per-candidate bookkeeping for explanations. */
 export interface Ranked {
@@ -796,7 +760,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       }
       q.tasks.push(t);
     }
-    const heap = new OwnerHeap();
+    const heap = new MinHeap<OwnerQueue>(ownerLess);
     for (const q of order) {
       q.share = st.share(q.owner);
       heap.push(q);

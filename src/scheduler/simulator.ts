@@ -6,6 +6,7 @@
 import type { Task } from '../domain/task.js';
 import type { WorkerWithLoad } from '../domain/worker.js';
 import type { SchedulerConfig } from './config.js';
+import { MinHeap } from './heap.js';
 import { plan } from './plan.js';
 import { lognormal, makeTask, makeWorker, rng } from './synthetic.js';
 
@@ -56,49 +57,8 @@ interface Running {
 }
 
 /** Min-heap by end time (then task id, for determinism). */
-class EndHeap {
-  private readonly a: Running[] = [];
-  get size(): number {
-    return this.a.length;
-  }
-  peek(): Running | undefined {
-    return this.a[0];
-  }
-  private less(x: Running, y: Running): boolean {
-    return x.end < y.end || (x.end === y.end && x.task.id < y.task.id);
-  }
-  push(r: Running): void {
-    const a = this.a;
-    a.push(r);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.less(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-  pop(): Running {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop() as Running;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && this.less(a[l], a[m])) m = l;
-        if (r < a.length && this.less(a[r], a[m])) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
+/** Running tasks by when they end (then by id, so the order is deterministic). */
+const endHeap = () => new MinHeap<Running>((x, y) => x.end < y.end || (x.end === y.end && x.task.id < y.task.id));
 
 function percentile(sorted: number[], q: number): number {
   if (sorted.length === 0) return 0;
@@ -127,7 +87,7 @@ export function simulate(workers: SimWorker[], tasks: SimTask[], opts: SimOption
   const freeM = workers.map((w) => w.memory);
   const live: Array<Map<number, Running>> = workers.map(() => new Map());
   const arrivals = [...tasks].sort((a, b) => a.arrival - b.arrival || a.id - b.id);
-  const running = new EndHeap();
+  const running = endHeap();
   const starts = new Map<number, number>();
   const domainTasks = new Map<number, Task>();
   let waiting: SimTask[] = [];
