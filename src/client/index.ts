@@ -7,19 +7,12 @@ import type { RunOutcome, TaskStatus } from '../domain/status.js';
 import type { Run, Task, TaskEventRecord } from '../domain/task.js';
 import type { TaskInput } from '../domain/task-spec.js';
 import type { Worker, WorkerWithLoad } from '../domain/worker.js';
+import type { LogChunk } from '../store/port.js';
 import { SseParser } from './sse.js';
 
+/** One piece of a run's output, as the API returns it (the store's shape). */
+export type { LogChunk } from '../store/port.js';
 export type { FieldIssue, Run, RunOutcome, Task, TaskEventRecord, TaskInput, TaskStatus, Worker, WorkerWithLoad };
-
-export interface LogChunk {
-  runId: number;
-  seq: number;
-  /** Byte offset of this chunk in the run's log. */
-  offset: number;
-  stream: 'stdout' | 'stderr' | 'system';
-  at: number;
-  data: string;
-}
 
 export interface LogPage {
   runId: number | null;

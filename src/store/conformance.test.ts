@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
 import { TschedError } from '../domain/errors.js';
 import type { NewTask } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
@@ -17,27 +18,8 @@ import type { PlacementDecision, RunResultInput } from './port.js';
 import { createPostgresStore } from './postgres.js';
 import { createSqliteStore } from './sqlite.js';
 
-const PG_URL = process.env.TSCHED_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-async function postgresReachable(): Promise<boolean> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  try {
-    await c.connect();
-    await c.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-
-const pgUp = await postgresReachable();
-if (!pgUp) {
-  const msg = `PostgreSQL is not reachable at ${PG_URL}: the PostgreSQL half of the store conformance suite is SKIPPED`;
-  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true requires it)`);
-  console.warn(`\n${'!'.repeat(100)}\n!!! ${msg}\n${'!'.repeat(100)}\n`);
-}
+// PostgreSQL absent: a loud notice and the SQLite half only; with CI=true, a failure.
+const pgUp = requireService('PostgreSQL (the PostgreSQL half of the store conformance suite)', await postgresAvailable());
 
 const tmpRoot = mkdtempSync(join(tmpdir(), 'tsched-store-'));
 afterAll(() => rmSync(tmpRoot, { recursive: true, force: true }));
