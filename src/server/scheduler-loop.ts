@@ -52,9 +52,9 @@ export class SchedulerLoop {
     return this.loop.stop();
   }
 
-  /** Ask for a pass soon. Cheap; call it on every event that may free resources or add work. */
-  kick(): void {
-    this.loop.kick();
+  /** Ask for a pass soon. Cheap; call it on every event that may free resources or add work. Resolves when a pass started after the call has ended. */
+  kick(): Promise<void> {
+    return this.loop.kick();
   }
 
   /** One pass. Returns true when it placed a whole batch (so another pass should follow at once). */
@@ -62,36 +62,34 @@ export class SchedulerLoop {
     const { store, config } = this.deps;
     const t0 = performance.now();
     const now = await this.deps.now();
-    const workers = await store.loadWorkers();
-    const active = workers.filter((w) => w.state === 'active');
-    if (active.length === 0) {
-      await this.armDueTimer(now);
-      return false;
-    }
-    // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
-    if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0)) return false;
     // Load a window sized to what could start, not the whole batch: most passes free a few slots.
     const limit = Math.min(config.schedulerBatch, this.window);
-    const tasks = await store.loadCandidates(now, limit, now + config.urgencyWindowMs);
-    if (tasks.length === 0) {
+    // Snapshot, plan and apply in one store transaction (see Store.schedulePass). Explanations are
+    // computed on demand (GET /explain), not on the hot path.
+    const schedulerConfig = { ...this.schedulerConfig(), explain: false };
+    const res = await store.schedulePass(
+      { limit, urgentBefore: now + config.urgencyWindowMs },
+      (snapshot) => plan(snapshot, now, schedulerConfig).placements,
+      {
+        now,
+        leaseMs: config.leaseMs,
+        epoch: this.deps.epoch(),
+        actor: 'scheduler',
+        stampAtCommit: this.deps.stampAtCommit ?? false,
+      },
+    );
+    if (res.skipped === 'no_room') return false;
+    if (res.skipped !== null) {
       await this.armDueTimer(now);
       return false;
     }
-    // Explanations are computed on demand (GET /explain), not on the hot path.
-    const p = plan({ workers, tasks }, now, { ...this.schedulerConfig(), explain: false });
+    const tasks = res.tasks;
     this.stats.passes++;
-    if (p.placements.length === 0) {
+    if (res.runs.length === 0 && res.rejected.length === 0) {
       await this.armDueTimer(now);
       this.stats.lastPassMs = performance.now() - t0;
       return false;
     }
-    const res = await store.applyPlan(p.placements, {
-      now,
-      leaseMs: config.leaseMs,
-      epoch: this.deps.epoch(),
-      actor: 'scheduler',
-      stampAtCommit: this.deps.stampAtCommit ?? false,
-    });
     this.stats.placed += res.runs.length;
     this.deps.metrics?.placed.inc(res.runs.length);
     this.stats.rejected += res.rejected.length;
@@ -119,11 +117,12 @@ export class SchedulerLoop {
     if (workerIds.length > 0) this.deps.onAssigned?.(workerIds);
     this.stats.lastPassMs = performance.now() - t0;
     this.deps.metrics?.passSeconds.observe(this.stats.lastPassMs / 1000);
-    // Grow the window while whole windows get placed (a burst of free capacity), shrink it back otherwise.
-    const windowFull = tasks.length >= limit && res.runs.length >= limit / 2;
+    // Grow the window while whole windows get placed (a burst of free capacity: more may fit), otherwise
+    // size it to what this pass placed plus a margin — loading rows that cannot start is the cost to avoid.
+    const windowFull = tasks.length >= limit && res.runs.length >= tasks.length;
     this.window = windowFull
       ? Math.min(config.schedulerBatch, this.window * 2)
-      : Math.max(MIN_WINDOW, Math.min(this.window, res.runs.length * 4));
+      : Math.max(MIN_WINDOW, Math.min(this.window, Math.ceil(res.runs.length * 1.25)));
     // Rejections mean the snapshot was stale (a concurrent change): plan again with fresh state.
     return res.rejected.length > 0 || windowFull;
   }

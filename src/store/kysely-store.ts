@@ -34,7 +34,10 @@ import type {
   LogChunk,
   LogChunkInput,
   Notification,
+  PassQuery,
+  PassResult,
   PlacementDecision,
+  Planner,
   ReapResult,
   RunResultInput,
   RunToken,
@@ -801,21 +804,23 @@ export class KyselyStore implements Store {
     return this.backend.read((ex) => this.workersWithLoad(ex, false));
   }
 
-  async loadCandidates(now: number, limit: number, urgentBefore: number): Promise<Task[]> {
-    return this.backend.read(async (ex) => {
-      // Walks tasks_ready in order; stops after `limit` due rows.
-      const best = await ex.all<TaskRow>(
-        "SELECT * FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
-        [now, limit],
-      );
-      // Walks tasks_deadline from the earliest deadline: the ones about to be promoted, whatever their priority.
-      const urgent = await ex.all<TaskRow>(
-        "SELECT * FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?",
-        [urgentBefore, now, limit],
-      );
-      const seen = new Set(best.map((r) => Number(r.id)));
-      return [...best, ...urgent.filter((r) => !seen.has(Number(r.id)))].map(taskFromRow);
-    });
+  loadCandidates(now: number, limit: number, urgentBefore: number): Promise<Task[]> {
+    return this.backend.read((ex) => this.candidates(ex, now, limit, urgentBefore));
+  }
+
+  private async candidates(ex: Exec, now: number, limit: number, urgentBefore: number): Promise<Task[]> {
+    // Walks tasks_ready in order; stops after `limit` due rows.
+    const best = await ex.all<TaskRow>(
+      "SELECT * FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
+      [now, limit],
+    );
+    // Walks tasks_deadline from the earliest deadline: the ones about to be promoted, whatever their priority.
+    const urgent = await ex.all<TaskRow>(
+      "SELECT * FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?",
+      [urgentBefore, now, limit],
+    );
+    const seen = new Set(best.map((r) => Number(r.id)));
+    return [...best, ...urgent.filter((r) => !seen.has(Number(r.id)))].map(taskFromRow);
   }
 
   async nextDueAt(): Promise<number | null> {
@@ -827,183 +832,202 @@ export class KyselyStore implements Store {
 
   async applyPlan(plan: PlacementDecision[], ctx: ApplyContext): Promise<ApplyResult> {
     if (plan.length === 0 && ctx.epoch === null) return { runs: [], rejected: [] };
+    return this.backend.tx((ex) => this.applyIn(ex, plan, ctx));
+  }
+
+  async schedulePass(q: PassQuery, planner: Planner, ctx: ApplyContext): Promise<PassResult> {
     return this.backend.tx(async (ex) => {
-      if (ctx.epoch !== null) {
-        const [l] = await ex.all<{ epoch: number }>(
-          `SELECT epoch FROM leader WHERE id = 'scheduler'${this.backend.kind === 'postgres' ? ' FOR SHARE' : ''}`,
-        );
-        if (!l || Number(l.epoch) !== ctx.epoch) {
-          throw new TschedError('NOT_LEADER', `leadership epoch ${ctx.epoch} is no longer current`, {
-            details: { epoch: ctx.epoch, current: l ? Number(l.epoch) : null },
-          });
-        }
-      }
-      if (plan.length === 0) return { runs: [], rejected: [] };
-      const tasks = new Map(
-        (
-          await this.lockTaskStates(
-            ex,
-            plan.map((d) => d.taskId),
-          )
-        ).map((t) => [Number(t.id), t]),
-      );
-      const workerIds = [...new Set(plan.map((d) => d.workerId))].sort();
-      // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
-      const workers = new Map(
-        (await this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`)).map((w) => [
-          w.id,
-          w,
-        ]),
-      );
-      const used = new Map<string, { cpus: number; memory: number; ports: Set<number> }>();
-      for (const id of workerIds) used.set(id, { cpus: 0, memory: 0, ports: new Set() });
-      for (const s of await this.selectIn<{ worker_id: string; cpus: number; memory: number }>(
-        ex,
-        `SELECT worker_id, CAST(SUM(cpus) AS BIGINT) AS cpus, CAST(SUM(memory) AS BIGINT) AS memory FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
-        workerIds,
-        ' GROUP BY worker_id',
-      )) {
-        const u = used.get(s.worker_id)!;
-        u.cpus = Number(s.cpus);
-        u.memory = Number(s.memory);
-      }
-      for (const p of await this.selectIn<{ worker_id: string; ports: string }>(
-        ex,
-        `SELECT worker_id, ports FROM runs WHERE state IN ${LIVE} AND ports <> '[]' AND worker_id IN`,
-        workerIds,
-      )) {
-        for (const port of JSON.parse(p.ports) as number[]) used.get(p.worker_id)!.ports.add(port);
-      }
-
-      if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, await this.txNow(ex)) };
-      const rejected: ApplyResult['rejected'] = [];
-      const accepted: Array<{ d: PlacementDecision; task: TaskRow; worker: WorkerRow }> = [];
-      for (const d of plan) {
-        const reject = (reason: string) => rejected.push({ taskId: d.taskId, workerId: d.workerId, reason });
-        const task = tasks.get(d.taskId);
-        if (task?.status !== 'waiting' || Number(task.paused) === 1) {
-          reject('task_not_waiting');
-          continue;
-        }
-        if (Number(task.due_at) > ctx.now) {
-          reject('task_not_due');
-          continue;
-        }
-        const worker = workers.get(d.workerId);
-        if (worker?.state !== 'active') {
-          reject('worker_unavailable');
-          continue;
-        }
-        const cap = JSON.parse(worker.capacity) as Capacity;
-        const u = used.get(d.workerId)!;
-        const a = d.allocation;
-        if (u.cpus + a.cpus > cap.cpus) {
-          reject('overcommit_cpu');
-          continue;
-        }
-        if (u.memory + a.memory > cap.memory) {
-          reject('overcommit_memory');
-          continue;
-        }
-        const ports = a.ports ?? [];
-        if (ports.some((p) => !cap.ports || p < cap.ports.from || p > cap.ports.to)) {
-          reject('port_out_of_range');
-          continue;
-        }
-        if (ports.some((p) => u.ports.has(p)) || new Set(ports).size !== ports.length) {
-          reject('port_taken');
-          continue;
-        }
-        u.cpus += a.cpus;
-        u.memory += a.memory;
-        for (const p of ports) u.ports.add(p);
-        task.status = transitionTask(task.status, 'claim');
-        task.attempts = Number(task.attempts) + 1; // attempts count at claim
-        task.updated_at = ctx.now;
-        accepted.push({ d, task, worker });
-      }
-
-      const runRows = await this.insertRows<RunRow>(
-        ex,
-        'runs',
-        [
-          'task_id',
-          'attempt',
-          'worker_id',
-          'worker_name',
-          'lease_token',
-          'lease_expires_at',
-          'state',
-          'allocation',
-          'cpus',
-          'memory',
-          'ports',
-          'assigned_at',
-          'cap_at',
-          'cancel_requested',
-          'delivered',
-          'usage',
-        ],
-        accepted.map(({ d, task, worker }) => [
-          d.taskId,
-          task.attempts,
-          worker.id,
-          worker.name,
-          randomBytes(16).toString('hex'),
-          ctx.now + ctx.leaseMs,
-          'assigned',
-          JSON.stringify({
-            cpus: d.allocation.cpus,
-            memory: d.allocation.memory,
-            ports: d.allocation.ports ?? [],
-            namedPorts: d.allocation.namedPorts ?? {},
-          }),
-          d.allocation.cpus,
-          d.allocation.memory,
-          JSON.stringify(d.allocation.ports ?? []),
-          ctx.now,
-          ctx.now + Number(task.execution_cap),
-          0,
-          0,
-          JSON.stringify(EMPTY_USAGE),
-        ]),
-        '*',
-      );
-      runRows.sort((a, b) => Number(a.id) - Number(b.id));
-      const events: EventIn[] = [];
-      for (const r of runRows) {
-        const task = tasks.get(Number(r.task_id))!;
-        task.current_run_id = Number(r.id);
-        events.push(
-          {
-            taskId: Number(task.id),
-            runId: Number(r.id),
-            at: ctx.now,
-            actor: ctx.actor,
-            type: 'task.claimed',
-            from: 'waiting',
-            to: 'in_progress',
-            reason: `attempt ${task.attempts} on ${r.worker_name}`,
-          },
-          {
-            taskId: Number(task.id),
-            runId: Number(r.id),
-            at: ctx.now,
-            actor: ctx.actor,
-            type: 'run.assigned',
-            from: null,
-            to: 'assigned',
-            reason: null,
-          },
-        );
-      }
-      await this.saveTasks(
-        ex,
-        accepted.map((x) => x.task),
-      );
-      await this.insertEvents(ex, events);
-      return { runs: runRows.map(runFromRow), rejected };
+      const skip = (skipped: PassResult['skipped']): PassResult => ({ skipped, tasks: [], runs: [], rejected: [] });
+      const workers = await this.workersWithLoad(ex, true);
+      const active = workers.filter((w) => w.state === 'active');
+      if (active.length === 0) return skip('no_workers');
+      // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
+      if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0)) return skip('no_room');
+      const tasks = await this.candidates(ex, ctx.now, q.limit, q.urgentBefore);
+      if (tasks.length === 0) return skip('no_tasks');
+      const decisions = planner({ workers, tasks });
+      if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };
+      return { skipped: null, tasks, ...(await this.applyIn(ex, decisions, ctx)) };
     });
+  }
+
+  /** The applier: re-checks every decision against the store inside the caller's transaction. */
+  private async applyIn(ex: Exec, plan: PlacementDecision[], ctx: ApplyContext): Promise<ApplyResult> {
+    if (ctx.epoch !== null) {
+      const [l] = await ex.all<{ epoch: number }>(
+        `SELECT epoch FROM leader WHERE id = 'scheduler'${this.backend.kind === 'postgres' ? ' FOR SHARE' : ''}`,
+      );
+      if (!l || Number(l.epoch) !== ctx.epoch) {
+        throw new TschedError('NOT_LEADER', `leadership epoch ${ctx.epoch} is no longer current`, {
+          details: { epoch: ctx.epoch, current: l ? Number(l.epoch) : null },
+        });
+      }
+    }
+    if (plan.length === 0) return { runs: [], rejected: [] };
+    const tasks = new Map(
+      (
+        await this.lockTaskStates(
+          ex,
+          plan.map((d) => d.taskId),
+        )
+      ).map((t) => [Number(t.id), t]),
+    );
+    const workerIds = [...new Set(plan.map((d) => d.workerId))].sort();
+    // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
+    const workers = new Map(
+      (await this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`)).map((w) => [
+        w.id,
+        w,
+      ]),
+    );
+    const used = new Map<string, { cpus: number; memory: number; ports: Set<number> }>();
+    for (const id of workerIds) used.set(id, { cpus: 0, memory: 0, ports: new Set() });
+    for (const s of await this.selectIn<{ worker_id: string; cpus: number; memory: number }>(
+      ex,
+      `SELECT worker_id, CAST(SUM(cpus) AS BIGINT) AS cpus, CAST(SUM(memory) AS BIGINT) AS memory FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
+      workerIds,
+      ' GROUP BY worker_id',
+    )) {
+      const u = used.get(s.worker_id)!;
+      u.cpus = Number(s.cpus);
+      u.memory = Number(s.memory);
+    }
+    for (const p of await this.selectIn<{ worker_id: string; ports: string }>(
+      ex,
+      `SELECT worker_id, ports FROM runs WHERE state IN ${LIVE} AND ports <> '[]' AND worker_id IN`,
+      workerIds,
+    )) {
+      for (const port of JSON.parse(p.ports) as number[]) used.get(p.worker_id)!.ports.add(port);
+    }
+
+    if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, await this.txNow(ex)) };
+    const rejected: ApplyResult['rejected'] = [];
+    const accepted: Array<{ d: PlacementDecision; task: TaskRow; worker: WorkerRow }> = [];
+    for (const d of plan) {
+      const reject = (reason: string) => rejected.push({ taskId: d.taskId, workerId: d.workerId, reason });
+      const task = tasks.get(d.taskId);
+      if (task?.status !== 'waiting' || Number(task.paused) === 1) {
+        reject('task_not_waiting');
+        continue;
+      }
+      if (Number(task.due_at) > ctx.now) {
+        reject('task_not_due');
+        continue;
+      }
+      const worker = workers.get(d.workerId);
+      if (worker?.state !== 'active') {
+        reject('worker_unavailable');
+        continue;
+      }
+      const cap = JSON.parse(worker.capacity) as Capacity;
+      const u = used.get(d.workerId)!;
+      const a = d.allocation;
+      if (u.cpus + a.cpus > cap.cpus) {
+        reject('overcommit_cpu');
+        continue;
+      }
+      if (u.memory + a.memory > cap.memory) {
+        reject('overcommit_memory');
+        continue;
+      }
+      const ports = a.ports ?? [];
+      if (ports.some((p) => !cap.ports || p < cap.ports.from || p > cap.ports.to)) {
+        reject('port_out_of_range');
+        continue;
+      }
+      if (ports.some((p) => u.ports.has(p)) || new Set(ports).size !== ports.length) {
+        reject('port_taken');
+        continue;
+      }
+      u.cpus += a.cpus;
+      u.memory += a.memory;
+      for (const p of ports) u.ports.add(p);
+      task.status = transitionTask(task.status, 'claim');
+      task.attempts = Number(task.attempts) + 1; // attempts count at claim
+      task.updated_at = ctx.now;
+      accepted.push({ d, task, worker });
+    }
+
+    const runRows = await this.insertRows<RunRow>(
+      ex,
+      'runs',
+      [
+        'task_id',
+        'attempt',
+        'worker_id',
+        'worker_name',
+        'lease_token',
+        'lease_expires_at',
+        'state',
+        'allocation',
+        'cpus',
+        'memory',
+        'ports',
+        'assigned_at',
+        'cap_at',
+        'cancel_requested',
+        'delivered',
+        'usage',
+      ],
+      accepted.map(({ d, task, worker }) => [
+        d.taskId,
+        task.attempts,
+        worker.id,
+        worker.name,
+        randomBytes(16).toString('hex'),
+        ctx.now + ctx.leaseMs,
+        'assigned',
+        JSON.stringify({
+          cpus: d.allocation.cpus,
+          memory: d.allocation.memory,
+          ports: d.allocation.ports ?? [],
+          namedPorts: d.allocation.namedPorts ?? {},
+        }),
+        d.allocation.cpus,
+        d.allocation.memory,
+        JSON.stringify(d.allocation.ports ?? []),
+        ctx.now,
+        ctx.now + Number(task.execution_cap),
+        0,
+        0,
+        JSON.stringify(EMPTY_USAGE),
+      ]),
+      '*',
+    );
+    runRows.sort((a, b) => Number(a.id) - Number(b.id));
+    const events: EventIn[] = [];
+    for (const r of runRows) {
+      const task = tasks.get(Number(r.task_id))!;
+      task.current_run_id = Number(r.id);
+      events.push(
+        {
+          taskId: Number(task.id),
+          runId: Number(r.id),
+          at: ctx.now,
+          actor: ctx.actor,
+          type: 'task.claimed',
+          from: 'waiting',
+          to: 'in_progress',
+          reason: `attempt ${task.attempts} on ${r.worker_name}`,
+        },
+        {
+          taskId: Number(task.id),
+          runId: Number(r.id),
+          at: ctx.now,
+          actor: ctx.actor,
+          type: 'run.assigned',
+          from: null,
+          to: 'assigned',
+          reason: null,
+        },
+      );
+    }
+    await this.saveTasks(
+      ex,
+      accepted.map((x) => x.task),
+    );
+    await this.insertEvents(ex, events);
+    return { runs: runRows.map(runFromRow), rejected };
   }
 
   // ---------------------------------------------------------------- worker protocol
@@ -1118,10 +1142,7 @@ export class KyselyStore implements Store {
   ): Promise<WorkerPollResult> {
     return this.backend.tx((ex) =>
       composite.run(ex, async () => {
-        if (delivered.length > 0)
-          await this.selectIn(ex, "UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id IN", delivered, '', [
-            workerId,
-          ]);
+        await this.markDelivered(ex, workerId, delivered);
         const heartbeat = await this.heartbeat(workerId, running, now, leaseMs);
         const assignments = await this.takeAssignments(workerId, max, now);
         return { heartbeat, assignments };
@@ -1137,6 +1158,7 @@ export class KyselyStore implements Store {
   ): Promise<WorkerReportResult> {
     return this.backend.tx((ex) =>
       composite.run(ex, async () => {
+        await this.markDelivered(ex, workerId, r.delivered ?? []);
         const started = await this.startRuns(r.started, now);
         const logs = await this.appendLogs(r.logs, opts.maxLogBytesPerRun);
         const results = await this.finishRuns(r.results, now);
@@ -1146,11 +1168,21 @@ export class KyselyStore implements Store {
     );
   }
 
-  async hasUndelivered(workerId: string): Promise<boolean> {
+  private async markDelivered(ex: Exec, workerId: string, ids: number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.selectIn(ex, "UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id IN", ids, '', [workerId]);
+  }
+
+  async hasUndelivered(workerId: string, except: number[] = []): Promise<boolean> {
+    // Walks runs_undelivered (worker_id, id): at most |except| + 1 rows.
     const rows = await this.backend.read((ex) =>
-      ex.all<{ id: number }>("SELECT id FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 LIMIT 1", [workerId]),
+      ex.all<{ id: number }>("SELECT id FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?", [
+        workerId,
+        except.length + 1,
+      ]),
     );
-    return rows.length > 0;
+    const inHand = new Set(except);
+    return rows.some((r) => !inHand.has(Number(r.id)));
   }
 
   async pendingCancels(workerId: string): Promise<number[]> {

@@ -67,6 +67,23 @@ export interface ApplyContext {
   stampAtCommit?: boolean;
 }
 
+export interface PassQuery {
+  /** How many candidates to load (see loadCandidates). */
+  limit: number;
+  /** Tasks whose start deadline falls before this are loaded whatever their priority (see loadCandidates). */
+  urgentBefore: number;
+}
+
+/** The pure planning step of a pass: snapshot in, decisions out. Must not do I/O. */
+export type Planner = (snapshot: { workers: WorkerWithLoad[]; tasks: Task[] }) => PlacementDecision[];
+
+export interface PassResult extends ApplyResult {
+  /** Why the pass stopped before planning: no active worker, none with room, or nothing due. */
+  skipped: 'no_workers' | 'no_room' | 'no_tasks' | null;
+  /** The candidates planned over (empty when skipped). */
+  tasks: Task[];
+}
+
 export interface ApplyResult {
   /** Runs created, one per accepted decision. */
   runs: Run[];
@@ -157,6 +174,8 @@ export interface WorkerReportInput {
   logs: LogChunkInput[];
   results: RunResultInput[];
   running: RunToken[];
+  /** Runs this worker was handed from memory since its last store write: marked delivered in the same transaction. */
+  delivered?: number[];
 }
 
 export interface WorkerReportResult {
@@ -220,6 +239,13 @@ export interface Store {
   nextDueAt(): Promise<number | null>;
   /** Applies a plan in one transaction, re-checking every decision against the store. */
   applyPlan(plan: PlacementDecision[], ctx: ApplyContext): Promise<ApplyResult>;
+  /**
+   * A whole scheduling pass in one write transaction: loads the workers and (unless none has room) the
+   * candidates, hands both to `planner` (the pure core), and applies its decisions as applyPlan does.
+   * One transaction instead of reads then a write: on SQLite it joins the group commit of the write that
+   * kicked it (the submit or report that freed or added work), so both share one fsync.
+   */
+  schedulePass(q: PassQuery, planner: Planner, ctx: ApplyContext): Promise<PassResult>;
 
   // ---- worker protocol
   /** Same name → same id. Live runs of a previous life of this worker end as lost (and are retried). */
@@ -242,8 +268,11 @@ export interface Store {
     leaseMs: number,
     delivered?: number[],
   ): Promise<WorkerPollResult>;
-  /** Whether this worker has assigned runs not yet delivered. Read-only and cheap: polls look before they take. */
-  hasUndelivered(workerId: string): Promise<boolean>;
+  /**
+   * Whether this worker has assigned runs not yet delivered, other than `except` (runs in hand, handed from
+   * memory, whose delivered mark is still to be written). Read-only and cheap: polls look before they take.
+   */
+  hasUndelivered(workerId: string, except?: number[]): Promise<boolean>;
   /** A worker's batched report in one transaction, in order: starts, log chunks, results, heartbeat. */
   workerReport(
     workerId: string,
