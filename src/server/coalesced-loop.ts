@@ -10,6 +10,8 @@ export class CoalescedLoop {
   private dirty = false;
   private stopped = true;
   private idle: Array<() => void> = [];
+  /** Kickers waiting for a pass that starts after their kick. */
+  private waiting: Array<() => void> = [];
 
   /**
    * @param pass one pass; resolves true when it stopped at its batch limit, so another should follow at once
@@ -41,15 +43,22 @@ export class CoalescedLoop {
     return this.stopped;
   }
 
-  /** Ask for a pass soon. Cheap; call it on every event that may matter. */
-  kick(): void {
-    if (this.stopped) return;
+  /**
+   * Ask for a pass soon. Cheap; call it on every event that may matter. The promise resolves when a pass
+   * that started after this call has ended (whether or not it succeeded), for callers that want its result.
+   */
+  kick(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    const done = new Promise<void>((r) => this.waiting.push(r));
     if (this.running) {
       this.dirty = true;
-      return;
+      return done;
     }
     this.running = true;
-    setImmediate(() => void this.loop());
+    // Start in a microtask, not on the next turn: a pass kicked right after a write is queued (kickAfter)
+    // then queues its own transaction before the group commit flushes, and rides the same commit.
+    queueMicrotask(() => void this.loop());
+    return done;
   }
 
   /** Wake for a pass at `at` (epoch ms, judged against `now`), unless an earlier wake is already set. */
@@ -74,12 +83,19 @@ export class CoalescedLoop {
       do {
         this.dirty = false;
         if (this.stopped) break;
-        if (await this.pass()) this.dirty = true;
+        const mine = this.waiting.splice(0);
+        try {
+          if (await this.pass()) this.dirty = true;
+        } finally {
+          for (const r of mine) r();
+        }
       } while (this.dirty && !this.stopped);
     } catch (err) {
       this.onError(err);
     } finally {
       this.running = false;
+      // A failed or stopped loop still answers everyone who waited on it; the next kick retries.
+      for (const r of this.waiting.splice(0)) r();
       for (const r of this.idle.splice(0)) r();
     }
   }

@@ -59,6 +59,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let scheduler: SchedulerLoop | undefined;
   let occurrences: OccurrenceLoop | undefined;
 
+  // On the leader a kick runs a pass here; on a follower it travels to the leader over the bus.
+  const kick = (): void => {
+    if (leadership.isLeader()) void scheduler?.kick();
+    else bus.publish({ kind: 'kick' });
+  };
   const control: Control = {
     store,
     config,
@@ -68,8 +73,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     metrics: new Metrics(store),
     now,
     version: VERSION,
-    // On the leader a kick runs a pass here; on a follower it travels to the leader over the bus.
-    kick: () => (leadership.isLeader() ? scheduler?.kick() : bus.publish({ kind: 'kick' })),
+    kick,
+    kickAfter: async (pending) => {
+      if (!leadership.isLeader() || !scheduler) {
+        await pending.then(kick, () => {});
+        return;
+      }
+      const s = scheduler;
+      if (store.kind === 'sqlite') return s.kick();
+      await pending.catch(() => {});
+      return s.kick();
+    },
     // A follower relies on the leader's 1 s occurrence tick.
     kickOccurrences: () => (leadership.isLeader() ? occurrences?.kick() : undefined),
     notifyWorkers: (ids) => bus.publish({ kind: 'workers', ids }),

@@ -19,6 +19,13 @@ export interface Control {
   now(): Promise<number>;
   /** Something changed that may let tasks start: ask the scheduler for a pass. */
   kick(): void;
+  /**
+   * Like kick, for work that the queued write `pending` adds or frees. On SQLite the pass is queued behind
+   * the write at once, so it sees the write and shares its group commit (one fsync for both); with
+   * PostgreSQL, where transactions run side by side, the kick waits for the commit. Resolves when that
+   * pass has ended on this replica (at once on a follower, whose kick goes to the leader).
+   */
+  kickAfter(pending: Promise<unknown>): Promise<void>;
   /** A recurring task was submitted, edited or resumed: ask the occurrence loop for a pass. */
   kickOccurrences?(): void;
   /** Why a waiting task is not running. */

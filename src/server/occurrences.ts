@@ -59,7 +59,7 @@ export class OccurrenceLoop {
 
   /** Ask for a pass soon; kicks during a pass collapse into one follow-up pass. */
   kick(): void {
-    this.loop.kick();
+    void this.loop.kick();
   }
 
   /** One pass at the injected clock's time (tests call this directly). */

@@ -43,15 +43,16 @@ export function taskRoutes(app: FastifyInstance, c: Control): void {
       const idempotencyKey = typeof key === 'string' && key.length > 0 ? key : undefined;
       const requestHash = idempotencyKey ? createHash('sha256').update(JSON.stringify(req.body)).digest('hex') : undefined;
       const now = await c.now();
-      const res = await c.store.submitTasks(req.principal.userId, tasks, {
+      const pending = c.store.submitTasks(req.principal.userId, tasks, {
         now,
         actor: req.principal.userId,
         ...(idempotencyKey ? { idempotencyKey } : {}),
         ...(requestHash ? { requestHash } : {}),
       });
+      c.kickAfter(pending);
+      const res = await pending;
       if (!res.replayed) {
         c.metrics.submitted.inc(res.tasks.length);
-        c.kick();
         if (res.tasks.some((t) => t.recurrence)) c.kickOccurrences?.();
       }
       reply.status(res.replayed ? 200 : 201);
