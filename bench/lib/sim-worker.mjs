@@ -1,6 +1,6 @@
 // A simulated tsched worker that speaks the real worker protocol over HTTP: it registers with room for
 // exactly `slots` bench tasks (1 core and 1 MiB each), long-polls for up to `slots` assignments, and
-// completes each one at once: a batched report of `succeeded` results. The control plane does all the
+// completes each one at once: a batched report of `succeeded` results, riding on the next poll. The control plane does all the
 // work it would do for real tasks; only the process spawn is left out.
 
 import { api } from './tsched-http.mjs';
@@ -27,26 +27,38 @@ export class SimWorker {
     return this;
   }
 
-  /** Poll, complete, report; until stop(). Resolves when the loop has ended. */
+  /**
+   * Poll, complete, and report the results on the next poll (the protocol lets a report ride on a poll, as
+   * the real agent does when results are waiting): one request per cycle. Until stop(); a last report
+   * goes out on its own.
+   */
   async run() {
+    let results = [];
     while (!this.stopped) {
       const poll = await api(this.url, this.workerToken, 'POST', `/v1/workers/${encodeURIComponent(this.id)}/poll`, {
         max: this.slots,
         wait: this.waitMs,
+        ...(results.length > 0 ? { results } : {}),
       });
-      if (poll.assignments.length === 0) continue;
+      if (results.length > 0) this.count(poll.results);
       const now = Date.now();
-      const results = poll.assignments.map((a) => {
+      results = poll.assignments.map((a) => {
         this.onAssign(a);
         return { runId: a.runId, token: a.token, outcome: 'succeeded', exitCode: 0, reason: null, startedAt: now, finishedAt: now };
       });
-      const rep = await api(this.url, this.workerToken, 'POST', `/v1/workers/${encodeURIComponent(this.id)}/report`, { results });
-      for (const ack of rep.results) {
-        if (ack.ok) this.acked++;
-        else this.refused.push(ack);
-      }
-      this.onReported?.();
     }
+    if (results.length > 0) {
+      const rep = await api(this.url, this.workerToken, 'POST', `/v1/workers/${encodeURIComponent(this.id)}/report`, { results });
+      this.count(rep.results);
+    }
+  }
+
+  count(acks) {
+    for (const ack of acks) {
+      if (ack.ok) this.acked++;
+      else this.refused.push(ack);
+    }
+    this.onReported?.();
   }
 
   stop() {

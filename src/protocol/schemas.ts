@@ -142,56 +142,59 @@ export const WorkerRegisterSchema = T.Object(
 
 const RunTokenFields = { runId: T.Integer({ minimum: 1 }), token: T.String({ minLength: 1, maxLength: 128 }) };
 
+/** A worker's batched report: starts, log chunks, results, heartbeats. */
+const WorkerReportFields = {
+  started: T.Optional(T.Array(T.Object({ ...RunTokenFields, at: T.Number() }, Strict), { maxItems: 100_000 })),
+  logs: T.Optional(
+    T.Array(
+      T.Object(
+        {
+          ...RunTokenFields,
+          stream: T.Union([T.Literal('stdout'), T.Literal('stderr'), T.Literal('system')]),
+          at: T.Number(),
+          data: T.String({ maxLength: 4_194_304 }),
+        },
+        Strict,
+      ),
+      { maxItems: 100_000 },
+    ),
+  ),
+  results: T.Optional(
+    T.Array(
+      T.Object(
+        {
+          ...RunTokenFields,
+          outcome: T.Union(['succeeded', 'failed', 'timed_out', 'cancelled', 'lost'].map((s) => T.Literal(s))),
+          exitCode: T.Union([T.Integer(), T.Null()]),
+          reason: T.Union([T.String({ maxLength: 4096 }), T.Null()]),
+          startedAt: T.Union([T.Number(), T.Null()]),
+          finishedAt: T.Number(),
+          usage: T.Optional(T.Object({ peakMemory: T.Union([T.Number(), T.Null()]), cpuSeconds: T.Union([T.Number(), T.Null()]) }, Strict)),
+        },
+        Strict,
+      ),
+      { maxItems: 100_000 },
+    ),
+  ),
+  running: T.Optional(T.Array(T.Object(RunTokenFields, Strict), { maxItems: 100_000 })),
+};
+
 export const WorkerPollSchema = T.Object(
   {
     /** Most assignments to return. */
     max: T.Optional(T.Integer({ minimum: 1, maximum: 10_000 })),
     /** Long-poll: how long to wait for work, ms. */
     wait: T.Optional(T.Integer({ minimum: 0, maximum: 60_000 })),
-    /** Live runs this worker holds: their leases are extended. */
-    running: T.Optional(T.Array(T.Object(RunTokenFields, Strict), { maxItems: 100_000 })),
+    /**
+     * `running` (live runs this worker holds: their leases are extended), and a whole report may ride on
+     * the poll (one request per cycle): its items are acked in the response.
+     */
+    ...WorkerReportFields,
   },
   Strict,
 );
 
-export const WorkerReportSchema = T.Object(
-  {
-    started: T.Optional(T.Array(T.Object({ ...RunTokenFields, at: T.Number() }, Strict), { maxItems: 100_000 })),
-    logs: T.Optional(
-      T.Array(
-        T.Object(
-          {
-            ...RunTokenFields,
-            stream: T.Union([T.Literal('stdout'), T.Literal('stderr'), T.Literal('system')]),
-            at: T.Number(),
-            data: T.String({ maxLength: 4_194_304 }),
-          },
-          Strict,
-        ),
-        { maxItems: 100_000 },
-      ),
-    ),
-    results: T.Optional(
-      T.Array(
-        T.Object(
-          {
-            ...RunTokenFields,
-            outcome: T.Union(['succeeded', 'failed', 'timed_out', 'cancelled', 'lost'].map((s) => T.Literal(s))),
-            exitCode: T.Union([T.Integer(), T.Null()]),
-            reason: T.Union([T.String({ maxLength: 4096 }), T.Null()]),
-            startedAt: T.Union([T.Number(), T.Null()]),
-            finishedAt: T.Number(),
-            usage: T.Optional(
-              T.Object({ peakMemory: T.Union([T.Number(), T.Null()]), cpuSeconds: T.Union([T.Number(), T.Null()]) }, Strict),
-            ),
-          },
-          Strict,
-        ),
-        { maxItems: 100_000 },
-      ),
-    ),
-    running: T.Optional(T.Array(T.Object(RunTokenFields, Strict), { maxItems: 100_000 })),
-  },
-  Strict,
-);
+export const WorkerReportSchema = T.Object(WorkerReportFields, Strict);
+
 export type WorkerReportBody = Static<typeof WorkerReportSchema>;
+export type WorkerPollBody = Static<typeof WorkerPollSchema>;

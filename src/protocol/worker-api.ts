@@ -7,7 +7,10 @@
 //   POST /v1/workers/:id/poll            WorkerPollSchema → PollResponse
 //        Long-poll: returns at once if assignments or cancels are pending, otherwise waits up to `wait` ms
 //        and returns as soon as some arrive (a submit, a cancel or a drain wakes it). Also a heartbeat:
-//        `running` extends the lease of those runs.
+//        `running` extends the lease of those runs. A report (started, logs, results) may ride on the poll:
+//        it is stored first and acked in the response, and the assignments its freed resources allowed
+//        come back in the same response — one request per cycle instead of a report and a poll. Such a poll
+//        does not park: it answers once the report is stored and the pass it kicked has ended.
 //   POST /v1/workers/:id/report          WorkerReportSchema → ReportResponse
 //        Batched starts, log chunks, results and heartbeats. Answered at once. Each item is acked on its own:
 //        an item with a stale lease token is refused (code LEASE_STALE, the 409 of the single-item endpoints)
@@ -59,6 +62,10 @@ export interface PollResponse {
   acks: ItemAck[];
   /** The worker was asked to drain: take nothing new. */
   drain: boolean;
+  /** Acks of a report that rode on the poll (present when the poll carried started, logs or results). */
+  started?: ItemAck[];
+  logs?: ItemAck[];
+  results?: ItemAck[];
 }
 
 export interface ReportResponse {

@@ -64,9 +64,25 @@ export class SqliteBackend implements Backend {
       if (this.stmts.size >= STMT_CACHE) this.stmts.delete(this.stmts.keys().next().value as string);
       this.stmts.set(sql, st);
     }
+    if (SqliteBackend.perStatement) return this.runCounted(st, sql, params);
     if (st.reader) return st.all(params);
     st.run(params);
     return [];
+  }
+
+  /** Per-statement counts and time, for bench work (TSCHED_BENCH_STATS); off otherwise. */
+  static perStatement: Map<string, { n: number; ms: number }> | undefined;
+  private runCounted(st: Database.Statement, sql: string, params: unknown[]): unknown[] {
+    const t0 = performance.now();
+    let out: unknown[] = [];
+    if (st.reader) out = st.all(params);
+    else st.run(params);
+    const key = sql.replace(/\(\?(, ?\?)*\)(, ?\(\?(, ?\?)*\))*/g, '(…)').slice(0, 160);
+    const e = SqliteBackend.perStatement!.get(key) ?? { n: 0, ms: 0 };
+    e.n++;
+    e.ms += performance.now() - t0;
+    SqliteBackend.perStatement!.set(key, e);
+    return out;
   }
 
   // Group commit. Every write transaction is queued; one flush runs all that queued up meanwhile inside a

@@ -5,7 +5,13 @@ import { TschedError } from '../../domain/errors.js';
 import type { RunOutcome } from '../../domain/status.js';
 import type { Executor } from '../../domain/task.js';
 import type { Worker } from '../../domain/worker.js';
-import { WorkerPollSchema, WorkerRegisterSchema, type WorkerReportBody, WorkerReportSchema } from '../../protocol/schemas.js';
+import {
+  type WorkerPollBody,
+  WorkerPollSchema,
+  WorkerRegisterSchema,
+  type WorkerReportBody,
+  WorkerReportSchema,
+} from '../../protocol/schemas.js';
 import type { PollResponse, RegisterResponse, ReportResponse, WireAssignment } from '../../protocol/worker-api.js';
 import type { Assignment, HeartbeatResult } from '../../store/port.js';
 import { requireRole } from '../auth.js';
@@ -42,6 +48,8 @@ export function toWire(a: Assignment): WireAssignment {
 
 /** A poll this soon after the worker's last store heartbeat on this replica skips writing another one. */
 const BEAT_SKIP_MS = 1000;
+
+const inHand = (list: Assignment[]) => list.map((a) => a.run.id);
 
 /** Assignments from memory first, then from the store, without repeating a run. */
 function merge(a: Assignment[], b: Assignment[]): Assignment[] {
@@ -117,7 +125,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
     async (req, reply): Promise<PollResponse> => {
       workerOnly(req);
       const { id } = req.params as { id: string };
-      const b = req.body as { max?: number; wait?: number; running?: Array<{ runId: number; token: string }> };
+      const b = req.body as WorkerPollBody;
       const max = b.max ?? 100;
       const wait = Math.min(b.wait ?? 0, c.config.maxPollWaitMs);
       let worker = await mustWorker(id);
@@ -128,9 +136,9 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       const takes = worker.state === 'active' || wasLost;
       // Listen before looking, so that an assignment committed between the look and the wait still wakes us.
       const w = wait > 0 ? c.wakeups.waitWorker(id, wait) : null;
-      const delivered = c.wakeups.takeMailed(id);
-      let assignments: Assignment[] = takes ? c.wakeups.takeMail(id, max) : [];
+      let assignments: Assignment[] = [];
       let hb: HeartbeatResult;
+      let acks: Pick<PollResponse, 'started' | 'logs' | 'results'> = {};
       const fromStore = (list: Assignment[]) => {
         c.wakeups.takenFromStoreNow(
           id,
@@ -138,30 +146,50 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         );
         return list;
       };
-      const last = beats.get(id) ?? 0;
-      if (!wasLost && delivered.length === 0 && Date.now() - last < BEAT_SKIP_MS) {
-        // Its report heartbeated a moment ago: spare the write, only look for cancels and undelivered runs.
-        hb = { acks: [], cancel: await c.store.pendingCancels(id) };
-        if (takes && assignments.length < max && (await c.store.hasUndelivered(id)))
+      /** Runs in the store this poll has not got in hand yet (mail is already in hand). */
+      const topUp = async () => {
+        if (takes && assignments.length < max && (await c.store.hasUndelivered(id, inHand(assignments))))
           assignments = merge(assignments, fromStore(await c.store.takeAssignments(id, max - assignments.length, now)));
+      };
+      const carriesReport = Boolean(b.started?.length || b.logs?.length || b.results?.length);
+      if (carriesReport) {
+        // Report and poll in one request: the report is the heartbeat, and the pass its results kick rides
+        // the same commit (SQLite); once that pass has ended, what it placed here is in the mail.
+        const r = await report(id, b, now);
+        acks = { started: r.started, logs: r.logs, results: r.results };
+        hb = { acks: r.running, cancel: r.cancel };
+        await r.passed;
+        if (takes) assignments = c.wakeups.takeMail(id, max);
+        await topUp();
       } else {
-        const polled = await c.store.workerPoll(
-          id,
-          b.running ?? [],
-          takes ? max - assignments.length : 0,
-          now,
-          c.config.leaseMs,
-          delivered,
-        );
-        beats.set(id, Date.now());
-        hb = polled.heartbeat;
-        assignments = merge(assignments, fromStore(polled.assignments));
+        const delivered = c.wakeups.takeMailed(id);
+        if (takes) assignments = c.wakeups.takeMail(id, max);
+        const last = beats.get(id) ?? 0;
+        if (!wasLost && delivered.length === 0 && Date.now() - last < BEAT_SKIP_MS) {
+          // Its report heartbeated a moment ago: spare the write, only look for cancels and undelivered runs.
+          hb = { acks: [], cancel: await c.store.pendingCancels(id) };
+          await topUp();
+        } else {
+          const polled = await c.store.workerPoll(
+            id,
+            b.running ?? [],
+            takes ? max - assignments.length : 0,
+            now,
+            c.config.leaseMs,
+            delivered,
+          );
+          beats.set(id, Date.now());
+          hb = polled.heartbeat;
+          assignments = merge(assignments, fromStore(polled.assignments));
+        }
       }
       if (wasLost) {
         worker = (await c.store.getWorker(id)) ?? worker;
         c.kick();
       }
-      if (assignments.length > 0 || hb.cancel.length > 0) w?.cancel();
+      // A poll that carried a report does not park: its acks go back at once (the worker holds its results
+      // until they are acked), and the worker polls again if it got nothing.
+      if (assignments.length > 0 || hb.cancel.length > 0 || carriesReport) w?.cancel();
       else if (w) {
         // Park until the scheduler assigns something, a cancel arrives, or the wait ends.
         // The response's close (not the request's, which fires once the body is read) tells that the
@@ -174,21 +202,68 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         reply.raw.on('close', onClose);
         await w.promise;
         reply.raw.off('close', onClose);
-        if (gone || req.raw.socket?.destroyed) return { assignments: [], cancel: [], acks: hb.acks, drain: false };
+        if (gone || req.raw.socket?.destroyed) return { assignments: [], cancel: [], acks: hb.acks, drain: false, ...acks };
         worker = await mustWorker(id);
         now = await c.now();
         if (worker.state === 'active') {
           assignments = c.wakeups.takeMail(id, max);
-          if (assignments.length === 0 && (await c.store.hasUndelivered(id)))
-            assignments = fromStore(await c.store.takeAssignments(id, max, now));
+          await topUp();
         }
         // Not a heartbeat: the request proves the worker was alive when it was sent, not now (a paused or
         // partitioned worker's poll can sit here), so only read what must be stopped.
         hb.cancel.push(...(await c.store.pendingCancels(id)));
       }
-      return { assignments: assignments.map(toWire), cancel: [...new Set(hb.cancel)], acks: hb.acks, drain: worker.state === 'draining' };
+      return {
+        assignments: assignments.map(toWire),
+        cancel: [...new Set(hb.cancel)],
+        acks: hb.acks,
+        drain: worker.state === 'draining',
+        ...acks,
+      };
     },
   );
+
+  /**
+   * A worker's batched report (the report route, or riding on a poll): one store transaction, which also
+   * writes the delivered marks of runs handed out from memory since. `passed` resolves when the scheduling
+   * pass its results kicked has ended (at once when there were none).
+   */
+  async function report(id: string, b: WorkerReportBody, now: number) {
+    const pending = c.store.workerReport(
+      id,
+      {
+        started: b.started ?? [],
+        logs: b.logs ?? [],
+        results: (b.results ?? []).map((r) => ({
+          ...r,
+          outcome: r.outcome as RunOutcome,
+          usage: r.usage ?? { peakMemory: null, cpuSeconds: null },
+        })),
+        running: b.running ?? [],
+        delivered: c.wakeups.takeMailed(id),
+      },
+      now,
+      { leaseMs: c.config.leaseMs, maxLogBytesPerRun: c.config.maxLogBytesPerRun },
+    );
+    // Results free resources and may make retries due.
+    const passed = b.results?.length ? c.kickAfter(pending) : Promise.resolve();
+    const rep = await pending;
+    beats.set(id, Date.now());
+    const touched = new Set([...(b.logs ?? []).map((l) => l.runId), ...(b.results ?? []).map((r) => r.runId)]);
+    for (const runId of touched) c.wakeups.wakeLogs(runId);
+    if (touched.size > 0) c.notifyLogs([...touched]);
+    (b.results ?? []).forEach((r, i) => {
+      if (rep.results.acks[i]?.ok) c.metrics.runsFinished.inc({ outcome: r.outcome });
+    });
+    return {
+      started: rep.started,
+      logs: rep.logs,
+      results: rep.results.acks,
+      running: rep.running.acks,
+      cancel: rep.running.cancel,
+      passed,
+    };
+  }
 
   app.post(
     '/v1/workers/:id/report',
@@ -203,39 +278,9 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
     async (req): Promise<ReportResponse> => {
       workerOnly(req);
       const { id } = req.params as { id: string };
-      const b = req.body as WorkerReportBody;
       await mustWorker(id);
-      const now = await c.now();
-      const rep = await c.store.workerReport(
-        id,
-        {
-          started: b.started ?? [],
-          logs: b.logs ?? [],
-          results: (b.results ?? []).map((r) => ({
-            ...r,
-            outcome: r.outcome as RunOutcome,
-            usage: r.usage ?? { peakMemory: null, cpuSeconds: null },
-          })),
-          running: b.running ?? [],
-        },
-        now,
-        { leaseMs: c.config.leaseMs, maxLogBytesPerRun: c.config.maxLogBytesPerRun },
-      );
-      beats.set(id, Date.now());
-      const touched = new Set([...(b.logs ?? []).map((l) => l.runId), ...(b.results ?? []).map((r) => r.runId)]);
-      for (const runId of touched) c.wakeups.wakeLogs(runId);
-      if (touched.size > 0) c.notifyLogs([...touched]);
-      if (b.results?.length) {
-        b.results.forEach((r, i) => {
-          if (rep.results.acks[i]?.ok) c.metrics.runsFinished.inc({ outcome: r.outcome });
-        });
-        c.kick(); // resources were freed, retries may be due
-      }
-      const started = rep.started;
-      const logs = rep.logs;
-      const results = rep.results.acks;
-      const hb = rep.running;
-      return { started, logs, results, running: hb.acks, cancel: hb.cancel };
+      const { passed: _, ...res } = await report(id, req.body as WorkerReportBody, await c.now());
+      return res;
     },
   );
 
