@@ -19,6 +19,7 @@ import type { NewTask, Run, RunUsage, ScheduleSpec, Task, TaskEventRecord } from
 import type { Worker, WorkerRegistration, WorkerState, WorkerWithLoad } from '../domain/worker.js';
 import type { Backend, Exec } from './backend.js';
 import { runMigrations } from './migrations/index.js';
+import { StatsRefresher } from './stats-refresher.js';
 import type {
   ApplyContext,
   ApplyResult,
@@ -127,12 +128,16 @@ function utf8Prefix(s: string, max: number): { text: string; bytes: number } {
 export class KyselyStore implements Store {
   private readonly random: () => number;
   private lastPrune = 0;
+  /** Keeps PostgreSQL's statistics of the hot tables fresh through bursts (see stats-refresher.ts). */
+  private readonly stats: StatsRefresher;
 
   constructor(
     readonly backend: Backend,
     opts: StoreOptions = {},
   ) {
     this.random = opts.random ?? Math.random;
+    // A failed ANALYZE only leaves the statistics to autovacuum, as before.
+    this.stats = new StatsRefresher(backend, 'tasks, runs');
   }
 
   get kind(): 'sqlite' | 'postgres' {
@@ -143,7 +148,8 @@ export class KyselyStore implements Store {
     await runMigrations(this.backend);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.stats.settled();
     return this.backend.close();
   }
 
@@ -562,9 +568,10 @@ export class KyselyStore implements Store {
 
   // ---------------------------------------------------------------- tasks
 
-  async submitTasks(owner: string, tasks: NewTask[], opts: SubmitOptions): Promise<SubmitResult> {
+  submitTasks(owner: string, tasks: NewTask[], opts: SubmitOptions): Promise<SubmitResult> {
     const now = opts.now;
-    return this.backend.tx(async (ex) => {
+    // The transaction is queued synchronously, so that a pass kicked right after joins its commit (kickAfter).
+    const done = this.backend.tx(async (ex) => {
       const key = opts.idempotencyKey;
       if (key !== undefined) {
         await this.pruneIdempotency(ex, now);
@@ -620,6 +627,8 @@ export class KyselyStore implements Store {
       }
       return { tasks: rows.map(taskFromRow), replayed: false };
     });
+    void done.then((r) => this.stats.grew(r.replayed ? 0 : r.tasks.length), () => {});
+    return done;
   }
 
   /** Keys are kept 24 h; old ones are swept at most once a minute, from inside a submit. */
@@ -836,7 +845,7 @@ export class KyselyStore implements Store {
   }
 
   async schedulePass(q: PassQuery, planner: Planner, ctx: ApplyContext): Promise<PassResult> {
-    return this.backend.tx(async (ex) => {
+    const res = await this.backend.tx(async (ex): Promise<PassResult> => {
       const skip = (skipped: PassResult['skipped']): PassResult => ({ skipped, tasks: [], runs: [], rejected: [] });
       const workers = await this.workersWithLoad(ex, true);
       const active = workers.filter((w) => w.state === 'active');
@@ -849,6 +858,8 @@ export class KyselyStore implements Store {
       if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };
       return { skipped: null, tasks, ...(await this.applyIn(ex, decisions, ctx)) };
     });
+    this.stats.grew(res.runs.length);
+    return res;
   }
 
   /** The applier: re-checks every decision against the store inside the caller's transaction. */

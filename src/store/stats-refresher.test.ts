@@ -1,0 +1,48 @@
+// PostgreSQL keeps planning the scheduler's candidate query as an index walk through a burst of submits,
+// because the store refreshes the statistics itself (autovacuum would take up to a minute).
+
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
+import { normalizeTask } from '../domain/task-spec.js';
+import { createPostgresStore } from './postgres.js';
+
+const pgUp = requireService('PostgreSQL (statistics refresh after a burst)', await postgresAvailable());
+
+describe.runIf(pgUp)('PostgreSQL statistics after a burst of submits', () => {
+  const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
+  const client = new pg.Client({ connectionString: PG_URL });
+  afterAll(async () => {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
+    await client.end().catch(() => {});
+  });
+
+  const planOfCandidates = async (now: number) => {
+    const r = await client.query(
+      `EXPLAIN SELECT * FROM "${schema}".tasks WHERE status = 'waiting' AND +due_at <= ${now} AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT 64`,
+    );
+    return r.rows.map((x) => x['QUERY PLAN'] as string).join('\n');
+  };
+
+  it('walks the ready index for the candidate window once 5,000 tasks arrived in a few seconds', async () => {
+    await client.connect();
+    const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 4 });
+    await store.migrate();
+    const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
+    const now = Date.now();
+    for (let i = 0; i < 5; i++) await store.submitTasks('u', Array.from({ length: 1000 }, () => spec), { now, actor: 'u' });
+    // The refresh runs off the request path: give it a moment, far below autovacuum's one-minute naptime.
+    const deadline = Date.now() + 10_000;
+    let plan = await planOfCandidates(now);
+    while (!/Index Scan using tasks_ready/.test(plan) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      plan = await planOfCandidates(now);
+    }
+    expect(plan).toMatch(/Index Scan using tasks_ready/);
+    expect(plan).not.toMatch(/Sort/);
+    const stats = await client.query(`SELECT last_analyze FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'tasks'`, [schema]);
+    expect(stats.rows[0]?.last_analyze).not.toBeNull();
+    await store.close();
+  });
+});
