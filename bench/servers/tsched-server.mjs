@@ -33,7 +33,7 @@ if (process.env.TSCHED_BENCH_PROFILE) {
 }
 
 // TSCHED_BENCH_STATS=1: count every SQLite statement and its time, printed at stop.
-if (process.env.TSCHED_BENCH_STATS) (await import('../../dist/store/backend.js')).SqliteBackend.perStatement = new Map();
+if (process.env.TSCHED_BENCH_STATS) (await import('../../dist/store/backend.js')).countStatements(true);
 
 process.on('message', async (msg) => {
   if (msg?.type !== 'stop') return;
@@ -42,10 +42,10 @@ process.on('message', async (msg) => {
     (await import('node:fs')).writeFileSync(process.env.TSCHED_BENCH_PROFILE, JSON.stringify(profile));
   }
   if (process.env.TSCHED_BENCH_STATS) {
-    const { SqliteBackend } = await import('../../dist/store/backend.js');
+    const { SqliteBackend, statementStats } = await import('../../dist/store/backend.js');
     const cpu = process.cpuUsage();
     console.error('backend stats', SqliteBackend.stats, `server cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`);
-    const rows = [...(SqliteBackend.perStatement ?? new Map())].sort((a, b) => b[1].ms - a[1].ms);
+    const rows = [...(statementStats ?? new Map())].sort((a, b) => b[1].ms - a[1].ms);
     for (const [sql, e] of rows) console.error(`${String(e.n).padStart(8)} ${e.ms.toFixed(0).padStart(6)} ms  ${sql}`);
   }
   await server.close();

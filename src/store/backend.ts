@@ -28,6 +28,19 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/** Per-statement counts and time, for bench work (TSCHED_BENCH_STATS; see bench/servers); off otherwise. */
+export let statementStats: Map<string, { n: number; ms: number }> | undefined;
+export function countStatements(on: boolean): void {
+  statementStats = on ? new Map() : undefined;
+}
+function countStatement(sql: string, ms: number): void {
+  const key = sql.replace(/\(\?(, ?\?)*\)(, ?\(\?(, ?\?)*\))*/g, '(…)').slice(0, 160);
+  const e = statementStats!.get(key) ?? { n: 0, ms: 0 };
+  e.n++;
+  e.ms += ms;
+  statementStats!.set(key, e);
+}
+
 const STMT_CACHE = 400;
 /** A flush this soon after the previous one means the server is busy (ms). */
 const BUSY_GAP_MS = 2;
@@ -64,24 +77,16 @@ export class SqliteBackend implements Backend {
       if (this.stmts.size >= STMT_CACHE) this.stmts.delete(this.stmts.keys().next().value as string);
       this.stmts.set(sql, st);
     }
-    if (SqliteBackend.perStatement) return this.runCounted(st, sql, params);
-    if (st.reader) return st.all(params);
-    st.run(params);
-    return [];
-  }
-
-  /** Per-statement counts and time, for bench work (TSCHED_BENCH_STATS); off otherwise. */
-  static perStatement: Map<string, { n: number; ms: number }> | undefined;
-  private runCounted(st: Database.Statement, sql: string, params: unknown[]): unknown[] {
+    if (!statementStats) {
+      if (st.reader) return st.all(params);
+      st.run(params);
+      return [];
+    }
     const t0 = performance.now();
     let out: unknown[] = [];
     if (st.reader) out = st.all(params);
     else st.run(params);
-    const key = sql.replace(/\(\?(, ?\?)*\)(, ?\(\?(, ?\?)*\))*/g, '(…)').slice(0, 160);
-    const e = SqliteBackend.perStatement!.get(key) ?? { n: 0, ms: 0 };
-    e.n++;
-    e.ms += performance.now() - t0;
-    SqliteBackend.perStatement!.set(key, e);
+    countStatement(sql, performance.now() - t0);
     return out;
   }
 
@@ -236,7 +241,13 @@ export class PostgresBackend implements Backend {
 
   private static execOf(k: Kysely<Record<string, never>>): Exec {
     return {
-      all: async <T>(sql: string, params: unknown[] = []) => (await k.executeQuery(CompiledQuery.raw(toPg(sql), params))).rows as T[],
+      all: async <T>(sql: string, params: unknown[] = []) => {
+        if (!statementStats) return (await k.executeQuery(CompiledQuery.raw(toPg(sql), params))).rows as T[];
+        const t0 = performance.now();
+        const rows = (await k.executeQuery(CompiledQuery.raw(toPg(sql), params))).rows as T[];
+        countStatement(sql, performance.now() - t0);
+        return rows;
+      },
     };
   }
 
