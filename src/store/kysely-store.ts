@@ -19,7 +19,6 @@ import type { NewTask, Run, RunUsage, ScheduleSpec, Task, TaskEventRecord } from
 import type { Worker, WorkerRegistration, WorkerState, WorkerWithLoad } from '../domain/worker.js';
 import type { Backend, Exec } from './backend.js';
 import { runMigrations } from './migrations/index.js';
-import { StatsRefresher } from './stats-refresher.js';
 import type {
   ApplyContext,
   ApplyResult,
@@ -53,6 +52,7 @@ import type {
 } from './port.js';
 import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
 import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
+import { StatsRefresher } from './stats-refresher.js';
 
 export interface StoreOptions {
   /** Source of randomness for retry jitter; inject for deterministic tests. */
@@ -627,7 +627,10 @@ export class KyselyStore implements Store {
       }
       return { tasks: rows.map(taskFromRow), replayed: false };
     });
-    void done.then((r) => this.stats.grew(r.replayed ? 0 : r.tasks.length), () => {});
+    void done.then(
+      (r) => this.stats.grew(r.replayed ? 0 : r.tasks.length),
+      () => {},
+    );
     return done;
   }
 
