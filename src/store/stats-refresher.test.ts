@@ -31,7 +31,12 @@ describe.runIf(pgUp)('PostgreSQL statistics after a burst of submits', () => {
     await store.migrate();
     const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
     const now = Date.now();
-    for (let i = 0; i < 5; i++) await store.submitTasks('u', Array.from({ length: 1000 }, () => spec), { now, actor: 'u' });
+    for (let i = 0; i < 5; i++)
+      await store.submitTasks(
+        'u',
+        Array.from({ length: 1000 }, () => spec),
+        { now, actor: 'u' },
+      );
     // The refresh runs off the request path: give it a moment, far below autovacuum's one-minute naptime.
     const deadline = Date.now() + 10_000;
     let plan = await planOfCandidates(now);
