@@ -101,6 +101,28 @@ describe('worker protocol: a report riding on a poll (real server)', () => {
     expect(d.json.results.map((x: { ok: boolean }) => x.ok)).toEqual([true, true]);
   });
 
+  it('hands out each run once when a report-and-poll and a parked long poll race for it', async () => {
+    const wid = await register('ride-4', 1);
+    const [x] = await submit(1, 'ride-4');
+    const first = await poll(wid, { max: 1, wait: 2000 });
+    expect(first.json.assignments.map((a: { taskId: number }) => a.taskId)).toEqual([x]);
+    // The agent's shape: a long poll stays parked while the report of a finished run rides on a poll
+    // that does not wait.
+    const t0 = Date.now();
+    const parked = poll(wid, { max: 1, wait: 3000 }).then((r) => ({ ...r, ms: Date.now() - t0 }));
+    await new Promise((r) => setTimeout(r, 200));
+    const [y] = await submit(1, 'ride-4'); // waits: the only slot is taken
+    const rider = await poll(wid, { max: 1, wait: 0, results: [ok(first.json.assignments[0])] });
+    const long = await parked;
+    const got = [...rider.json.assignments, ...long.json.assignments].map((a: { taskId: number }) => a.taskId);
+    expect(got).toEqual([y]);
+    // When the rider took it, the parked poll's wake brought nothing: it parked again until its wait ended
+    // instead of answering empty-handed at once.
+    if (rider.json.assignments.length === 1) expect(long.ms).toBeGreaterThanOrEqual(2500);
+    expect(await status(x!)).toBe('done');
+    expect(await status(y!)).toBe('in_progress');
+  });
+
   it('refuses a stale token item by item, and a malformed result by field, changing nothing', async () => {
     const wid = await register('ride-3', 1);
     const [id] = await submit(1, 'ride-3');

@@ -73,6 +73,11 @@ export class Wakeups {
     }, MAIL_TTL_MS).unref();
   }
 
+  /** Runs handed out from memory whose delivered mark is not written yet (a poll must not take them again). */
+  pendingMailed(workerId: string): number[] {
+    return this.mailed.get(workerId) ?? [];
+  }
+
   /** Runs handed out from memory since the last call, for the store to mark delivered. */
   takeMailed(workerId: string): number[] {
     const ids = this.mailed.get(workerId) ?? [];

@@ -34,6 +34,12 @@ class FakeControlPlane {
   forgetPolls = 0;
   drained = false;
   workerId = 'w-1';
+  /** Behave like a server that predates reports riding on polls: such a poll is refused as an unknown field. */
+  legacy = false;
+  /** Which path each report came by. */
+  reportPaths: Array<'poll' | 'report'> = [];
+  /** Handed only to the next poll that carries a report (as the server hands out what a result made room for). */
+  forReport: WireAssignment[] = [];
 
   constructor() {
     this.server = createServer((req, res) => void this.handle(req, res));
@@ -93,14 +99,24 @@ class FakeControlPlane {
         return this.send(res, 404, { error: { code: 'WORKER_NOT_FOUND', message: 'who?' } });
       }
       this.polls.push({ running: body.running ?? [] });
-      const until = Date.now() + Math.min(body.wait ?? 0, 200);
+      // A report riding on the poll is recorded like a report and acked item by item; such a poll never waits.
+      const carries = Boolean(body.started?.length || body.logs?.length || body.results?.length);
+      if (carries && this.legacy)
+        return this.send(res, 400, { error: { code: 'UNKNOWN_FIELD', message: 'body has an unknown field "results"' } });
+      if (carries) {
+        this.reports.push({ started: body.started, logs: body.logs, results: body.results, running: body.running });
+        this.reportPaths.push('poll');
+      }
+      const until = carries ? 0 : Date.now() + Math.min(body.wait ?? 0, 200);
       while (this.queue.length === 0 && this.cancels.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-      const assignments = this.queue.splice(0, body.max ?? 1000);
+      const assignments = [...(carries ? this.forReport.splice(0) : []), ...this.queue.splice(0, body.max ?? 1000)];
       const cancel = this.cancels.splice(0);
-      return this.send(res, 200, { assignments, cancel, acks: this.ack(body.running), drain: this.drained });
+      const acks = carries ? { started: this.ack(body.started), logs: this.ack(body.logs), results: this.ack(body.results) } : {};
+      return this.send(res, 200, { assignments, cancel, acks: this.ack(body.running), drain: this.drained, ...acks });
     }
     if (url.endsWith('/report')) {
       this.reports.push(body);
+      this.reportPaths.push('report');
       return this.send(res, 200, {
         started: this.ack(body.started),
         logs: this.ack(body.logs),
@@ -178,6 +194,38 @@ describe('worker agent', () => {
     expect(lastLogIdx).toBeLessThanOrEqual(resultIdx);
     await waitFor(() => readdirSync(join(workDir, 'spool')).length === 0, 2000, 'spool emptied after acks');
     expect(worker.running()).toBe(0);
+  });
+
+  it('sends reports on non-waiting polls and starts the assignments that come back with the acks', async () => {
+    worker = await start();
+    const first = assignment({ command: ['/bin/sh', '-c', 'sleep 0.3'] });
+    const next = assignment({ command: ['/bin/sh', '-c', 'echo next'] });
+    cp.queue.push(first);
+    // `next` is given only to a poll that carries a report: the agent can run it only if it takes the
+    // assignments that come back with the acks of first's result.
+    cp.forReport.push(next);
+    await waitFor(() => cp.results.length === 2, 10_000, 'both results');
+    // (first's start report may be the one that carries `next` back: it then ends before first does.)
+    expect(cp.results.map((r) => r.runId).sort()).toEqual([first.runId, next.runId].sort());
+    expect(cp.results.find((r) => r.runId === next.runId)).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect(cp.logsOf(next.runId)).toBe('next\n');
+    expect(cp.reportPaths[0]).toBe('poll');
+  });
+
+  it('falls back to plain reports against a server whose poll takes no report', async () => {
+    cp.legacy = true;
+    worker = await start();
+    const a = assignment({ command: ['/bin/sh', '-c', 'exit 0'] });
+    const b = assignment({ command: ['/bin/sh', '-c', 'exit 4'] });
+    cp.queue.push(a, b);
+    await waitFor(() => cp.results.length === 2, 10_000, 'both results');
+    expect(cp.reportPaths.every((p) => p === 'report')).toBe(true);
+    expect(new Map(cp.results.map((r) => [r.runId, r.exitCode]))).toEqual(
+      new Map([
+        [a.runId, 0],
+        [b.runId, 4],
+      ]),
+    );
   });
 
   it('ships a long run’s output while it runs and heartbeats it', async () => {

@@ -3,9 +3,11 @@
 //
 // Two loops share one registration:
 //  - poll: POST /poll with the live runs' tokens (a heartbeat too), returns assignments and cancels;
-//  - report: one POST /report in flight at a time; while it flies, new items pile up for the next one. A
+//  - report: one report in flight at a time; while it flies, new items pile up for the next one. A
 //    batch is resent as-is until the server answers, so order is kept. Results go out at once (and are
 //    spooled to disk first), logs at most every `logFlushMs`, heartbeats at least every heartbeatMs.
+//    A report rides on a poll that does not wait, so the work its results made room for comes back in
+//    its response; the long poll meanwhile stays parked for work that arrives on its own.
 // Every result stays in the spool until the server acks it; a stale ack for a live run means a newer attempt
 // stands, so that run is killed at once and its result never sent.
 
@@ -518,6 +520,9 @@ class Agent {
     return this.inFlight;
   }
 
+  /** Reports ride on non-waiting polls (see sendOne) unless the server turned that down once. */
+  private rideOnPoll = true;
+
   /** Set after a re-register: results already sent once must go again. */
   private unackedPendingResend = false;
 
@@ -572,13 +577,24 @@ class Agent {
       if (body.running)
         body.running = [...this.live.values()].filter((r) => !r.orphaned).map((r) => ({ runId: r.a.runId, token: r.a.token }));
       const sentAt = Date.now();
+      // The report rides on a poll that does not wait: the work its results made room for comes back in the
+      // same response (one round trip per finished run instead of a report, a wake and a poll). While
+      // stopping, or against a server that predates it, a plain report.
+      const ride = this.rideOnPoll && !this.stopping;
       try {
-        const res = await this.client.post<ReportResponse>(WORKER_PATHS.report(this.id), body, { signal: this.stopCtl.signal });
+        const res = ride
+          ? await this.client.post<PollResponse>(
+              WORKER_PATHS.poll(this.id),
+              { ...body, max: this.opts.pollMax ?? 1000, wait: 0 },
+              { signal: this.stopCtl.signal },
+            )
+          : await this.client.post<ReportResponse>(WORKER_PATHS.report(this.id), body, { signal: this.stopCtl.signal });
         if (body.running && sentAt > this.lastHeartbeat) this.lastHeartbeat = sentAt;
         this.handleAcks(res.started);
         this.handleAcks(res.logs);
-        this.handleAcks(res.running);
+        this.handleAcks('running' in res ? res.running : res.acks);
         this.handleCancels(res.cancel);
+        if ('assignments' in res) for (const a of res.assignments) this.accept(a);
         const done: number[] = [];
         for (const ack of res.results ?? []) {
           // ok, or refused as stale/unknown: either way the server has the final word on it.
@@ -592,6 +608,12 @@ class Agent {
         if (this.stopCtl.signal.aborted) return;
         if (isWorkerNotFound(e)) {
           await this.register().catch(() => {});
+          continue;
+        }
+        if (ride && e instanceof ProtocolError && e.status === 400 && (e.code === 'UNKNOWN_FIELD' || e.code === 'VALIDATION_FAILED')) {
+          // An older server: its poll takes no report. Send this batch, and the next ones, as plain reports.
+          this.log.warn({ err: e.message }, 'the server takes no report on a poll; sending reports on their own');
+          this.rideOnPoll = false;
           continue;
         }
         if (e instanceof ProtocolError && !isTransient(e)) {

@@ -146,9 +146,13 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         );
         return list;
       };
-      /** Runs in the store this poll has not got in hand yet (mail is already in hand). */
+      /** Runs in the store not yet in hand: neither in this poll's mail nor handed out from memory before. */
       const topUp = async () => {
-        if (takes && assignments.length < max && (await c.store.hasUndelivered(id, inHand(assignments))))
+        if (
+          takes &&
+          assignments.length < max &&
+          (await c.store.hasUndelivered(id, [...inHand(assignments), ...c.wakeups.pendingMailed(id)]))
+        )
           assignments = merge(assignments, fromStore(await c.store.takeAssignments(id, max - assignments.length, now)));
       };
       const carriesReport = Boolean(b.started?.length || b.logs?.length || b.results?.length);
@@ -195,23 +199,34 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         // The response's close (not the request's, which fires once the body is read) tells that the
         // worker hung up: a dead worker's parked poll must not heartbeat on its behalf afterwards.
         let gone = false;
+        let waiter = w;
         const onClose = () => {
           gone = true;
-          w.cancel();
+          waiter.cancel();
         };
         reply.raw.on('close', onClose);
-        await w.promise;
+        const until = Date.now() + wait;
+        for (;;) {
+          await waiter.promise;
+          if (gone || req.raw.socket?.destroyed) break;
+          // Listen again before looking, as above, in case this wake turns out to bring nothing.
+          waiter = c.wakeups.waitWorker(id, Math.max(1, until - Date.now()));
+          worker = await mustWorker(id);
+          now = await c.now();
+          if (worker.state === 'active') {
+            assignments = c.wakeups.takeMail(id, max);
+            await topUp();
+          }
+          // Not a heartbeat: the request proves the worker was alive when it was sent, not now (a paused or
+          // partitioned worker's poll can sit here), so only read what must be stopped.
+          hb.cancel.push(...(await c.store.pendingCancels(id)));
+          // A wake whose news another request of this worker already took (its report-and-poll got the
+          // mail) parks again rather than answering empty-handed and costing the worker another round trip.
+          if (assignments.length > 0 || hb.cancel.length > 0 || worker.state !== 'active' || Date.now() >= until || gone) break;
+        }
+        waiter.cancel();
         reply.raw.off('close', onClose);
         if (gone || req.raw.socket?.destroyed) return { assignments: [], cancel: [], acks: hb.acks, drain: false, ...acks };
-        worker = await mustWorker(id);
-        now = await c.now();
-        if (worker.state === 'active') {
-          assignments = c.wakeups.takeMail(id, max);
-          await topUp();
-        }
-        // Not a heartbeat: the request proves the worker was alive when it was sent, not now (a paused or
-        // partitioned worker's poll can sit here), so only read what must be stopped.
-        hb.cancel.push(...(await c.store.pendingCancels(id)));
       }
       return {
         assignments: assignments.map(toWire),
