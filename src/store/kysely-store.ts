@@ -125,6 +125,26 @@ function utf8Prefix(s: string, max: number): { text: string; bytes: number } {
   return { text: buf.subarray(0, end).toString('utf8'), bytes: end };
 }
 
+/** What a new run row is inserted with; the rest take their defaults. */
+const RUN_INSERT_COLUMNS = [
+  'task_id',
+  'attempt',
+  'worker_id',
+  'worker_name',
+  'lease_token',
+  'lease_expires_at',
+  'state',
+  'allocation',
+  'cpus',
+  'memory',
+  'ports',
+  'assigned_at',
+  'cap_at',
+  'cancel_requested',
+  'delivered',
+  'usage',
+] as const satisfies ReadonlyArray<keyof RunRow>;
+
 export class KyselyStore implements Store {
   private readonly random: () => number;
   private lastPrune = 0;
@@ -962,52 +982,52 @@ export class KyselyStore implements Store {
       accepted.push({ d, task, worker });
     }
 
-    const runRows = await this.insertRows<RunRow>(
-      ex,
-      'runs',
-      [
-        'task_id',
-        'attempt',
-        'worker_id',
-        'worker_name',
-        'lease_token',
-        'lease_expires_at',
-        'state',
-        'allocation',
-        'cpus',
-        'memory',
-        'ports',
-        'assigned_at',
-        'cap_at',
-        'cancel_requested',
-        'delivered',
-        'usage',
-      ],
-      accepted.map(({ d, task, worker }) => [
-        d.taskId,
-        task.attempts,
-        worker.id,
-        worker.name,
-        randomBytes(16).toString('hex'),
-        ctx.now + ctx.leaseMs,
-        'assigned',
-        JSON.stringify({
+    // The new rows are built here and only their ids come back: decoding RETURNING * cost more than the insert.
+    const tokens = randomBytes(16 * accepted.length).toString('hex'); // one call for every lease token
+    const fresh = new Map<number, RunRow>();
+    for (const [i, { d, task, worker }] of accepted.entries()) {
+      fresh.set(d.taskId, {
+        id: 0,
+        task_id: d.taskId,
+        attempt: task.attempts,
+        worker_id: worker.id,
+        worker_name: worker.name,
+        lease_token: tokens.slice(32 * i, 32 * (i + 1)),
+        lease_expires_at: ctx.now + ctx.leaseMs,
+        state: 'assigned',
+        allocation: JSON.stringify({
           cpus: d.allocation.cpus,
           memory: d.allocation.memory,
           ports: d.allocation.ports ?? [],
           namedPorts: d.allocation.namedPorts ?? {},
         }),
-        d.allocation.cpus,
-        d.allocation.memory,
-        JSON.stringify(d.allocation.ports ?? []),
-        ctx.now,
-        ctx.now + Number(task.execution_cap),
-        0,
-        0,
-        JSON.stringify(EMPTY_USAGE),
-      ]),
-      '*',
+        cpus: d.allocation.cpus,
+        memory: d.allocation.memory,
+        ports: JSON.stringify(d.allocation.ports ?? []),
+        assigned_at: ctx.now,
+        cap_at: ctx.now + Number(task.execution_cap),
+        started_at: null,
+        finished_at: null,
+        exit_code: null,
+        outcome: null,
+        reason: null,
+        cancel_requested: 0,
+        delivered: 0,
+        usage: JSON.stringify(EMPTY_USAGE),
+        log_bytes: 0,
+        log_seq: 0,
+        log_truncated: 0,
+      });
+    }
+    const cols = RUN_INSERT_COLUMNS;
+    const ids = await this.insertRows<{ id: number; task_id: number }>(
+      ex,
+      'runs',
+      cols,
+      [...fresh.values()].map((r) => cols.map((c) => r[c])),
+      'id, task_id',
     );
+    const runRows = ids.map(({ id, task_id }) => ({ ...fresh.get(Number(task_id))!, id: Number(id) }));
     runRows.sort((a, b) => Number(a.id) - Number(b.id));
     const events: EventIn[] = [];
     for (const r of runRows) {
