@@ -842,16 +842,15 @@ export class KyselyStore implements Store {
   }
 
   private async candidates(ex: Exec, now: number, limit: number, urgentBefore: number): Promise<Task[]> {
-    // Walks tasks_ready in order; stops after `limit` due rows.
-    const best = await ex.all<TaskRow>(
-      "SELECT * FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
-      [now, limit],
+    // Two walks in one statement: tasks_ready in order, stopping after `limit` due rows, and tasks_deadline
+    // from the earliest deadline (the ones about to be promoted, whatever their priority).
+    const rows = await ex.all<TaskRow & { walk: number }>(
+      "SELECT * FROM (SELECT 0 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?) AS best " +
+        "UNION ALL SELECT * FROM (SELECT 1 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS urgent",
+      [now, limit, urgentBefore, now, limit],
     );
-    // Walks tasks_deadline from the earliest deadline: the ones about to be promoted, whatever their priority.
-    const urgent = await ex.all<TaskRow>(
-      "SELECT * FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?",
-      [urgentBefore, now, limit],
-    );
+    const best = rows.filter((r) => Number(r.walk) === 0);
+    const urgent = rows.filter((r) => Number(r.walk) === 1);
     const seen = new Set(best.map((r) => Number(r.id)));
     return [...best, ...urgent.filter((r) => !seen.has(Number(r.id)))].map(taskFromRow);
   }
@@ -917,22 +916,16 @@ export class KyselyStore implements Store {
     );
     const used = new Map<string, { cpus: number; memory: number; ports: Set<number> }>();
     for (const id of workerIds) used.set(id, { cpus: 0, memory: 0, ports: new Set() });
-    for (const s of await this.selectIn<{ worker_id: string; cpus: number; memory: number }>(
+    // Summed here from the live runs (an index-only walk of runs_worker_load), in one round trip.
+    for (const r of await this.selectIn<{ worker_id: string; cpus: number; memory: number; ports: string }>(
       ex,
-      `SELECT worker_id, CAST(SUM(cpus) AS BIGINT) AS cpus, CAST(SUM(memory) AS BIGINT) AS memory FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
-      workerIds,
-      ' GROUP BY worker_id',
-    )) {
-      const u = used.get(s.worker_id)!;
-      u.cpus = Number(s.cpus);
-      u.memory = Number(s.memory);
-    }
-    for (const p of await this.selectIn<{ worker_id: string; ports: string }>(
-      ex,
-      `SELECT worker_id, ports FROM runs WHERE state IN ${LIVE} AND ports <> '[]' AND worker_id IN`,
+      `SELECT worker_id, cpus, memory, ports FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
       workerIds,
     )) {
-      for (const port of JSON.parse(p.ports) as number[]) used.get(p.worker_id)!.ports.add(port);
+      const u = used.get(r.worker_id)!;
+      u.cpus += Number(r.cpus);
+      u.memory += Number(r.memory);
+      if (r.ports !== '[]') for (const port of JSON.parse(r.ports) as number[]) u.ports.add(port);
     }
 
     if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, await this.txNow(ex)) };
