@@ -42,6 +42,33 @@ function countStatement(sql: string, ms: number): void {
 }
 
 const STMT_CACHE = 400;
+
+interface Prepared {
+  exec(params: unknown[]): unknown[];
+}
+
+/**
+ * A cached statement. Rows are read in better-sqlite3's raw mode (arrays) and turned into objects by a
+ * constructor compiled once per statement: half the cost of letting the driver build each object (64 task
+ * rows of ~45 columns: 600 → 290 µs). Later columns of the same name win, as in the driver's object mode.
+ */
+function prepare(db: Database.Database, sql: string): Prepared {
+  const st = db.prepare(sql);
+  if (!st.reader) {
+    return {
+      exec: (params) => {
+        st.run(params);
+        return [];
+      },
+    };
+  }
+  st.raw(true);
+  const names = st.columns().map((c) => c.name);
+  const row = new Function('a', `return {${names.map((n, i) => `${JSON.stringify(n)}: a[${i}]`).join(', ')}};`) as (
+    a: unknown[],
+  ) => Record<string, unknown>;
+  return { exec: (params) => (st.all(params) as unknown[][]).map(row) };
+}
 /** A flush this soon after the previous one means the server is busy (ms). */
 const BUSY_GAP_MS = 2;
 /** How long a busy server lets transactions gather before the next group commit (ms). */
@@ -54,7 +81,7 @@ export class SqliteBackend implements Backend {
   readonly kysely: Kysely<Record<string, never>>;
   readonly idType = 'INTEGER PRIMARY KEY AUTOINCREMENT';
   readonly forUpdate = '';
-  private readonly stmts = new Map<string, Database.Statement>();
+  private readonly stmts = new Map<string, Prepared>();
   private readonly exec: Exec;
 
   /** Handles sharing this connection (see sqlite.ts); the last close() closes it. */
@@ -71,21 +98,15 @@ export class SqliteBackend implements Backend {
   }
 
   private run(sql: string, params: unknown[]): unknown[] {
-    let st = this.stmts.get(sql);
-    if (!st) {
-      st = this.raw.prepare(sql);
+    let p = this.stmts.get(sql);
+    if (!p) {
+      p = prepare(this.raw, sql);
       if (this.stmts.size >= STMT_CACHE) this.stmts.delete(this.stmts.keys().next().value as string);
-      this.stmts.set(sql, st);
+      this.stmts.set(sql, p);
     }
-    if (!statementStats) {
-      if (st.reader) return st.all(params);
-      st.run(params);
-      return [];
-    }
+    if (!statementStats) return p.exec(params);
     const t0 = performance.now();
-    let out: unknown[] = [];
-    if (st.reader) out = st.all(params);
-    else st.run(params);
+    const out = p.exec(params);
     countStatement(sql, performance.now() - t0);
     return out;
   }
