@@ -11,7 +11,9 @@ import { type Quota, resolveConfig, type SchedulerConfig } from './config.js';
 import { buildExplanation, type Explanation, prepareEstimates } from './explain.js';
 import { type Dominant, FitIndex, type Mode } from './fit-index.js';
 import { MinHeap } from './heap.js';
-import type { ReasonCode } from './reasons.js';
+import { classKey, TaskClass } from './task-class.js';
+
+export { TaskClass } from './task-class.js';
 
 export interface Snapshot {
   /** Workers with what is allocated on them (any state; only active ones take tasks). */
@@ -55,20 +57,6 @@ export interface Plan {
   stats: PlanStats;
 }
 
-/** One feasibility class (Nomad's "computed class"): tasks with the same executor and constraints. */
-export interface TaskClass {
-  key: string;
-  /** Worker indexes that pass the static filters (state, executor, labels). */
-  members: Int32Array;
-  index: FitIndex;
-  /** Workers failing a static filter, counted by the first filter they fail. */
-  staticCounts: Map<ReasonCode, number>;
-  /** Largest total capacity among members, for "too large" verdicts. */
-  capMax: { cpus: number; memory: number; ports: number };
-  /** Shapes known to fit nowhere in this pass (free space only shrinks during a pass). */
-  failed: Array<[number, number, number]>;
-}
-
 /** What happened to one candidate. */
 export type Outcome =
   | { kind: 'placed'; worker: number }
@@ -84,6 +72,7 @@ interface PassRun {
   ports: number;
   runId: number | null;
   taskId: number;
+  owner: string;
 }
 
 /** A live run (ports as a list) or a run placed in this pass (ports as a count), referenced, not copied. */
@@ -107,8 +96,18 @@ export class PassState {
   totalM = 0;
   allocC = 0;
   allocM = 0;
+  /** Active workers, for the mean capacity that scales cpu against memory in scores. */
+  activeCount = 0;
   readonly classes = new Map<string, TaskClass>();
-  private readonly memberOf: Array<Array<[TaskClass, number]> | undefined>;
+  private readonly classList: TaskClass[] = [];
+  // Which class indexes hold worker i, as linked lists in flat arrays (no per-worker objects): entries from
+  // linkHead[i] through linkNext, each naming a class (position in classList) and the slot there.
+  private readonly linkHead: Int32Array;
+  private readonly linkNext: number[] = [];
+  private readonly linkClass: number[] = [];
+  private readonly linkSlot: number[] = [];
+  /** Active workers with room for the smallest candidate of any class, in worker order (on first use). */
+  private roomy: Int32Array | null = null;
   private readonly usedPorts: Array<Set<number> | undefined>;
   private readonly nextPort: Int32Array;
   readonly passRuns: Array<PassRun[] | undefined>;
@@ -146,7 +145,7 @@ export class PassState {
     this.capM = new Float64Array(W);
     this.capP = new Float64Array(W);
     this.active = new Uint8Array(W);
-    this.memberOf = new Array(W);
+    this.linkHead = new Int32Array(W).fill(-1);
     this.usedPorts = new Array(W);
     this.nextPort = new Int32Array(W);
     this.passRuns = new Array(W);
@@ -166,18 +165,25 @@ export class PassState {
         this.nextPort[i] = range.from;
         // allocated.ports is the union of the live runs' ports in a consistent snapshot; if a live run holds
         // a port missing there, take() finds out, corrects the count and the search runs again.
+        const taken = w.allocated.ports;
         let used = 0;
-        for (const p of w.allocated.ports) if (p >= range.from && p <= range.to) used++;
+        for (let k = 0; k < taken.length; k++) if (taken[k] >= range.from && taken[k] <= range.to) used++;
         this.freeP[i] = this.capP[i] - used;
       }
       if (w.state === 'active') {
         this.active[i] = 1;
+        this.activeCount++;
         this.totalC += cap.cpus;
         this.totalM += cap.memory;
         this.allocC += w.allocated.cpus;
         this.allocM += w.allocated.memory;
       }
-      if (!snapshot.ownerUsage) for (const r of w.live) if (r.owner !== undefined) this.addOwnerUse(r.owner, r.cpus, r.memory);
+      if (!snapshot.ownerUsage) {
+        for (let k = 0; k < w.live.length; k++) {
+          const r = w.live[k];
+          if (r.owner !== undefined) this.addOwnerUse(r.owner, r.cpus, r.memory);
+        }
+      }
     }
     if (snapshot.ownerUsage) {
       for (const owner of Object.keys(snapshot.ownerUsage).sort()) {
@@ -217,81 +223,81 @@ export class PassState {
     if (!s) {
       const w = this.workers[i];
       s = new Set(w.allocated.ports);
-      for (const r of w.live) for (const p of r.ports) s.add(p);
+      const live = w.live;
+      for (let k = 0; k < live.length; k++) {
+        const ports = live[k].ports;
+        for (let j = 0; j < ports.length; j++) s.add(ports[j]);
+      }
       this.usedPorts[i] = s;
     }
     return s;
   }
 
-  /** The task's feasibility class, built on first use: static filters once per class, not per task. */
+  /** The task's feasibility class (created on first use; its index is built by indexOf). */
   classOf(t: Task): TaskClass {
-    const ckeys = Object.keys(t.constraints);
-    let key = t.executor;
-    if (ckeys.length > 0) {
-      ckeys.sort();
-      for (const k of ckeys) key += `\u0000${k}\u0001${t.constraints[k]}`;
-    }
+    const key = classKey(t);
     let cls = this.classes.get(key);
     if (!cls) {
-      cls = this.buildClass(key, t);
+      cls = new TaskClass(key, t, this);
       this.classes.set(key, cls);
     }
     return cls;
   }
 
-  private buildClass(key: string, t: Task): TaskClass {
-    const members: number[] = [];
-    const staticCounts = new Map<ReasonCode, number>();
-    const bump = (c: ReasonCode) => staticCounts.set(c, (staticCounts.get(c) ?? 0) + 1);
-    const ckeys = Object.keys(t.constraints).sort();
-    const capMax = { cpus: 0, memory: 0, ports: 0 };
-    for (let i = 0; i < this.W; i++) {
-      const w = this.workers[i];
-      if (w.state !== 'active') {
-        bump(w.state === 'lost' ? 'lost' : w.state === 'stopped' ? 'stopped' : 'draining');
-        continue;
-      }
-      if (!w.executors.includes(t.executor)) {
-        bump('executor');
-        continue;
-      }
-      let ok = true;
-      for (const k of ckeys) {
-        if (!Object.hasOwn(w.labels, k) || w.labels[k] !== t.constraints[k]) {
-          ok = false;
-          break;
-        }
-      }
-      if (!ok) {
-        bump('labels');
-        continue;
-      }
-      members.push(i);
-      capMax.cpus = Math.max(capMax.cpus, this.capC[i]);
-      capMax.memory = Math.max(capMax.memory, this.capM[i]);
-      capMax.ports = Math.max(capMax.ports, this.capP[i]);
+  /**
+   * The class's fit index, built on first use over the members with room for its smallest candidate. Every
+   * candidate must have been counted with cls.need() before the first call.
+   */
+  indexOf(cls: TaskClass): FitIndex {
+    if (cls.index) return cls.index;
+    const roomy = this.roomyWorkers();
+    const slots: number[] = [];
+    let topC = 0;
+    let topM = 0;
+    for (let k = 0; k < roomy.length; k++) {
+      const i = roomy[k];
+      if (this.freeC[i] < cls.minC || this.freeM[i] < cls.minM || this.freeP[i] < cls.minP) continue;
+      if (cls.reject(this.workers[i]) !== null) continue;
+      slots.push(i);
+      if (this.capC[i] > topC) topC = this.capC[i];
+      if (this.capM[i] > topM) topM = this.capM[i];
     }
-    const n = members.length;
-    const index = new FitIndex(
-      n,
-      this.totalC > 0 ? this.totalC / n || 1 : 1,
-      this.totalM > 0 ? this.totalM / n || 1 : 1,
-      capMax.cpus,
-      capMax.memory,
-    );
-    const cls: TaskClass = { key, members: Int32Array.from(members), index, staticCounts, capMax, failed: [] };
+    const n = slots.length;
+    const unitC = this.totalC > 0 ? this.totalC / this.activeCount : 1;
+    const unitM = this.totalM > 0 ? this.totalM / this.activeCount : 1;
+    const index = new FitIndex(n, unitC, unitM, topC, topM);
+    const id = this.classList.length;
+    this.classList.push(cls);
     for (let pos = 0; pos < n; pos++) {
-      const i = members[pos];
+      const i = slots[pos];
       index.setLeaf(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
-      let list = this.memberOf[i];
-      if (!list) {
-        list = [];
-        this.memberOf[i] = list;
-      }
-      list.push([cls, pos]);
+      this.linkNext.push(this.linkHead[i]);
+      this.linkHead[i] = this.linkClass.length;
+      this.linkClass.push(id);
+      this.linkSlot.push(pos);
     }
     index.rebuild();
-    return cls;
+    cls.slots = Int32Array.from(slots);
+    cls.index = index;
+    return index;
+  }
+
+  /** Active workers with room for the smallest candidate of any class (free room only shrinks in a pass). */
+  private roomyWorkers(): Int32Array {
+    if (this.roomy) return this.roomy;
+    let c = Number.POSITIVE_INFINITY;
+    let m = Number.POSITIVE_INFINITY;
+    let p = Number.POSITIVE_INFINITY;
+    for (const cls of this.classes.values()) {
+      c = Math.min(c, cls.minC);
+      m = Math.min(m, cls.minM);
+      p = Math.min(p, cls.minP);
+    }
+    const out = new Int32Array(this.W);
+    let n = 0;
+    for (let i = 0; i < this.W; i++) if (this.active[i] && this.freeC[i] >= c && this.freeM[i] >= m && this.freeP[i] >= p) out[n++] = i;
+    this.roomy = out.subarray(0, n);
+    return this.roomy;
   }
 
   /**
@@ -332,17 +338,27 @@ export class PassState {
     this.addOwnerUse(t.owner, r.cpus, r.memory);
     const runs = this.passRuns[i] ?? [];
     this.passRuns[i] = runs;
-    runs.push({ endsBy: this.now + t.executionCap, cpus: r.cpus, memory: r.memory, ports: nPorts, runId: null, taskId: t.id });
+    runs.push({
+      endsBy: this.now + t.executionCap,
+      cpus: r.cpus,
+      memory: r.memory,
+      ports: nPorts,
+      runId: null,
+      taskId: t.id,
+      owner: t.owner,
+    });
     this.timelines[i] = undefined;
     if (!Number.isNaN(this.releaseAt[i])) this.releaseAt[i] = Math.min(this.releaseAt[i], this.now + t.executionCap);
     this.reindex(i);
     return { cpus: r.cpus, memory: r.memory, ports, namedPorts };
   }
 
-  /** Pushes worker i's free amounts into every class index it belongs to. */
+  /** Pushes worker i's free amounts into every class index that holds it. */
   private reindex(i: number): void {
-    const list = this.memberOf[i];
-    if (list) for (const [cls, pos] of list) cls.index.update(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
+    for (let e = this.linkHead[i]; e >= 0; e = this.linkNext[e]) {
+      const index = this.classList[this.linkClass[e]].index as FitIndex;
+      index.update(this.linkSlot[e], this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
+    }
   }
 
   /** Runs on worker i ordered by when they free their resources at the latest. */
@@ -422,11 +438,12 @@ export class PassState {
 
   /** The members with the largest free shares (cpu + memory), at most `limit` of them, in index order. */
   private roomiest(cls: TaskClass, limit: number): Int32Array {
-    const n = cls.members.length;
-    if (n <= limit) return cls.members;
+    const members = cls.members;
+    const n = members.length;
+    if (n <= limit) return members;
     const d = new Float64Array(n);
     for (let k = 0; k < n; k++) {
-      const i = cls.members[k];
+      const i = members[k];
       d[k] = -(Math.max(0, this.freeC[i]) / (this.capC[i] || 1) + Math.max(0, this.freeM[i]) / (this.capM[i] || 1));
     }
     return this.pick(cls, d, limit);
@@ -434,22 +451,24 @@ export class PassState {
 
   /** The `limit` members with the smallest keys, ties by index, in index order. */
   private pick(cls: TaskClass, d: Float64Array, limit: number): Int32Array {
-    const n = cls.members.length;
+    const members = cls.members;
+    const n = members.length;
     const threshold = kthSmallest(Float64Array.from(d), limit - 1);
     const out = new Int32Array(limit);
     let k2 = 0;
-    for (let k = 0; k < n && k2 < limit; k++) if (d[k] < threshold) out[k2++] = cls.members[k];
-    for (let k = 0; k < n && k2 < limit; k++) if (d[k] === threshold) out[k2++] = cls.members[k];
+    for (let k = 0; k < n && k2 < limit; k++) if (d[k] < threshold) out[k2++] = members[k];
+    for (let k = 0; k < n && k2 < limit; k++) if (d[k] === threshold) out[k2++] = members[k];
     return out.subarray(0, k2);
   }
 
   /** The members with the smallest shortfall for (c, m, p), at most `limit` of them, in index order. */
   private closest(cls: TaskClass, c: number, m: number, p: number, limit: number): Int32Array {
-    const n = cls.members.length;
-    if (n <= limit) return cls.members;
+    const members = cls.members;
+    const n = members.length;
+    if (n <= limit) return members;
     const d = new Float64Array(n);
     for (let k = 0; k < n; k++) {
-      const i = cls.members[k];
+      const i = members[k];
       if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) d[k] = Number.POSITIVE_INFINITY;
       else
         d[k] =
@@ -492,11 +511,9 @@ export class PassState {
           this.ownerRuns.set(r.owner, list);
         }
         for (const r of this.passRuns[i] ?? []) {
-          const t = this.passOwner.get(r.taskId);
-          if (t === undefined) continue;
-          const list = this.ownerRuns.get(t) ?? [];
+          const list = this.ownerRuns.get(r.owner) ?? [];
           list.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory });
-          this.ownerRuns.set(t, list);
+          this.ownerRuns.set(r.owner, list);
         }
       }
       for (const list of this.ownerRuns.values()) list.sort((a, b) => a.endsBy - b.endsBy);
@@ -508,9 +525,6 @@ export class PassState {
     }
     return null;
   }
-
-  /** taskId → owner of the tasks placed in this pass (for quota estimates). */
-  readonly passOwner = new Map<number, string>();
 }
 
 /** How many of the workers closest to fitting a reservation (an estimate) examines on a big cluster. */
@@ -543,21 +557,6 @@ function kthSmallest(a: Float64Array, k: number): number {
   return a[k];
 }
 
-/**
- * Remembers a shape that fits nowhere in its class this pass. Free space only shrinks during a pass, so any
- * shape at least as large fails too; the set keeps only minimal shapes, so it stays small on a full cluster.
- */
-function rememberFailure(cls: TaskClass, c: number, m: number, p: number): void {
-  const f = cls.failed;
-  let k = 0;
-  for (let j = 0; j < f.length; j++) {
-    const [fc, fm, fp] = f[j];
-    if (!(fc >= c && fm >= m && fp >= p)) f[k++] = f[j]; // drop shapes the new one dominates from below
-  }
-  f.length = k;
-  if (f.length < 64) f.push([c, m, p]);
-}
-
 /** The effective band: the task's priority, or the urgent band when its start deadline is near. */
 export function effectivePriority(t: Task, now: number, cfg: Pick<SchedulerConfig, 'urgencyWindowMs'>): number {
   return t.startDeadline - now <= cfg.urgencyWindowMs ? Math.max(t.priority, URGENT_PRIORITY) : t.priority;
@@ -571,28 +570,35 @@ function bySlack(a: Task, b: Task): number {
 
 interface OwnerQueue {
   owner: string;
-  tasks: Task[];
+  entries: Ranked[];
   head: number;
   share: number;
 }
 
+/** Owner queues by (dominant share, head's slack, head's id). */
 function ownerLess(a: OwnerQueue, b: OwnerQueue): boolean {
   if (a.share !== b.share) return a.share < b.share;
-  const c = bySlack(a.tasks[a.head], b.tasks[b.head]);
+  const c = bySlack(a.entries[a.head].task, b.entries[b.head].task);
   return c < 0;
 }
 
-/** A small binary min-heap of owner queues, keyed by (dominant share, head's slack, head's id). */
+const entrySlack = (a: Ranked, b: Ranked): number => bySlack(a.task, b.task);
 
-/** Per-candidate bookkeeping for explanations. */
+/** Per-candidate bookkeeping: made once per candidate, read by placement and explanations. */
 export interface Ranked {
   task: Task;
+  /** Its feasibility class. */
+  cls: TaskClass;
+  /** Ports it needs (counted and named). */
+  ports: number;
   band: number;
   promoted: boolean;
   /** 1-based position in its band's processing order. */
   rank: number;
   outcome: Outcome;
 }
+
+const NOT_TRIED: Outcome = Object.freeze({ kind: 'pass_limit' });
 
 export function plan(snapshot: Snapshot, now: number, config?: Partial<SchedulerConfig>): Plan {
   const cfg = resolveConfig(config);
@@ -615,15 +621,19 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const maxPlacements = cfg.maxPlacementsPerPass ?? Number.POSITIVE_INFINITY;
   const high = PRIORITY_NAMES.high;
 
-  // Bands, highest first; each band sorted once by slack so owner queues come out sorted.
-  const bands = new Map<number, Task[]>();
-  const promotedSet = new Set<number>();
+  // Bands, highest first; each band sorted once by slack so owner queues come out sorted. Each candidate's
+  // class counts its request, so the class's index leaves out workers too full for all of its candidates.
+  const bands = new Map<number, Ranked[]>();
   for (const t of snapshot.tasks) {
-    const b = effectivePriority(t, now, cfg);
-    if (b !== t.priority) promotedSet.add(t.id);
-    const list = bands.get(b);
-    if (list) list.push(t);
-    else bands.set(b, [t]);
+    const band = effectivePriority(t, now, cfg);
+    const r = t.resources;
+    const ports = r.ports + r.portNames.length;
+    const cls = st.classOf(t);
+    cls.need(r.cpus, r.memory, ports);
+    const entry: Ranked = { task: t, cls, ports, band, promoted: band !== t.priority, rank: 0, outcome: NOT_TRIED };
+    const list = bands.get(band);
+    if (list) list.push(entry);
+    else bands.set(band, [entry]);
   }
   const bandKeys = [...bands.keys()].sort((a, b) => b - a);
 
@@ -634,7 +644,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     (cls: TaskClass) =>
     (pos: number): boolean => {
       const res = st.reservation;
-      if (res === null || cls.members[pos] !== res.worker || current === null) return true;
+      if (res === null || cls.slots[pos] !== res.worker || current === null) return true;
       const r = current.resources;
       // EASY backfill: either it is gone (by its cap) before the reserved task's start...
       if (now + current.executionCap <= res.at) return true;
@@ -646,8 +656,8 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const acceptors = new Map<TaskClass, (pos: number) => boolean>();
 
   const held: Ranked[] = [];
-  /** How many placements existed when each held task was held back. */
-  const heldAt = new Map<Ranked, number>();
+  /** How many placements existed when each held task was held back (parallel to held). */
+  const heldAt: number[] = [];
   /** The resource a request needs the larger share of, cluster-wide. */
   const dominant = (c: number, m: number): Dominant => (st.totalC > 0 && st.totalM > 0 && m / st.totalM > c / st.totalC ? 1 : 0);
   /** Low enough band and ample slack: may wait for off-peak. */
@@ -657,29 +667,32 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   function attempt(entry: Ranked, mayReserve: boolean): boolean {
     const t = entry.task;
     const r = t.resources;
-    const nPorts = r.ports + r.portNames.length;
+    const nPorts = entry.ports;
     if (stats.placed >= maxPlacements) {
       entry.outcome = { kind: 'pass_limit' };
       stats.passLimited++;
       return false;
     }
     const quota = st.quotaFor(t.owner);
-    const use = st.ownerUse.get(t.owner) ?? { cpus: 0, memory: 0 };
-    if (quota?.cpus !== undefined && use.cpus + r.cpus > quota.cpus) {
-      entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
-      stats.quotaBlocked++;
-      return false;
+    if (quota !== undefined) {
+      const use = st.ownerUse.get(t.owner) ?? { cpus: 0, memory: 0 };
+      if (quota.cpus !== undefined && use.cpus + r.cpus > quota.cpus) {
+        entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
+        stats.quotaBlocked++;
+        return false;
+      }
+      if (quota.memory !== undefined && use.memory + r.memory > quota.memory) {
+        entry.outcome = { kind: 'quota', code: 'quota_memory', used: use.memory, limit: quota.memory };
+        stats.quotaBlocked++;
+        return false;
+      }
     }
-    if (quota?.memory !== undefined && use.memory + r.memory > quota.memory) {
-      entry.outcome = { kind: 'quota', code: 'quota_memory', used: use.memory, limit: quota.memory };
-      stats.quotaBlocked++;
-      return false;
-    }
-    const cls = st.classOf(t);
+    const cls = entry.cls;
+    const index = st.indexOf(cls);
     let pos = -1;
     rejectedByReservation = false;
-    const knownFail = cls.failed.some(([c, m, p]) => r.cpus >= c && r.memory >= m && nPorts >= p);
-    if (!knownFail && cls.members.length > 0) {
+    const knownFail = cls.knownToFail(r.cpus, r.memory, nPorts);
+    if (!knownFail && index.n > 0) {
       const mode: Mode = t.placement ?? cfg.placement;
       const dom = dominant(r.cpus, r.memory);
       let acc = acceptors.get(cls);
@@ -688,12 +701,12 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
         acceptors.set(cls, acc);
       }
       current = t;
-      pos = cls.index.findBest(r.cpus, r.memory, nPorts, mode, dom, st.reservation ? acc : null);
+      pos = index.findBest(r.cpus, r.memory, nPorts, mode, dom, st.reservation ? acc : null);
       current = null;
     }
     let allocation: Allocation | null = null;
     while (pos >= 0) {
-      const i = cls.members[pos];
+      const i = cls.slots[pos];
       const res = st.reservation;
       allocation = st.take(i, t);
       if (allocation) {
@@ -706,7 +719,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       }
       // The worker had fewer free ports than its snapshot said; its count is corrected, search again.
       current = t;
-      pos = cls.index.findBest(
+      pos = index.findBest(
         r.cpus,
         r.memory,
         nPorts,
@@ -717,8 +730,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       current = null;
     }
     if (pos >= 0 && allocation) {
-      const i = cls.members[pos];
-      st.passOwner.set(t.id, t.owner);
+      const i = cls.slots[pos];
       placements.push({ taskId: t.id, workerId: snapshot.workers[i].id, allocation });
       entry.outcome = { kind: 'placed', worker: i };
       stats.placed++;
@@ -726,7 +738,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     }
     entry.outcome = { kind: 'unfit', cls, blockedByReservation: rejectedByReservation };
     if (rejectedByReservation) stats.reservationBlocked++;
-    else if (!knownFail) rememberFailure(cls, r.cpus, r.memory, nPorts);
+    else if (!knownFail) cls.rememberFailure(r.cpus, r.memory, nPorts);
     // The highest-ranked task blocked on resources gets a reservation where it fits soonest, so a stream of
     // smaller tasks cannot starve it (EASY backfilling).
     if (mayReserve && st.reservation === null && !rejectedByReservation && cls.members.length > 0) {
@@ -748,17 +760,18 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   }
 
   for (const band of bandKeys) {
-    const tasks = (bands.get(band) as Task[]).sort(bySlack);
+    const entries = (bands.get(band) as Ranked[]).sort(entrySlack);
     const queues = new Map<string, OwnerQueue>();
     const order: OwnerQueue[] = [];
-    for (const t of tasks) {
-      let q = queues.get(t.owner);
+    for (const e of entries) {
+      const owner = e.task.owner;
+      let q = queues.get(owner);
       if (!q) {
-        q = { owner: t.owner, tasks: [], head: 0, share: 0 };
-        queues.set(t.owner, q);
+        q = { owner, entries: [], head: 0, share: 0 };
+        queues.set(owner, q);
         order.push(q);
       }
-      q.tasks.push(t);
+      q.entries.push(e);
     }
     const heap = new MinHeap<OwnerQueue>(ownerLess);
     for (const q of order) {
@@ -768,17 +781,16 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     let rank = 0;
     while (heap.size > 0) {
       const q = heap.pop();
-      const t = q.tasks[q.head++];
-      rank++;
-      const entry: Ranked = { task: t, band, promoted: promotedSet.has(t.id), rank, outcome: { kind: 'pass_limit' } };
+      const entry = q.entries[q.head++];
+      entry.rank = ++rank;
       ranked.push(entry);
       if (delayable(entry) && st.utilization() > cfg.deferralThreshold) {
         // Off-peak candidate: decided after every other candidate (see below).
         entry.outcome = { kind: 'deferred', utilization: st.utilization() };
         held.push(entry);
-        heldAt.set(entry, placements.length);
+        heldAt.push(placements.length);
       } else if (attempt(entry, true)) q.share = st.share(q.owner);
-      if (q.head < q.tasks.length) heap.push(q);
+      if (q.head < q.entries.length) heap.push(q);
     }
   }
 
@@ -786,14 +798,15 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   // use the room got it, there is nothing to make room for, and the held tasks go now (in rank order). A held
   // task that then finds no room stays deferred when tasks placed after it was held may have taken the room;
   // when nothing was placed meanwhile, it would not have fit anyway, and its explanation says what is short.
-  const pressure = ranked.some((e) => e.outcome.kind === 'unfit' && e.outcome.cls.members.length > 0 && !delayable(e));
-  for (const entry of held) {
+  const pressure = ranked.some((e) => e.outcome.kind === 'unfit' && !delayable(e) && e.outcome.cls.hasMembers());
+  for (let h = 0; h < held.length; h++) {
+    const entry = held[h];
     if (pressure) {
       stats.deferred++;
       continue;
     }
     const deferred = entry.outcome;
-    const placedBefore = heldAt.get(entry) ?? 0;
+    const placedBefore = heldAt[h];
     if (!attempt(entry, false)) {
       if (entry.outcome.kind === 'unfit' && placements.length > placedBefore) entry.outcome = deferred;
       if (entry.outcome.kind === 'deferred') stats.deferred++;
@@ -808,7 +821,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     if (e.outcome.kind === 'placed' || cfg.explain === false) continue;
     explanations.set(e.task.id, buildExplanation(st, e, bandSizes.get(e.band) ?? 0));
   }
-  for (const cls of st.classes.values()) cls.index.release();
+  for (const cls of st.classes.values()) cls.index?.release();
   stats.unplaced = snapshot.tasks.length - stats.placed;
   stats.classes = st.classes.size;
   stats.utilizationAfter = st.utilization();
