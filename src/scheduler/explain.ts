@@ -54,10 +54,10 @@ function finalView(st: PassState, cls: TaskClass): FinalView {
     const i = members[k];
     sortedC[k] = st.freeC[i];
     sortedM[k] = st.freeM[i];
-    sortedP[k] = st.freeP[i];
+    sortedP[k] = st.portsFree(i);
     if (st.freeC[i] > best.cpus) [best.cpus, bestAt.cpus] = [st.freeC[i], i];
     if (st.freeM[i] > best.memory) [best.memory, bestAt.memory] = [st.freeM[i], i];
-    if (st.freeP[i] > best.ports) [best.ports, bestAt.ports] = [st.freeP[i], i];
+    if (sortedP[k] > best.ports) [best.ports, bestAt.ports] = [sortedP[k], i];
   }
   sortedC.sort();
   sortedM.sort();

@@ -189,8 +189,9 @@ export class FitIndex {
       }
       const l = 2 * node;
       const r = l + 1;
-      const bl = this.bound(l, c, m, lc, lm, mode, dom);
-      const br = this.bound(r, c, m, lc, lm, mode, dom);
+      // A child without a worker that has enough of each resource on its own is not bounded at all.
+      const bl = maxC[l] < c || maxM[l] < m || maxP[l] < p ? Number.POSITIVE_INFINITY : this.bound(l, c, m, lc, lm, mode, dom);
+      const br = maxC[r] < c || maxM[r] < m || maxP[r] < p ? Number.POSITIVE_INFINITY : this.bound(r, c, m, lc, lm, mode, dom);
       // Visit the more promising child first (pushed last); skip children that cannot beat the best so far.
       if (bl <= br) {
         if (br < bestScore) stack[sp++] = r;

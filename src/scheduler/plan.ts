@@ -87,7 +87,11 @@ export class PassState {
   readonly W: number;
   readonly freeC: Float64Array;
   readonly freeM: Float64Array;
-  readonly freeP: Float64Array;
+  /**
+   * Free ports per worker, counted on first use (NaN until then): counting reads each worker's port list, and
+   * most workers never need it in a pass.
+   */
+  private readonly freeP: Float64Array;
   readonly capC: Float64Array;
   readonly capM: Float64Array;
   readonly capP: Float64Array;
@@ -106,8 +110,6 @@ export class PassState {
   private readonly linkNext: number[] = [];
   private readonly linkClass: number[] = [];
   private readonly linkSlot: number[] = [];
-  /** Active workers with room for the smallest candidate of any class, in worker order (on first use). */
-  private roomy: Int32Array | null = null;
   private readonly usedPorts: Array<Set<number> | undefined>;
   private readonly nextPort: Int32Array;
   readonly passRuns: Array<PassRun[] | undefined>;
@@ -163,12 +165,7 @@ export class PassState {
       if (range && range.to >= range.from) {
         this.capP[i] = range.to - range.from + 1;
         this.nextPort[i] = range.from;
-        // allocated.ports is the union of the live runs' ports in a consistent snapshot; if a live run holds
-        // a port missing there, take() finds out, corrects the count and the search runs again.
-        const taken = w.allocated.ports;
-        let used = 0;
-        for (let k = 0; k < taken.length; k++) if (taken[k] >= range.from && taken[k] <= range.to) used++;
-        this.freeP[i] = this.capP[i] - used;
+        this.freeP[i] = Number.NaN;
       }
       if (w.state === 'active') {
         this.active[i] = 1;
@@ -191,6 +188,31 @@ export class PassState {
         this.addOwnerUse(owner, u.cpus, u.memory);
       }
     }
+  }
+
+  /** Free ports on worker i. */
+  portsFree(i: number): number {
+    let f = this.freeP[i];
+    if (Number.isNaN(f)) {
+      // allocated.ports is the union of the live runs' ports in a consistent snapshot; if a live run holds
+      // a port missing there, take() finds out, corrects the count and the search runs again.
+      const range = this.workers[i].capacity.ports as { from: number; to: number };
+      const taken = this.workers[i].allocated.ports;
+      let used = 0;
+      for (let k = 0; k < taken.length; k++) if (taken[k] >= range.from && taken[k] <= range.to) used++;
+      f = this.capP[i] - used;
+      this.freeP[i] = f;
+    }
+    return f;
+  }
+
+  /**
+   * What the fit indexes hold for worker i's free ports: the count once made, else the whole range. An index
+   * may thus offer a worker short of ports; take() then counts, corrects the index and the search runs again.
+   */
+  private portsBound(i: number): number {
+    const f = this.freeP[i];
+    return Number.isNaN(f) ? this.capP[i] : f;
   }
 
   utilization(): number {
@@ -245,59 +267,62 @@ export class PassState {
   }
 
   /**
-   * The class's fit index, built on first use over the members with room for its smallest candidate. Every
-   * candidate must have been counted with cls.need() before the first call.
+   * The class's fit index. The first call builds every class's index in one sweep over the workers with room
+   * (each worker's labels and executors are read once, while in cache); every candidate must have been
+   * counted with cls.need() before.
    */
   indexOf(cls: TaskClass): FitIndex {
-    if (cls.index) return cls.index;
-    const roomy = this.roomyWorkers();
-    const slots: number[] = [];
-    let topC = 0;
-    let topM = 0;
-    for (let k = 0; k < roomy.length; k++) {
-      const i = roomy[k];
-      if (this.freeC[i] < cls.minC || this.freeM[i] < cls.minM || this.freeP[i] < cls.minP) continue;
-      if (cls.reject(this.workers[i]) !== null) continue;
-      slots.push(i);
-      if (this.capC[i] > topC) topC = this.capC[i];
-      if (this.capM[i] > topM) topM = this.capM[i];
-    }
-    const n = slots.length;
-    const unitC = this.totalC > 0 ? this.totalC / this.activeCount : 1;
-    const unitM = this.totalM > 0 ? this.totalM / this.activeCount : 1;
-    const index = new FitIndex(n, unitC, unitM, topC, topM);
-    const id = this.classList.length;
-    this.classList.push(cls);
-    for (let pos = 0; pos < n; pos++) {
-      const i = slots[pos];
-      index.setLeaf(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
-      this.linkNext.push(this.linkHead[i]);
-      this.linkHead[i] = this.linkClass.length;
-      this.linkClass.push(id);
-      this.linkSlot.push(pos);
-    }
-    index.rebuild();
-    cls.slots = Int32Array.from(slots);
-    cls.index = index;
-    return index;
+    if (!cls.index) this.buildIndexes();
+    return cls.index as FitIndex;
   }
 
-  /** Active workers with room for the smallest candidate of any class (free room only shrinks in a pass). */
-  private roomyWorkers(): Int32Array {
-    if (this.roomy) return this.roomy;
+  private buildIndexes(): void {
+    const classes = [...this.classes.values()];
     let c = Number.POSITIVE_INFINITY;
     let m = Number.POSITIVE_INFINITY;
     let p = Number.POSITIVE_INFINITY;
-    for (const cls of this.classes.values()) {
+    for (const cls of classes) {
       c = Math.min(c, cls.minC);
       m = Math.min(m, cls.minM);
       p = Math.min(p, cls.minP);
     }
-    const out = new Int32Array(this.W);
-    let n = 0;
-    for (let i = 0; i < this.W; i++) if (this.active[i] && this.freeC[i] >= c && this.freeM[i] >= m && this.freeP[i] >= p) out[n++] = i;
-    this.roomy = out.subarray(0, n);
-    return this.roomy;
+    const slots: number[][] = classes.map(() => []);
+    for (let i = 0; i < this.W; i++) {
+      // Free room only shrinks in a pass: a worker without room for the smallest candidate never takes one.
+      if (!this.active[i] || this.freeC[i] < c || this.freeM[i] < m || this.portsBound(i) < p) continue;
+      const w = this.workers[i];
+      for (let k = 0; k < classes.length; k++) {
+        const cls = classes[k];
+        if (this.freeC[i] < cls.minC || this.freeM[i] < cls.minM || this.portsBound(i) < cls.minP) continue;
+        if (cls.reject(w) === null) slots[k].push(i);
+      }
+    }
+    const unitC = this.totalC > 0 ? this.totalC / this.activeCount : 1;
+    const unitM = this.totalM > 0 ? this.totalM / this.activeCount : 1;
+    for (let k = 0; k < classes.length; k++) {
+      const mine = slots[k];
+      const n = mine.length;
+      let topC = 0;
+      let topM = 0;
+      for (const i of mine) {
+        if (this.capC[i] > topC) topC = this.capC[i];
+        if (this.capM[i] > topM) topM = this.capM[i];
+      }
+      const index = new FitIndex(n, unitC, unitM, topC, topM);
+      const id = this.classList.length;
+      this.classList.push(classes[k]);
+      for (let pos = 0; pos < n; pos++) {
+        const i = mine[pos];
+        index.setLeaf(pos, this.freeC[i], this.freeM[i], this.portsBound(i), this.capC[i], this.capM[i]);
+        this.linkNext.push(this.linkHead[i]);
+        this.linkHead[i] = this.linkClass.length;
+        this.linkClass.push(id);
+        this.linkSlot.push(pos);
+      }
+      index.rebuild();
+      classes[k].slots = Int32Array.from(mine);
+      classes[k].index = index;
+    }
   }
 
   /**
@@ -332,7 +357,7 @@ export class PassState {
     }
     this.freeC[i] -= r.cpus;
     this.freeM[i] -= r.memory;
-    this.freeP[i] -= nPorts;
+    if (nPorts > 0) this.freeP[i] = this.portsFree(i) - nPorts;
     this.allocC += r.cpus;
     this.allocM += r.memory;
     this.addOwnerUse(t.owner, r.cpus, r.memory);
@@ -357,7 +382,7 @@ export class PassState {
   private reindex(i: number): void {
     for (let e = this.linkHead[i]; e >= 0; e = this.linkNext[e]) {
       const index = this.classList[this.linkClass[e]].index as FitIndex;
-      index.update(this.linkSlot[e], this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
+      index.update(this.linkSlot[e], this.freeC[i], this.freeM[i], this.portsBound(i), this.capC[i], this.capM[i]);
     }
   }
 
@@ -381,7 +406,7 @@ export class PassState {
     if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) return null;
     let fc = this.freeC[i];
     let fm = this.freeM[i];
-    let fp = this.freeP[i];
+    let fp = this.portsFree(i);
     if (fc >= c && fm >= m && fp >= p) return { at: this.now, cause: 'now', free: [fc, fm, fp] };
     for (const e of this.timeline(i)) {
       fc += e.cpus;
@@ -470,11 +495,10 @@ export class PassState {
     for (let k = 0; k < n; k++) {
       const i = members[k];
       if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) d[k] = Number.POSITIVE_INFINITY;
-      else
-        d[k] =
-          Math.max(0, c - this.freeC[i]) / (this.capC[i] || 1) +
-          Math.max(0, m - this.freeM[i]) / (this.capM[i] || 1) +
-          Math.max(0, p - this.freeP[i]) / (this.capP[i] || 1);
+      else {
+        d[k] = Math.max(0, c - this.freeC[i]) / (this.capC[i] || 1) + Math.max(0, m - this.freeM[i]) / (this.capM[i] || 1);
+        if (p > 0) d[k] += Math.max(0, p - this.portsFree(i)) / (this.capP[i] || 1);
+      }
     }
     return this.pick(cls, d, limit);
   }
@@ -780,7 +804,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     }
     let rank = 0;
     while (heap.size > 0) {
-      const q = heap.pop();
+      const q = heap.peek() as OwnerQueue;
       const entry = q.entries[q.head++];
       entry.rank = ++rank;
       ranked.push(entry);
@@ -790,7 +814,9 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
         held.push(entry);
         heldAt.push(placements.length);
       } else if (attempt(entry, true)) q.share = st.share(q.owner);
-      if (q.head < q.entries.length) heap.push(q);
+      // The queue's key (share, head) changed in place: re-sift it, or drop it when empty.
+      if (q.head < q.entries.length) heap.fixTop();
+      else heap.pop();
     }
   }
 

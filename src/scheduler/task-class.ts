@@ -51,6 +51,10 @@ export class TaskClass {
   index: FitIndex | null = null;
   /** Shapes known to fit nowhere in this pass, as flat (cpu, memory, ports) triples; only minimal ones. */
   readonly failed: number[] = [];
+  // The least cpu, memory and ports over the failed shapes: a request below any of them is not known to fail.
+  private failLowC = Number.POSITIVE_INFINITY;
+  private failLowM = Number.POSITIVE_INFINITY;
+  private failLowP = Number.POSITIVE_INFINITY;
   private statics: Statics | null = null;
 
   constructor(
@@ -126,6 +130,7 @@ export class TaskClass {
 
   /** Whether a shape at least as large as one that fit nowhere this pass (so it fits nowhere either). */
   knownToFail(c: number, m: number, p: number): boolean {
+    if (c < this.failLowC || m < this.failLowM || p < this.failLowP) return false;
     const f = this.failed;
     for (let j = 0; j < f.length; j += 3) if (c >= f[j] && m >= f[j + 1] && p >= f[j + 2]) return true;
     return false;
@@ -148,6 +153,12 @@ export class TaskClass {
       }
     }
     f.length = k;
-    if (k < 64 * 3) f.push(c, m, p);
+    if (k < 64 * 3) {
+      f.push(c, m, p);
+      // Dropped shapes were at least as large as this one, so the lows only go down.
+      if (c < this.failLowC) this.failLowC = c;
+      if (m < this.failLowM) this.failLowM = m;
+      if (p < this.failLowP) this.failLowP = p;
+    }
   }
 }
