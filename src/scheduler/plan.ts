@@ -586,12 +586,6 @@ export function effectivePriority(t: Task, now: number, cfg: Pick<SchedulerConfi
   return t.startDeadline - now <= cfg.urgencyWindowMs ? Math.max(t.priority, URGENT_PRIORITY) : t.priority;
 }
 
-/** Within an owner's queue and between equals: least slack (earliest start deadline) first, then FIFO by id. */
-// Among equal slack, the longest execution cap goes first: in a batch it bounds the makespan (LPT).
-function bySlack(a: Task, b: Task): number {
-  return a.startDeadline - b.startDeadline || b.executionCap - a.executionCap || a.id - b.id;
-}
-
 interface OwnerQueue {
   owner: string;
   entries: Ranked[];
@@ -602,15 +596,27 @@ interface OwnerQueue {
 /** Owner queues by (dominant share, head's slack, head's id). */
 function ownerLess(a: OwnerQueue, b: OwnerQueue): boolean {
   if (a.share !== b.share) return a.share < b.share;
-  const c = bySlack(a.entries[a.head].task, b.entries[b.head].task);
+  const c = entrySlack(a.entries[a.head], b.entries[b.head]);
   return c < 0;
 }
 
-const entrySlack = (a: Ranked, b: Ranked): number => bySlack(a.task, b.task);
+/**
+ * Within an owner's queue and between equals: least slack (earliest start deadline) first, then FIFO by id.
+ * Among equal slack, the longest execution cap goes first: in a batch it bounds the makespan (LPT). Reads the
+ * entries' copies of those fields, so sorting and queueing touch no task object.
+ */
+function entrySlack(a: Ranked, b: Ranked): number {
+  return a.deadline - b.deadline || b.cap - a.cap || a.id - b.id;
+}
 
 /** Per-candidate bookkeeping: made once per candidate, read by placement and explanations. */
 export interface Ranked {
   task: Task;
+  // Copies of the task's ordering fields, read many times per pass.
+  deadline: number;
+  cap: number;
+  id: number;
+  owner: string;
   /** Its feasibility class. */
   cls: TaskClass;
   /** Ports it needs (counted and named). */
@@ -654,7 +660,19 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     const ports = r.ports + r.portNames.length;
     const cls = st.classOf(t);
     cls.need(r.cpus, r.memory, ports);
-    const entry: Ranked = { task: t, cls, ports, band, promoted: band !== t.priority, rank: 0, outcome: NOT_TRIED };
+    const entry: Ranked = {
+      task: t,
+      deadline: t.startDeadline,
+      cap: t.executionCap,
+      id: t.id,
+      owner: t.owner,
+      cls,
+      ports,
+      band,
+      promoted: band !== t.priority,
+      rank: 0,
+      outcome: NOT_TRIED,
+    };
     const list = bands.get(band);
     if (list) list.push(entry);
     else bands.set(band, [entry]);
@@ -685,7 +703,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   /** The resource a request needs the larger share of, cluster-wide. */
   const dominant = (c: number, m: number): Dominant => (st.totalC > 0 && st.totalM > 0 && m / st.totalM > c / st.totalC ? 1 : 0);
   /** Low enough band and ample slack: may wait for off-peak. */
-  const delayable = (e: Ranked) => e.band < high && e.task.startDeadline - now > cfg.deferralSlackMs;
+  const delayable = (e: Ranked) => e.band < high && e.deadline - now > cfg.deferralSlackMs;
 
   /** Quota, then feasibility and scoring; places the task or records why not. */
   function attempt(entry: Ranked, mayReserve: boolean): boolean {
@@ -788,7 +806,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     const queues = new Map<string, OwnerQueue>();
     const order: OwnerQueue[] = [];
     for (const e of entries) {
-      const owner = e.task.owner;
+      const owner = e.owner;
       let q = queues.get(owner);
       if (!q) {
         q = { owner, entries: [], head: 0, share: 0 };
