@@ -24,7 +24,7 @@ const requestArb = fc.record({ c: amount(TOP_C), m: amount(TOP_M), p: fc.integer
 
 function build(leaves: Leaf[]): FitIndex {
   const index = new FitIndex(leaves.length, TOP_C / 4, TOP_M / 4, TOP_C, TOP_M);
-  leaves.forEach((l, pos) => index.setLeaf(pos, l.c, l.m, l.p, TOP_C, TOP_M));
+  for (const [pos, l] of leaves.entries()) index.setLeaf(pos, l.c, l.m, l.p, TOP_C, TOP_M);
   index.rebuild();
   return index;
 }

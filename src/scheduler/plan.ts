@@ -329,9 +329,8 @@ export class PassState {
    * Takes resources on worker i for task t; returns the allocation with concrete ports, or null (changing
    * nothing but the worker's corrected free-port count) when the worker has fewer free ports than counted.
    */
-  take(i: number, t: Task): Allocation | null {
-    const r = t.resources;
-    const nPorts = r.ports + r.portNames.length;
+  take(i: number, e: Ranked): Allocation | null {
+    const nPorts = e.ports;
     const ports: number[] = [];
     const namedPorts: Record<string, number> = {};
     if (nPorts > 0) {
@@ -353,29 +352,25 @@ export class PassState {
         return null;
       }
       for (const q of ports) used.add(q);
-      for (let k = 0; k < r.portNames.length; k++) namedPorts[r.portNames[k]] = ports[k];
+      const names = e.task.resources.portNames;
+      for (let k = 0; k < names.length; k++) namedPorts[names[k]] = ports[k];
     }
-    this.freeC[i] -= r.cpus;
-    this.freeM[i] -= r.memory;
+    const cpus = e.cpus;
+    const memory = e.memory;
+    this.freeC[i] -= cpus;
+    this.freeM[i] -= memory;
     if (nPorts > 0) this.freeP[i] = this.portsFree(i) - nPorts;
-    this.allocC += r.cpus;
-    this.allocM += r.memory;
-    this.addOwnerUse(t.owner, r.cpus, r.memory);
+    this.allocC += cpus;
+    this.allocM += memory;
+    this.addOwnerUse(e.owner, cpus, memory);
     const runs = this.passRuns[i] ?? [];
     this.passRuns[i] = runs;
-    runs.push({
-      endsBy: this.now + t.executionCap,
-      cpus: r.cpus,
-      memory: r.memory,
-      ports: nPorts,
-      runId: null,
-      taskId: t.id,
-      owner: t.owner,
-    });
+    const endsBy = this.now + e.cap;
+    runs.push({ endsBy, cpus, memory, ports: nPorts, runId: null, taskId: e.id, owner: e.owner });
     this.timelines[i] = undefined;
-    if (!Number.isNaN(this.releaseAt[i])) this.releaseAt[i] = Math.min(this.releaseAt[i], this.now + t.executionCap);
+    if (!Number.isNaN(this.releaseAt[i])) this.releaseAt[i] = Math.min(this.releaseAt[i], endsBy);
     this.reindex(i);
-    return { cpus: r.cpus, memory: r.memory, ports, namedPorts };
+    return { cpus, memory, ports, namedPorts };
   }
 
   /** Pushes worker i's free amounts into every class index that holds it. */
@@ -617,6 +612,10 @@ export interface Ranked {
   cap: number;
   id: number;
   owner: string;
+  // ...and of its request and scoring, read by placement.
+  cpus: number;
+  memory: number;
+  mode: Mode;
   /** Its feasibility class. */
   cls: TaskClass;
   /** Ports it needs (counted and named). */
@@ -666,6 +665,9 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       cap: t.executionCap,
       id: t.id,
       owner: t.owner,
+      cpus: r.cpus,
+      memory: r.memory,
+      mode: t.placement ?? cfg.placement,
       cls,
       ports,
       band,
@@ -680,18 +682,17 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const bandKeys = [...bands.keys()].sort((a, b) => b - a);
 
   // The task currently being placed, read by the backfill check (avoids a closure per task).
-  let current: Task | null = null;
+  let current: Ranked | null = null;
   let rejectedByReservation = false;
   const accept =
     (cls: TaskClass) =>
     (pos: number): boolean => {
       const res = st.reservation;
       if (res === null || cls.slots[pos] !== res.worker || current === null) return true;
-      const r = current.resources;
       // EASY backfill: either it is gone (by its cap) before the reserved task's start...
-      if (now + current.executionCap <= res.at) return true;
+      if (now + current.cap <= res.at) return true;
       // ...or the room left at that time is enough for both.
-      if (r.cpus <= res.extraC && r.memory <= res.extraM && r.ports + r.portNames.length <= res.extraP) return true;
+      if (current.cpus <= res.extraC && current.memory <= res.extraM && current.ports <= res.extraP) return true;
       rejectedByReservation = true;
       return false;
     };
@@ -707,23 +708,21 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
 
   /** Quota, then feasibility and scoring; places the task or records why not. */
   function attempt(entry: Ranked, mayReserve: boolean): boolean {
-    const t = entry.task;
-    const r = t.resources;
-    const nPorts = entry.ports;
+    const { cpus, memory, ports: nPorts, owner } = entry;
     if (stats.placed >= maxPlacements) {
       entry.outcome = { kind: 'pass_limit' };
       stats.passLimited++;
       return false;
     }
-    const quota = st.quotaFor(t.owner);
+    const quota = st.quotaFor(owner);
     if (quota !== undefined) {
-      const use = st.ownerUse.get(t.owner) ?? { cpus: 0, memory: 0 };
-      if (quota.cpus !== undefined && use.cpus + r.cpus > quota.cpus) {
+      const use = st.ownerUse.get(owner) ?? { cpus: 0, memory: 0 };
+      if (quota.cpus !== undefined && use.cpus + cpus > quota.cpus) {
         entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
         stats.quotaBlocked++;
         return false;
       }
-      if (quota.memory !== undefined && use.memory + r.memory > quota.memory) {
+      if (quota.memory !== undefined && use.memory + memory > quota.memory) {
         entry.outcome = { kind: 'quota', code: 'quota_memory', used: use.memory, limit: quota.memory };
         stats.quotaBlocked++;
         return false;
@@ -731,68 +730,60 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     }
     const cls = entry.cls;
     const index = st.indexOf(cls);
+    const dom = dominant(cpus, memory);
+    let acc = acceptors.get(cls);
+    if (!acc) {
+      acc = accept(cls);
+      acceptors.set(cls, acc);
+    }
     let pos = -1;
     rejectedByReservation = false;
-    const knownFail = cls.knownToFail(r.cpus, r.memory, nPorts);
+    const knownFail = cls.knownToFail(cpus, memory, nPorts);
     if (!knownFail && index.n > 0) {
-      const mode: Mode = t.placement ?? cfg.placement;
-      const dom = dominant(r.cpus, r.memory);
-      let acc = acceptors.get(cls);
-      if (!acc) {
-        acc = accept(cls);
-        acceptors.set(cls, acc);
-      }
-      current = t;
-      pos = index.findBest(r.cpus, r.memory, nPorts, mode, dom, st.reservation ? acc : null);
+      current = entry;
+      pos = index.findBest(cpus, memory, nPorts, entry.mode, dom, st.reservation ? acc : null);
       current = null;
     }
     let allocation: Allocation | null = null;
     while (pos >= 0) {
       const i = cls.slots[pos];
       const res = st.reservation;
-      allocation = st.take(i, t);
+      allocation = st.take(i, entry);
       if (allocation) {
-        if (res !== null && res.worker === i && now + t.executionCap > res.at) {
-          res.extraC -= r.cpus;
-          res.extraM -= r.memory;
+        if (res !== null && res.worker === i && now + entry.cap > res.at) {
+          res.extraC -= cpus;
+          res.extraM -= memory;
           res.extraP -= nPorts;
         }
         break;
       }
       // The worker had fewer free ports than its snapshot said; its count is corrected, search again.
-      current = t;
-      pos = index.findBest(
-        r.cpus,
-        r.memory,
-        nPorts,
-        t.placement ?? cfg.placement,
-        dominant(r.cpus, r.memory),
-        st.reservation ? (acceptors.get(cls) ?? null) : null,
-      );
+      current = entry;
+      pos = index.findBest(cpus, memory, nPorts, entry.mode, dom, st.reservation ? acc : null);
       current = null;
     }
     if (pos >= 0 && allocation) {
       const i = cls.slots[pos];
-      placements.push({ taskId: t.id, workerId: snapshot.workers[i].id, allocation });
+      placements.push({ taskId: entry.id, workerId: snapshot.workers[i].id, allocation });
       entry.outcome = { kind: 'placed', worker: i };
       stats.placed++;
       return true;
     }
     entry.outcome = { kind: 'unfit', cls, blockedByReservation: rejectedByReservation };
     if (rejectedByReservation) stats.reservationBlocked++;
-    else if (!knownFail) cls.rememberFailure(r.cpus, r.memory, nPorts);
+    else if (!knownFail) cls.rememberFailure(cpus, memory, nPorts);
     // The highest-ranked task blocked on resources gets a reservation where it fits soonest, so a stream of
     // smaller tasks cannot starve it (EASY backfilling).
     if (mayReserve && st.reservation === null && !rejectedByReservation && cls.members.length > 0) {
-      const e = st.earliestInClass(cls, r.cpus, r.memory, nPorts, RESERVATION_WORKERS);
+      const e = st.earliestInClass(cls, cpus, memory, nPorts, RESERVATION_WORKERS);
       if (e) {
         st.reservation = {
-          taskId: t.id,
+          taskId: entry.id,
           rank: entry.rank,
           worker: e.worker,
           at: e.at,
-          extraC: e.free[0] - r.cpus,
-          extraM: e.free[1] - r.memory,
+          extraC: e.free[0] - cpus,
+          extraM: e.free[1] - memory,
           extraP: e.free[2] - nPorts,
           cause: e.cause,
         };
