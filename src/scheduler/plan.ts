@@ -11,9 +11,9 @@ import { type Quota, resolveConfig, type SchedulerConfig } from './config.js';
 import { buildExplanation, type Explanation, prepareEstimates } from './explain.js';
 import { type Dominant, FitIndex, type Mode } from './fit-index.js';
 import { MinHeap } from './heap.js';
-import { classKey, TaskClass } from './task-class.js';
+import { classKey, TaskClass, type UnfitOutcome } from './task-class.js';
 
-export { TaskClass } from './task-class.js';
+export { TaskClass, type UnfitOutcome } from './task-class.js';
 
 export interface Snapshot {
   /** Workers with what is allocated on them (any state; only active ones take tasks). */
@@ -63,7 +63,7 @@ export type Outcome =
   | { kind: 'deferred'; utilization: number }
   | { kind: 'quota'; code: 'quota_cpu' | 'quota_memory'; used: number; limit: number }
   | { kind: 'pass_limit' }
-  | { kind: 'unfit'; cls: TaskClass; blockedByReservation: boolean };
+  | UnfitOutcome;
 
 interface PassRun {
   endsBy: number;
@@ -107,9 +107,9 @@ export class PassState {
   // Which class indexes hold worker i, as linked lists in flat arrays (no per-worker objects): entries from
   // linkHead[i] through linkNext, each naming a class (position in classList) and the slot there.
   private readonly linkHead: Int32Array;
-  private readonly linkNext: number[] = [];
-  private readonly linkClass: number[] = [];
-  private readonly linkSlot: number[] = [];
+  private linkNext = new Int32Array(0);
+  private linkClass = new Int32Array(0);
+  private linkSlot = new Int32Array(0);
   private readonly usedPorts: Array<Set<number> | undefined>;
   private readonly nextPort: Int32Array;
   readonly passRuns: Array<PassRun[] | undefined>;
@@ -299,6 +299,12 @@ export class PassState {
     }
     const unitC = this.totalC > 0 ? this.totalC / this.activeCount : 1;
     const unitM = this.totalM > 0 ? this.totalM / this.activeCount : 1;
+    let links = 0;
+    for (const mine of slots) links += mine.length;
+    this.linkNext = new Int32Array(links);
+    this.linkClass = new Int32Array(links);
+    this.linkSlot = new Int32Array(links);
+    let link = 0;
     for (let k = 0; k < classes.length; k++) {
       const mine = slots[k];
       const n = mine.length;
@@ -314,10 +320,10 @@ export class PassState {
       for (let pos = 0; pos < n; pos++) {
         const i = mine[pos];
         index.setLeaf(pos, this.freeC[i], this.freeM[i], this.portsBound(i), this.capC[i], this.capM[i]);
-        this.linkNext.push(this.linkHead[i]);
-        this.linkHead[i] = this.linkClass.length;
-        this.linkClass.push(id);
-        this.linkSlot.push(pos);
+        this.linkNext[link] = this.linkHead[i];
+        this.linkClass[link] = id;
+        this.linkSlot[link] = pos;
+        this.linkHead[i] = link++;
       }
       index.rebuild();
       classes[k].slots = Int32Array.from(mine);
@@ -769,7 +775,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       stats.placed++;
       return true;
     }
-    entry.outcome = { kind: 'unfit', cls, blockedByReservation: rejectedByReservation };
+    entry.outcome = rejectedByReservation ? cls.unfitReserved : cls.unfit;
     if (rejectedByReservation) stats.reservationBlocked++;
     else if (!knownFail) cls.rememberFailure(cpus, memory, nPorts);
     // The highest-ranked task blocked on resources gets a reservation where it fits soonest, so a stream of

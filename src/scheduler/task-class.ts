@@ -21,6 +21,14 @@ export interface WorkerView {
   readonly capP: Float64Array;
 }
 
+/** A candidate that found no room in its class (placement's outcome); one shared object per class and flag. */
+export interface UnfitOutcome {
+  readonly kind: 'unfit';
+  readonly cls: TaskClass;
+  /** The only room was on the worker reserved for a higher-ranked task. */
+  readonly blockedByReservation: boolean;
+}
+
 interface Statics {
   members: Int32Array;
   staticCounts: Map<ReasonCode, number>;
@@ -56,6 +64,9 @@ export class TaskClass {
   private failLowM = Number.POSITIVE_INFINITY;
   private failLowP = Number.POSITIVE_INFINITY;
   private statics: Statics | null = null;
+  // Outcomes are read-only, so the thousands of unplaced candidates of a pass share these.
+  readonly unfit: UnfitOutcome = Object.freeze({ kind: 'unfit', cls: this, blockedByReservation: false });
+  readonly unfitReserved: UnfitOutcome = Object.freeze({ kind: 'unfit', cls: this, blockedByReservation: true });
 
   constructor(
     readonly key: string,
