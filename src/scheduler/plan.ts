@@ -116,7 +116,7 @@ export class PassState {
   private readonly timelines: Array<TimelineEvent[] | undefined>;
   /** Per worker: when its first run reaches its cap (NaN: not computed yet). */
   private readonly releaseAt: Float64Array;
-  readonly ownerUse = new Map<string, { cpus: number; memory: number }>();
+  readonly ownerUse = new Map<string, OwnerUse>();
   reservation: {
     taskId: number;
     rank: number;
@@ -229,10 +229,18 @@ export class PassState {
     } else this.ownerUse.set(owner, { cpus, memory });
   }
 
-  /** Dominant resource share of an owner (DRF). */
-  share(owner: string): number {
-    const u = this.ownerUse.get(owner);
-    if (!u) return 0;
+  /** What an owner runs, as a record this pass updates in place (made, at zero, on first use). */
+  useOf(owner: string): OwnerUse {
+    let u = this.ownerUse.get(owner);
+    if (!u) {
+      u = { cpus: 0, memory: 0 };
+      this.ownerUse.set(owner, u);
+    }
+    return u;
+  }
+
+  /** Dominant resource share of an owner's use (DRF). */
+  shareOf(u: OwnerUse): number {
     return Math.max(this.totalC > 0 ? u.cpus / this.totalC : 0, this.totalM > 0 ? u.memory / this.totalM : 0);
   }
 
@@ -368,7 +376,8 @@ export class PassState {
     if (nPorts > 0) this.freeP[i] = this.portsFree(i) - nPorts;
     this.allocC += cpus;
     this.allocM += memory;
-    this.addOwnerUse(e.owner, cpus, memory);
+    e.use.cpus += cpus;
+    e.use.memory += memory;
     const runs = this.passRuns[i] ?? [];
     this.passRuns[i] = runs;
     const endsBy = this.now + e.cap;
@@ -587,8 +596,14 @@ export function effectivePriority(t: Task, now: number, cfg: Pick<SchedulerConfi
   return t.startDeadline - now <= cfg.urgencyWindowMs ? Math.max(t.priority, URGENT_PRIORITY) : t.priority;
 }
 
+/** What an owner runs: cpus in millicores, memory in bytes. */
+export interface OwnerUse {
+  cpus: number;
+  memory: number;
+}
+
 interface OwnerQueue {
-  owner: string;
+  use: OwnerUse;
   entries: Ranked[];
   head: number;
   share: number;
@@ -618,6 +633,8 @@ export interface Ranked {
   cap: number;
   id: number;
   owner: string;
+  /** The owner's running use, updated as this pass places its tasks. */
+  use: OwnerUse;
   // ...and of its request and scoring, read by placement.
   cpus: number;
   memory: number;
@@ -671,6 +688,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       cap: t.executionCap,
       id: t.id,
       owner: t.owner,
+      use: st.useOf(t.owner),
       cpus: r.cpus,
       memory: r.memory,
       mode: t.placement ?? cfg.placement,
@@ -722,7 +740,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     }
     const quota = st.quotaFor(owner);
     if (quota !== undefined) {
-      const use = st.ownerUse.get(owner) ?? { cpus: 0, memory: 0 };
+      const use = entry.use;
       if (quota.cpus !== undefined && use.cpus + cpus > quota.cpus) {
         entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
         stats.quotaBlocked++;
@@ -800,21 +818,21 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
 
   for (const band of bandKeys) {
     const entries = (bands.get(band) as Ranked[]).sort(entrySlack);
-    const queues = new Map<string, OwnerQueue>();
+    // One queue per owner, keyed by the owner's use record (one per owner in a pass).
+    const queues = new Map<OwnerUse, OwnerQueue>();
     const order: OwnerQueue[] = [];
     for (const e of entries) {
-      const owner = e.owner;
-      let q = queues.get(owner);
+      let q = queues.get(e.use);
       if (!q) {
-        q = { owner, entries: [], head: 0, share: 0 };
-        queues.set(owner, q);
+        q = { use: e.use, entries: [], head: 0, share: 0 };
+        queues.set(e.use, q);
         order.push(q);
       }
       q.entries.push(e);
     }
     const heap = new MinHeap<OwnerQueue>(ownerLess);
     for (const q of order) {
-      q.share = st.share(q.owner);
+      q.share = st.shareOf(q.use);
       heap.push(q);
     }
     let rank = 0;
@@ -828,7 +846,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
         entry.outcome = { kind: 'deferred', utilization: st.utilization() };
         held.push(entry);
         heldAt.push(placements.length);
-      } else if (attempt(entry, true)) q.share = st.share(q.owner);
+      } else if (attempt(entry, true)) q.share = st.shareOf(q.use);
       // The queue's key (share, head) changed in place: re-sift it, or drop it when empty.
       if (q.head < q.entries.length) heap.fixTop();
       else heap.pop();

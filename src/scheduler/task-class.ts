@@ -37,12 +37,16 @@ interface Statics {
 
 /** The class key: the executor, then the constraints sorted by label. */
 export function classKey(t: Task): string {
-  const ckeys = Object.keys(t.constraints);
-  let key: string = t.executor;
-  if (ckeys.length > 0) {
-    ckeys.sort();
-    for (const k of ckeys) key += `\u0000${k}\u0001${t.constraints[k]}`;
+  const c = t.constraints;
+  // Most tasks have no constraints: their key is the executor, with no key list to build.
+  let empty = true;
+  for (const _ in c) {
+    empty = false;
+    break;
   }
+  if (empty) return t.executor;
+  let key: string = t.executor;
+  for (const k of Object.keys(c).sort()) key += `\u0000${k}\u0001${c[k]}`;
   return key;
 }
 
