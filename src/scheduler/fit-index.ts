@@ -193,7 +193,13 @@ export class FitIndex {
       if (node >= this.size) {
         const pos = node - this.size;
         if (pos >= this.n) continue;
-        const score = this.leafScore(node, c, m, mode, dom);
+        // The leaf's score, inline (a call returning a double boxes it when not inlined).
+        let score: number;
+        if (mode === 'binpack') {
+          const lc = (maxC[node] - c) / this.unitC;
+          const lm = (maxM[node] - m) / this.unitM;
+          score = dom === 0 ? lc + SECONDARY * lm : lm + SECONDARY * lc;
+        } else score = dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
         if (score < bestScore && (accept === null || accept(pos))) {
           best = pos;
           bestScore = score;
@@ -229,15 +235,6 @@ export class FitIndex {
       const bc = Math.max(0, (fc - c) / this.unitC);
       const bm = Math.max(0, (fm - m) / this.unitM);
       return dom === 0 ? bc + SECONDARY * bm : bm + SECONDARY * bc;
-    }
-    return dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
-  }
-
-  private leafScore(node: number, c: number, m: number, mode: Mode, dom: Dominant): number {
-    if (mode === 'binpack') {
-      const lc = (this.maxC[node] - c) / this.unitC;
-      const lm = (this.maxM[node] - m) / this.unitM;
-      return dom === 0 ? lc + SECONDARY * lm : lm + SECONDARY * lc;
     }
     return dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
   }

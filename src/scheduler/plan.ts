@@ -110,10 +110,11 @@ export class PassState {
   private linkNext = new Int32Array(0);
   private linkClass = new Int32Array(0);
   private linkSlot = new Int32Array(0);
-  private readonly usedPorts: Array<Set<number> | undefined>;
+  // Per-worker state of the few workers a pass touches, by worker index (maps, not arrays over all workers).
+  private readonly usedPorts = new Map<number, Set<number>>();
   private readonly nextPort: Int32Array;
-  readonly passRuns: Array<PassRun[] | undefined>;
-  private readonly timelines: Array<TimelineEvent[] | undefined>;
+  readonly passRuns = new Map<number, PassRun[]>();
+  private readonly timelines = new Map<number, TimelineEvent[]>();
   /** Per worker: when its first run reaches its cap (NaN: not computed yet). */
   private readonly releaseAt: Float64Array;
   readonly ownerUse = new Map<string, OwnerUse>();
@@ -148,10 +149,7 @@ export class PassState {
     this.capP = new Float64Array(W);
     this.active = new Uint8Array(W);
     this.linkHead = new Int32Array(W).fill(-1);
-    this.usedPorts = new Array(W);
     this.nextPort = new Int32Array(W);
-    this.passRuns = new Array(W);
-    this.timelines = new Array(W);
     this.releaseAt = new Float64Array(W).fill(Number.NaN);
     this.estimatesLeft = cfg.maxEstimatesPerPass ?? Number.POSITIVE_INFINITY;
     for (let i = 0; i < W; i++) {
@@ -249,7 +247,7 @@ export class PassState {
   }
 
   private portSet(i: number): Set<number> {
-    let s = this.usedPorts[i];
+    let s = this.usedPorts.get(i);
     if (!s) {
       const w = this.workers[i];
       s = new Set(w.allocated.ports);
@@ -258,7 +256,7 @@ export class PassState {
         const ports = live[k].ports;
         for (let j = 0; j < ports.length; j++) s.add(ports[j]);
       }
-      this.usedPorts[i] = s;
+      this.usedPorts.set(i, s);
     }
     return s;
   }
@@ -378,11 +376,14 @@ export class PassState {
     this.allocM += memory;
     e.use.cpus += cpus;
     e.use.memory += memory;
-    const runs = this.passRuns[i] ?? [];
-    this.passRuns[i] = runs;
+    let runs = this.passRuns.get(i);
+    if (!runs) {
+      runs = [];
+      this.passRuns.set(i, runs);
+    }
     const endsBy = this.now + e.cap;
     runs.push({ endsBy, cpus, memory, ports: nPorts, runId: null, taskId: e.id, owner: e.owner });
-    this.timelines[i] = undefined;
+    this.timelines.delete(i);
     if (!Number.isNaN(this.releaseAt[i])) this.releaseAt[i] = Math.min(this.releaseAt[i], endsBy);
     this.reindex(i);
     return { cpus, memory, ports, namedPorts };
@@ -398,12 +399,12 @@ export class PassState {
 
   /** Runs on worker i ordered by when they free their resources at the latest. */
   private timeline(i: number): TimelineEvent[] {
-    let tl = this.timelines[i];
+    let tl = this.timelines.get(i);
     if (!tl) {
-      const mine = this.passRuns[i];
+      const mine = this.passRuns.get(i);
       tl = mine ? [...this.workers[i].live, ...mine] : this.workers[i].live.slice();
       tl.sort((a, b) => a.endsBy - b.endsBy || a.taskId - b.taskId);
-      this.timelines[i] = tl;
+      this.timelines.set(i, tl);
     }
     return tl;
   }
@@ -439,7 +440,7 @@ export class PassState {
     if (Number.isNaN(t)) {
       t = Number.POSITIVE_INFINITY;
       for (const r of this.workers[i].live) if (r.endsBy < t) t = r.endsBy;
-      const mine = this.passRuns[i];
+      const mine = this.passRuns.get(i);
       if (mine) for (const r of mine) if (r.endsBy < t) t = r.endsBy;
       t = Math.max(this.now, t);
       this.releaseAt[i] = t;
@@ -544,7 +545,7 @@ export class PassState {
           list.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory });
           this.ownerRuns.set(r.owner, list);
         }
-        for (const r of this.passRuns[i] ?? []) {
+        for (const r of this.passRuns.get(i) ?? []) {
           const list = this.ownerRuns.get(r.owner) ?? [];
           list.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory });
           this.ownerRuns.set(r.owner, list);
@@ -623,6 +624,11 @@ function ownerLess(a: OwnerQueue, b: OwnerQueue): boolean {
  */
 function entrySlack(a: Ranked, b: Ranked): number {
   return a.deadline - b.deadline || b.cap - a.cap || a.id - b.id;
+}
+
+function isSorted<T>(a: T[], cmp: (x: T, y: T) => number): boolean {
+  for (let k = 1; k < a.length; k++) if (cmp(a[k - 1], a[k]) > 0) return false;
+  return true;
 }
 
 /** Per-candidate bookkeeping: made once per candidate, read by placement and explanations. */
@@ -817,7 +823,9 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   }
 
   for (const band of bandKeys) {
-    const entries = (bands.get(band) as Ranked[]).sort(entrySlack);
+    const entries = bands.get(band) as Ranked[];
+    // The store hands candidates in mostly in this order already; a check is cheaper than a sort's buffers.
+    if (!isSorted(entries, entrySlack)) entries.sort(entrySlack);
     // One queue per owner, keyed by the owner's use record (one per owner in a pass).
     const queues = new Map<OwnerUse, OwnerQueue>();
     const order: OwnerQueue[] = [];

@@ -125,21 +125,24 @@ export class TaskClass {
   private loadStatics(): Statics {
     if (this.statics) return this.statics;
     const { workers, capC, capM, capP } = this.view;
-    const members: number[] = [];
+    const members = new Int32Array(workers.length);
+    let n = 0;
     const staticCounts = new Map<ReasonCode, number>();
-    const capMax = { cpus: 0, memory: 0, ports: 0 };
+    let cpus = 0;
+    let memory = 0;
+    let ports = 0;
     for (let i = 0; i < workers.length; i++) {
       const why = this.reject(workers[i]);
       if (why !== null) {
         staticCounts.set(why, (staticCounts.get(why) ?? 0) + 1);
         continue;
       }
-      members.push(i);
-      if (capC[i] > capMax.cpus) capMax.cpus = capC[i];
-      if (capM[i] > capMax.memory) capMax.memory = capM[i];
-      if (capP[i] > capMax.ports) capMax.ports = capP[i];
+      members[n++] = i;
+      if (capC[i] > cpus) cpus = capC[i];
+      if (capM[i] > memory) memory = capM[i];
+      if (capP[i] > ports) ports = capP[i];
     }
-    this.statics = { members: Int32Array.from(members), staticCounts, capMax };
+    this.statics = { members: members.subarray(0, n), staticCounts, capMax: { cpus, memory, ports } };
     return this.statics;
   }
 
