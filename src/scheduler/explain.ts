@@ -43,20 +43,21 @@ const finals = new WeakMap<TaskClass, FinalView>();
 function finalView(st: PassState, cls: TaskClass): FinalView {
   let v = finals.get(cls);
   if (v) return v;
-  const n = cls.members.length;
+  const members = cls.members;
+  const n = members.length;
   const sortedC = new Float64Array(n);
   const sortedM = new Float64Array(n);
   const sortedP = new Float64Array(n);
   const best = { cpus: Number.NEGATIVE_INFINITY, memory: Number.NEGATIVE_INFINITY, ports: Number.NEGATIVE_INFINITY };
   const bestAt = { cpus: -1, memory: -1, ports: -1 };
   for (let k = 0; k < n; k++) {
-    const i = cls.members[k];
+    const i = members[k];
     sortedC[k] = st.freeC[i];
     sortedM[k] = st.freeM[i];
-    sortedP[k] = st.freeP[i];
+    sortedP[k] = st.portsFree(i);
     if (st.freeC[i] > best.cpus) [best.cpus, bestAt.cpus] = [st.freeC[i], i];
     if (st.freeM[i] > best.memory) [best.memory, bestAt.memory] = [st.freeM[i], i];
-    if (st.freeP[i] > best.ports) [best.ports, bestAt.ports] = [st.freeP[i], i];
+    if (sortedP[k] > best.ports) [best.ports, bestAt.ports] = [sortedP[k], i];
   }
   sortedC.sort();
   sortedM.sort();

@@ -1,8 +1,10 @@
 // A segment tree over a fixed list of workers that finds the best-scoring worker with room for a shape
 // without scoring every worker for every task. Each node keeps:
 // - the max free cpu, memory and ports below it (exact per-resource pruning);
-// - a 16×16 grid of (cpu level, memory level) occupancy bits, so that a subtree where cpu-rich workers are
-//   memory-poor and vice versa is pruned as a whole, and so that best fit gets a tight lower bound;
+// - a 16×16 grid of (cpu level, memory level) occupancy, so that a subtree where cpu-rich workers are
+//   memory-poor and vice versa is pruned as a whole, and so that best fit gets a tight lower bound. It is kept
+//   as suffix masks (per memory level, the cpu levels with a worker at that memory level or above; and the
+//   converse), so a search step reads two masks instead of scanning the grid's rows;
 // - the max free shares, for spread.
 // Search is branch and bound: the most promising child first, and subtrees that cannot beat the best
 // worker found so far are skipped. Once a fitting worker is found, only a bounded number more are scored
@@ -14,9 +16,11 @@ export type Dominant = 0 | 1;
 
 // A tie between workers on the dominant resource is broken by the other resource, weighted this little.
 const SECONDARY = 1e-6;
-/** Levels per resource in the occupancy grid; 16 rows of 16 bits = 8 words per node. */
+/** Levels per resource in the occupancy grid. */
 const LEVELS = 16;
-const WORDS = 8;
+/** Per node: 16 row masks then 16 column masks of 16 bits, i.e. 32 halfwords = 16 words. */
+const WORDS = 16;
+const HALVES = 2 * WORDS;
 
 interface Buffers {
   f: Float64Array;
@@ -33,8 +37,16 @@ export class FitIndex {
   private readonly maxP: Float64Array;
   private readonly maxFC: Float64Array;
   private readonly maxFM: Float64Array;
-  /** Row i (cpu level i) is 16 bits at word i>>1, shift (i&1)*16; bit j: some worker at memory level j. */
-  private readonly grid: Uint32Array;
+  /**
+   * The grid's suffix masks, as halfwords at node·32: [j] (j < 16) has bit i set when some worker below the
+   * node is at cpu level i and memory level ≥ j; [16 + i] has bit j set when one is at memory level j and
+   * cpu level ≥ i. grid is the same memory as words, to merge children 32 bits at a time.
+   */
+  private readonly grid: Uint16Array;
+  private readonly words: Uint32Array;
+  /** The least free cpu (memory) a worker in each level can have. */
+  private readonly edgeC: Float64Array;
+  private readonly edgeM: Float64Array;
   private readonly stack = new Int32Array(128);
   /** How many fitting workers one search scores at most once it has found one (stop early). */
   scoreLimit = 8;
@@ -63,7 +75,10 @@ export class FitIndex {
     this.maxP = b.f.subarray(2 * len, 3 * len).fill(-1);
     this.maxFC = b.f.subarray(3 * len, 4 * len).fill(Number.NEGATIVE_INFINITY);
     this.maxFM = b.f.subarray(4 * len, 5 * len).fill(Number.NEGATIVE_INFINITY);
-    this.grid = b.g.fill(0);
+    this.words = b.g.fill(0);
+    this.grid = new Uint16Array(b.g.buffer, b.g.byteOffset, b.g.length * 2);
+    this.edgeC = FitIndex.EDGE.map((e) => e * topC);
+    this.edgeM = FitIndex.EDGE.map((e) => e * topM);
   }
 
   private buffers: Buffers | null;
@@ -99,11 +114,13 @@ export class FitIndex {
     this.maxFC[i] = capC > 0 ? freeC / capC : 0;
     this.maxFM[i] = capM > 0 ? freeM / capM : 0;
     const g = i * WORDS;
-    for (let w = 0; w < WORDS; w++) this.grid[g + w] = 0;
+    for (let w = 0; w < WORDS; w++) this.words[g + w] = 0;
     if (freeC < 0 || freeM < 0) return; // overcommitted: fits nothing, occupies no level
     const lc = FitIndex.level(freeC, this.topC);
     const lm = FitIndex.level(freeM, this.topM);
-    this.grid[g + (lc >> 1)] = (1 << (((lc & 1) << 4) + lm)) >>> 0;
+    const h = i * HALVES;
+    for (let j = 0; j <= lm; j++) this.grid[h + j] = 1 << lc;
+    for (let k = 0; k <= lc; k++) this.grid[h + LEVELS + k] = 1 << lm;
   }
 
   rebuild(): void {
@@ -124,7 +141,7 @@ export class FitIndex {
     this.maxP[i] = Math.max(this.maxP[l], this.maxP[r]);
     this.maxFC[i] = Math.max(this.maxFC[l], this.maxFC[r]);
     this.maxFM[i] = Math.max(this.maxFM[l], this.maxFM[r]);
-    const g = this.grid;
+    const g = this.words;
     const gi = i * WORDS;
     const gl = l * WORDS;
     const gr = r * WORDS;
@@ -142,20 +159,17 @@ export class FitIndex {
   private colHit = -1;
 
   private probe(node: number, lc: number, lm: number): void {
-    const g = this.grid;
-    const base = node * WORDS;
-    const colMask = (0xffff << lm) & 0xffff;
-    let cols = 0;
-    let row = -1;
-    for (let i = lc; i < LEVELS; i++) {
-      const bits = (g[base + (i >> 1)] >>> ((i & 1) << 4)) & colMask;
-      if (bits !== 0) {
-        if (row < 0) row = i;
-        cols |= bits;
-      }
+    const h = node * HALVES;
+    // cpu levels ≥ lc holding a worker at memory level ≥ lm, and the converse.
+    const rows = this.grid[h + lm] & (0xffff << lc);
+    if (rows === 0) {
+      this.rowHit = -1;
+      this.colHit = -1;
+      return;
     }
-    this.rowHit = row;
-    this.colHit = cols === 0 ? -1 : 31 - Math.clz32(cols & -cols);
+    const cols = this.grid[h + LEVELS + lc] & (0xffff << lm);
+    this.rowHit = 31 - Math.clz32(rows & -rows);
+    this.colHit = 31 - Math.clz32(cols & -cols);
   }
 
   /**
@@ -179,7 +193,13 @@ export class FitIndex {
       if (node >= this.size) {
         const pos = node - this.size;
         if (pos >= this.n) continue;
-        const score = this.leafScore(node, c, m, mode, dom);
+        // The leaf's score, inline (a call returning a double boxes it when not inlined).
+        let score: number;
+        if (mode === 'binpack') {
+          const lc = (maxC[node] - c) / this.unitC;
+          const lm = (maxM[node] - m) / this.unitM;
+          score = dom === 0 ? lc + SECONDARY * lm : lm + SECONDARY * lc;
+        } else score = dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
         if (score < bestScore && (accept === null || accept(pos))) {
           best = pos;
           bestScore = score;
@@ -189,8 +209,9 @@ export class FitIndex {
       }
       const l = 2 * node;
       const r = l + 1;
-      const bl = this.bound(l, c, m, lc, lm, mode, dom);
-      const br = this.bound(r, c, m, lc, lm, mode, dom);
+      // A child without a worker that has enough of each resource on its own is not bounded at all.
+      const bl = maxC[l] < c || maxM[l] < m || maxP[l] < p ? Number.POSITIVE_INFINITY : this.bound(l, c, m, lc, lm, mode, dom);
+      const br = maxC[r] < c || maxM[r] < m || maxP[r] < p ? Number.POSITIVE_INFINITY : this.bound(r, c, m, lc, lm, mode, dom);
       // Visit the more promising child first (pushed last); skip children that cannot beat the best so far.
       if (bl <= br) {
         if (br < bestScore) stack[sp++] = r;
@@ -209,20 +230,11 @@ export class FitIndex {
     if (this.rowHit < 0) return Number.POSITIVE_INFINITY;
     if (mode === 'binpack') {
       // A worker in cpu level i has at least EDGE[i]·top free; same for memory.
-      const fc = FitIndex.EDGE[this.rowHit] * this.topC;
-      const fm = FitIndex.EDGE[this.colHit] * this.topM;
+      const fc = this.edgeC[this.rowHit];
+      const fm = this.edgeM[this.colHit];
       const bc = Math.max(0, (fc - c) / this.unitC);
       const bm = Math.max(0, (fm - m) / this.unitM);
       return dom === 0 ? bc + SECONDARY * bm : bm + SECONDARY * bc;
-    }
-    return dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
-  }
-
-  private leafScore(node: number, c: number, m: number, mode: Mode, dom: Dominant): number {
-    if (mode === 'binpack') {
-      const lc = (this.maxC[node] - c) / this.unitC;
-      const lm = (this.maxM[node] - m) / this.unitM;
-      return dom === 0 ? lc + SECONDARY * lm : lm + SECONDARY * lc;
     }
     return dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
   }

@@ -32,18 +32,30 @@ export class MinHeap<T> {
     const last = a.pop() as T;
     if (a.length > 0) {
       a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && this.less(a[l] as T, a[m] as T)) m = l;
-        if (r < a.length && this.less(a[r] as T, a[m] as T)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m] as T, a[i] as T];
-        i = m;
-      }
+      this.siftDown();
     }
     return top;
+  }
+
+  /** Restores the order after the least element's key changed in place: one sift instead of a pop and a push. */
+  fixTop(): void {
+    this.siftDown();
+  }
+
+  private siftDown(): void {
+    const a = this.a;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && this.less(a[l] as T, a[m] as T)) m = l;
+      if (r < a.length && this.less(a[r] as T, a[m] as T)) m = r;
+      if (m === i) break;
+      const x = a[i] as T;
+      a[i] = a[m] as T;
+      a[m] = x;
+      i = m;
+    }
   }
 }

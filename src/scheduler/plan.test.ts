@@ -311,6 +311,29 @@ describe('filters and ports', () => {
     const p2 = plan({ workers: [w], tasks: [...t, makeTask({ id: 4, ports: 1, dueAt: 3 })] }, NOW);
     expect(p2.explanations.get(4)?.reasons.map((r) => r.code)).toEqual(['ports']);
   });
+
+  it('passes over the best-fitting worker when its ports are all taken (counted only when a task needs ports)', () => {
+    // w1 is the tighter fit but its two ports are held; w2 has room and ports.
+    const w1 = makeWorker({
+      id: 'w1',
+      cpus: 2000,
+      memory: 2 * GiB,
+      ports: { from: 100, to: 101 },
+      live: [{ runId: 1, taskId: 100, cpus: 500, memory: GiB / 2, ports: [100, 101], endsBy: NOW + MIN }],
+    });
+    const w2 = makeWorker({ id: 'w2', cpus: 8000, memory: 8 * GiB, ports: { from: 100, to: 101 } });
+    const p = plan(
+      {
+        workers: [w1, w2],
+        tasks: [makeTask({ id: 1, cpus: 1000, memory: GiB, ports: 1 }), makeTask({ id: 2, cpus: 1000, memory: GiB, dueAt: 1 })],
+      },
+      NOW,
+    );
+    expect(p.placements.map((d) => [d.taskId, d.workerId, d.allocation.ports])).toEqual([
+      [1, 'w2', [100]],
+      [2, 'w1', []],
+    ]);
+  });
 });
 
 describe('inconsistent snapshots', () => {

@@ -11,7 +11,9 @@ import { type Quota, resolveConfig, type SchedulerConfig } from './config.js';
 import { buildExplanation, type Explanation, prepareEstimates } from './explain.js';
 import { type Dominant, FitIndex, type Mode } from './fit-index.js';
 import { MinHeap } from './heap.js';
-import type { ReasonCode } from './reasons.js';
+import { classKey, TaskClass, type UnfitOutcome } from './task-class.js';
+
+export { TaskClass, type UnfitOutcome } from './task-class.js';
 
 export interface Snapshot {
   /** Workers with what is allocated on them (any state; only active ones take tasks). */
@@ -55,27 +57,13 @@ export interface Plan {
   stats: PlanStats;
 }
 
-/** One feasibility class (Nomad's "computed class"): tasks with the same executor and constraints. */
-export interface TaskClass {
-  key: string;
-  /** Worker indexes that pass the static filters (state, executor, labels). */
-  members: Int32Array;
-  index: FitIndex;
-  /** Workers failing a static filter, counted by the first filter they fail. */
-  staticCounts: Map<ReasonCode, number>;
-  /** Largest total capacity among members, for "too large" verdicts. */
-  capMax: { cpus: number; memory: number; ports: number };
-  /** Shapes known to fit nowhere in this pass (free space only shrinks during a pass). */
-  failed: Array<[number, number, number]>;
-}
-
 /** What happened to one candidate. */
 export type Outcome =
   | { kind: 'placed'; worker: number }
   | { kind: 'deferred'; utilization: number }
   | { kind: 'quota'; code: 'quota_cpu' | 'quota_memory'; used: number; limit: number }
   | { kind: 'pass_limit' }
-  | { kind: 'unfit'; cls: TaskClass; blockedByReservation: boolean };
+  | UnfitOutcome;
 
 interface PassRun {
   endsBy: number;
@@ -84,6 +72,7 @@ interface PassRun {
   ports: number;
   runId: number | null;
   taskId: number;
+  owner: string;
 }
 
 /** A live run (ports as a list) or a run placed in this pass (ports as a count), referenced, not copied. */
@@ -98,7 +87,11 @@ export class PassState {
   readonly W: number;
   readonly freeC: Float64Array;
   readonly freeM: Float64Array;
-  readonly freeP: Float64Array;
+  /**
+   * Free ports per worker, counted on first use (NaN until then): counting reads each worker's port list, and
+   * most workers never need it in a pass.
+   */
+  private readonly freeP: Float64Array;
   readonly capC: Float64Array;
   readonly capM: Float64Array;
   readonly capP: Float64Array;
@@ -107,15 +100,24 @@ export class PassState {
   totalM = 0;
   allocC = 0;
   allocM = 0;
+  /** Active workers, for the mean capacity that scales cpu against memory in scores. */
+  activeCount = 0;
   readonly classes = new Map<string, TaskClass>();
-  private readonly memberOf: Array<Array<[TaskClass, number]> | undefined>;
-  private readonly usedPorts: Array<Set<number> | undefined>;
+  private readonly classList: TaskClass[] = [];
+  // Which class indexes hold worker i, as linked lists in flat arrays (no per-worker objects): entries from
+  // linkHead[i] through linkNext, each naming a class (position in classList) and the slot there.
+  private readonly linkHead: Int32Array;
+  private linkNext = new Int32Array(0);
+  private linkClass = new Int32Array(0);
+  private linkSlot = new Int32Array(0);
+  // Per-worker state of the few workers a pass touches, by worker index (maps, not arrays over all workers).
+  private readonly usedPorts = new Map<number, Set<number>>();
   private readonly nextPort: Int32Array;
-  readonly passRuns: Array<PassRun[] | undefined>;
-  private readonly timelines: Array<TimelineEvent[] | undefined>;
+  readonly passRuns = new Map<number, PassRun[]>();
+  private readonly timelines = new Map<number, TimelineEvent[]>();
   /** Per worker: when its first run reaches its cap (NaN: not computed yet). */
   private readonly releaseAt: Float64Array;
-  readonly ownerUse = new Map<string, { cpus: number; memory: number }>();
+  readonly ownerUse = new Map<string, OwnerUse>();
   reservation: {
     taskId: number;
     rank: number;
@@ -146,11 +148,8 @@ export class PassState {
     this.capM = new Float64Array(W);
     this.capP = new Float64Array(W);
     this.active = new Uint8Array(W);
-    this.memberOf = new Array(W);
-    this.usedPorts = new Array(W);
+    this.linkHead = new Int32Array(W).fill(-1);
     this.nextPort = new Int32Array(W);
-    this.passRuns = new Array(W);
-    this.timelines = new Array(W);
     this.releaseAt = new Float64Array(W).fill(Number.NaN);
     this.estimatesLeft = cfg.maxEstimatesPerPass ?? Number.POSITIVE_INFINITY;
     for (let i = 0; i < W; i++) {
@@ -164,20 +163,22 @@ export class PassState {
       if (range && range.to >= range.from) {
         this.capP[i] = range.to - range.from + 1;
         this.nextPort[i] = range.from;
-        // allocated.ports is the union of the live runs' ports in a consistent snapshot; if a live run holds
-        // a port missing there, take() finds out, corrects the count and the search runs again.
-        let used = 0;
-        for (const p of w.allocated.ports) if (p >= range.from && p <= range.to) used++;
-        this.freeP[i] = this.capP[i] - used;
+        this.freeP[i] = Number.NaN;
       }
       if (w.state === 'active') {
         this.active[i] = 1;
+        this.activeCount++;
         this.totalC += cap.cpus;
         this.totalM += cap.memory;
         this.allocC += w.allocated.cpus;
         this.allocM += w.allocated.memory;
       }
-      if (!snapshot.ownerUsage) for (const r of w.live) if (r.owner !== undefined) this.addOwnerUse(r.owner, r.cpus, r.memory);
+      if (!snapshot.ownerUsage) {
+        for (let k = 0; k < w.live.length; k++) {
+          const r = w.live[k];
+          if (r.owner !== undefined) this.addOwnerUse(r.owner, r.cpus, r.memory);
+        }
+      }
     }
     if (snapshot.ownerUsage) {
       for (const owner of Object.keys(snapshot.ownerUsage).sort()) {
@@ -185,6 +186,31 @@ export class PassState {
         this.addOwnerUse(owner, u.cpus, u.memory);
       }
     }
+  }
+
+  /** Free ports on worker i. */
+  portsFree(i: number): number {
+    let f = this.freeP[i];
+    if (Number.isNaN(f)) {
+      // allocated.ports is the union of the live runs' ports in a consistent snapshot; if a live run holds
+      // a port missing there, take() finds out, corrects the count and the search runs again.
+      const range = this.workers[i].capacity.ports as { from: number; to: number };
+      const taken = this.workers[i].allocated.ports;
+      let used = 0;
+      for (let k = 0; k < taken.length; k++) if (taken[k] >= range.from && taken[k] <= range.to) used++;
+      f = this.capP[i] - used;
+      this.freeP[i] = f;
+    }
+    return f;
+  }
+
+  /**
+   * What the fit indexes hold for worker i's free ports: the count once made, else the whole range. An index
+   * may thus offer a worker short of ports; take() then counts, corrects the index and the search runs again.
+   */
+  private portsBound(i: number): number {
+    const f = this.freeP[i];
+    return Number.isNaN(f) ? this.capP[i] : f;
   }
 
   utilization(): number {
@@ -201,10 +227,18 @@ export class PassState {
     } else this.ownerUse.set(owner, { cpus, memory });
   }
 
-  /** Dominant resource share of an owner (DRF). */
-  share(owner: string): number {
-    const u = this.ownerUse.get(owner);
-    if (!u) return 0;
+  /** What an owner runs, as a record this pass updates in place (made, at zero, on first use). */
+  useOf(owner: string): OwnerUse {
+    let u = this.ownerUse.get(owner);
+    if (!u) {
+      u = { cpus: 0, memory: 0 };
+      this.ownerUse.set(owner, u);
+    }
+    return u;
+  }
+
+  /** Dominant resource share of an owner's use (DRF). */
+  shareOf(u: OwnerUse): number {
     return Math.max(this.totalC > 0 ? u.cpus / this.totalC : 0, this.totalM > 0 ? u.memory / this.totalM : 0);
   }
 
@@ -213,94 +247,102 @@ export class PassState {
   }
 
   private portSet(i: number): Set<number> {
-    let s = this.usedPorts[i];
+    let s = this.usedPorts.get(i);
     if (!s) {
       const w = this.workers[i];
       s = new Set(w.allocated.ports);
-      for (const r of w.live) for (const p of r.ports) s.add(p);
-      this.usedPorts[i] = s;
+      const live = w.live;
+      for (let k = 0; k < live.length; k++) {
+        const ports = live[k].ports;
+        for (let j = 0; j < ports.length; j++) s.add(ports[j]);
+      }
+      this.usedPorts.set(i, s);
     }
     return s;
   }
 
-  /** The task's feasibility class, built on first use: static filters once per class, not per task. */
+  /** The task's feasibility class (created on first use; its index is built by indexOf). */
   classOf(t: Task): TaskClass {
-    const ckeys = Object.keys(t.constraints);
-    let key = t.executor;
-    if (ckeys.length > 0) {
-      ckeys.sort();
-      for (const k of ckeys) key += `\u0000${k}\u0001${t.constraints[k]}`;
-    }
+    const key = classKey(t);
     let cls = this.classes.get(key);
     if (!cls) {
-      cls = this.buildClass(key, t);
+      cls = new TaskClass(key, t, this);
       this.classes.set(key, cls);
     }
     return cls;
   }
 
-  private buildClass(key: string, t: Task): TaskClass {
-    const members: number[] = [];
-    const staticCounts = new Map<ReasonCode, number>();
-    const bump = (c: ReasonCode) => staticCounts.set(c, (staticCounts.get(c) ?? 0) + 1);
-    const ckeys = Object.keys(t.constraints).sort();
-    const capMax = { cpus: 0, memory: 0, ports: 0 };
+  /**
+   * The class's fit index. The first call builds every class's index in one sweep over the workers with room
+   * (each worker's labels and executors are read once, while in cache); every candidate must have been
+   * counted with cls.need() before.
+   */
+  indexOf(cls: TaskClass): FitIndex {
+    if (!cls.index) this.buildIndexes();
+    return cls.index as FitIndex;
+  }
+
+  private buildIndexes(): void {
+    const classes = [...this.classes.values()];
+    let c = Number.POSITIVE_INFINITY;
+    let m = Number.POSITIVE_INFINITY;
+    let p = Number.POSITIVE_INFINITY;
+    for (const cls of classes) {
+      c = Math.min(c, cls.minC);
+      m = Math.min(m, cls.minM);
+      p = Math.min(p, cls.minP);
+    }
+    const slots: number[][] = classes.map(() => []);
     for (let i = 0; i < this.W; i++) {
+      // Free room only shrinks in a pass: a worker without room for the smallest candidate never takes one.
+      if (!this.active[i] || this.freeC[i] < c || this.freeM[i] < m || this.portsBound(i) < p) continue;
       const w = this.workers[i];
-      if (w.state !== 'active') {
-        bump(w.state === 'lost' ? 'lost' : w.state === 'stopped' ? 'stopped' : 'draining');
-        continue;
+      for (let k = 0; k < classes.length; k++) {
+        const cls = classes[k];
+        if (this.freeC[i] < cls.minC || this.freeM[i] < cls.minM || this.portsBound(i) < cls.minP) continue;
+        if (cls.reject(w) === null) slots[k].push(i);
       }
-      if (!w.executors.includes(t.executor)) {
-        bump('executor');
-        continue;
-      }
-      let ok = true;
-      for (const k of ckeys) {
-        if (!Object.hasOwn(w.labels, k) || w.labels[k] !== t.constraints[k]) {
-          ok = false;
-          break;
-        }
-      }
-      if (!ok) {
-        bump('labels');
-        continue;
-      }
-      members.push(i);
-      capMax.cpus = Math.max(capMax.cpus, this.capC[i]);
-      capMax.memory = Math.max(capMax.memory, this.capM[i]);
-      capMax.ports = Math.max(capMax.ports, this.capP[i]);
     }
-    const n = members.length;
-    const index = new FitIndex(
-      n,
-      this.totalC > 0 ? this.totalC / n || 1 : 1,
-      this.totalM > 0 ? this.totalM / n || 1 : 1,
-      capMax.cpus,
-      capMax.memory,
-    );
-    const cls: TaskClass = { key, members: Int32Array.from(members), index, staticCounts, capMax, failed: [] };
-    for (let pos = 0; pos < n; pos++) {
-      const i = members[pos];
-      index.setLeaf(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
-      let list = this.memberOf[i];
-      if (!list) {
-        list = [];
-        this.memberOf[i] = list;
+    const unitC = this.totalC > 0 ? this.totalC / this.activeCount : 1;
+    const unitM = this.totalM > 0 ? this.totalM / this.activeCount : 1;
+    let links = 0;
+    for (const mine of slots) links += mine.length;
+    this.linkNext = new Int32Array(links);
+    this.linkClass = new Int32Array(links);
+    this.linkSlot = new Int32Array(links);
+    let link = 0;
+    for (let k = 0; k < classes.length; k++) {
+      const mine = slots[k];
+      const n = mine.length;
+      let topC = 0;
+      let topM = 0;
+      for (const i of mine) {
+        if (this.capC[i] > topC) topC = this.capC[i];
+        if (this.capM[i] > topM) topM = this.capM[i];
       }
-      list.push([cls, pos]);
+      const index = new FitIndex(n, unitC, unitM, topC, topM);
+      const id = this.classList.length;
+      this.classList.push(classes[k]);
+      for (let pos = 0; pos < n; pos++) {
+        const i = mine[pos];
+        index.setLeaf(pos, this.freeC[i], this.freeM[i], this.portsBound(i), this.capC[i], this.capM[i]);
+        this.linkNext[link] = this.linkHead[i];
+        this.linkClass[link] = id;
+        this.linkSlot[link] = pos;
+        this.linkHead[i] = link++;
+      }
+      index.rebuild();
+      classes[k].slots = Int32Array.from(mine);
+      classes[k].index = index;
     }
-    index.rebuild();
-    return cls;
   }
 
   /**
    * Takes resources on worker i for task t; returns the allocation with concrete ports, or null (changing
    * nothing but the worker's corrected free-port count) when the worker has fewer free ports than counted.
    */
-  take(i: number, t: Task): Allocation | null {
-    const r = t.resources;
-    const nPorts = r.ports + r.portNames.length;
+  take(i: number, e: Ranked): Allocation | null {
+    const nPorts = e.ports;
     const ports: number[] = [];
     const namedPorts: Record<string, number> = {};
     if (nPorts > 0) {
@@ -322,37 +364,47 @@ export class PassState {
         return null;
       }
       for (const q of ports) used.add(q);
-      for (let k = 0; k < r.portNames.length; k++) namedPorts[r.portNames[k]] = ports[k];
+      const names = e.task.resources.portNames;
+      for (let k = 0; k < names.length; k++) namedPorts[names[k]] = ports[k];
     }
-    this.freeC[i] -= r.cpus;
-    this.freeM[i] -= r.memory;
-    this.freeP[i] -= nPorts;
-    this.allocC += r.cpus;
-    this.allocM += r.memory;
-    this.addOwnerUse(t.owner, r.cpus, r.memory);
-    const runs = this.passRuns[i] ?? [];
-    this.passRuns[i] = runs;
-    runs.push({ endsBy: this.now + t.executionCap, cpus: r.cpus, memory: r.memory, ports: nPorts, runId: null, taskId: t.id });
-    this.timelines[i] = undefined;
-    if (!Number.isNaN(this.releaseAt[i])) this.releaseAt[i] = Math.min(this.releaseAt[i], this.now + t.executionCap);
+    const cpus = e.cpus;
+    const memory = e.memory;
+    this.freeC[i] -= cpus;
+    this.freeM[i] -= memory;
+    if (nPorts > 0) this.freeP[i] = this.portsFree(i) - nPorts;
+    this.allocC += cpus;
+    this.allocM += memory;
+    e.use.cpus += cpus;
+    e.use.memory += memory;
+    let runs = this.passRuns.get(i);
+    if (!runs) {
+      runs = [];
+      this.passRuns.set(i, runs);
+    }
+    const endsBy = this.now + e.cap;
+    runs.push({ endsBy, cpus, memory, ports: nPorts, runId: null, taskId: e.id, owner: e.owner });
+    this.timelines.delete(i);
+    if (!Number.isNaN(this.releaseAt[i])) this.releaseAt[i] = Math.min(this.releaseAt[i], endsBy);
     this.reindex(i);
-    return { cpus: r.cpus, memory: r.memory, ports, namedPorts };
+    return { cpus, memory, ports, namedPorts };
   }
 
-  /** Pushes worker i's free amounts into every class index it belongs to. */
+  /** Pushes worker i's free amounts into every class index that holds it. */
   private reindex(i: number): void {
-    const list = this.memberOf[i];
-    if (list) for (const [cls, pos] of list) cls.index.update(pos, this.freeC[i], this.freeM[i], this.freeP[i], this.capC[i], this.capM[i]);
+    for (let e = this.linkHead[i]; e >= 0; e = this.linkNext[e]) {
+      const index = this.classList[this.linkClass[e]].index as FitIndex;
+      index.update(this.linkSlot[e], this.freeC[i], this.freeM[i], this.portsBound(i), this.capC[i], this.capM[i]);
+    }
   }
 
   /** Runs on worker i ordered by when they free their resources at the latest. */
   private timeline(i: number): TimelineEvent[] {
-    let tl = this.timelines[i];
+    let tl = this.timelines.get(i);
     if (!tl) {
-      const mine = this.passRuns[i];
+      const mine = this.passRuns.get(i);
       tl = mine ? [...this.workers[i].live, ...mine] : this.workers[i].live.slice();
       tl.sort((a, b) => a.endsBy - b.endsBy || a.taskId - b.taskId);
-      this.timelines[i] = tl;
+      this.timelines.set(i, tl);
     }
     return tl;
   }
@@ -365,7 +417,7 @@ export class PassState {
     if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) return null;
     let fc = this.freeC[i];
     let fm = this.freeM[i];
-    let fp = this.freeP[i];
+    let fp = this.portsFree(i);
     if (fc >= c && fm >= m && fp >= p) return { at: this.now, cause: 'now', free: [fc, fm, fp] };
     for (const e of this.timeline(i)) {
       fc += e.cpus;
@@ -388,7 +440,7 @@ export class PassState {
     if (Number.isNaN(t)) {
       t = Number.POSITIVE_INFINITY;
       for (const r of this.workers[i].live) if (r.endsBy < t) t = r.endsBy;
-      const mine = this.passRuns[i];
+      const mine = this.passRuns.get(i);
       if (mine) for (const r of mine) if (r.endsBy < t) t = r.endsBy;
       t = Math.max(this.now, t);
       this.releaseAt[i] = t;
@@ -422,11 +474,12 @@ export class PassState {
 
   /** The members with the largest free shares (cpu + memory), at most `limit` of them, in index order. */
   private roomiest(cls: TaskClass, limit: number): Int32Array {
-    const n = cls.members.length;
-    if (n <= limit) return cls.members;
+    const members = cls.members;
+    const n = members.length;
+    if (n <= limit) return members;
     const d = new Float64Array(n);
     for (let k = 0; k < n; k++) {
-      const i = cls.members[k];
+      const i = members[k];
       d[k] = -(Math.max(0, this.freeC[i]) / (this.capC[i] || 1) + Math.max(0, this.freeM[i]) / (this.capM[i] || 1));
     }
     return this.pick(cls, d, limit);
@@ -434,28 +487,29 @@ export class PassState {
 
   /** The `limit` members with the smallest keys, ties by index, in index order. */
   private pick(cls: TaskClass, d: Float64Array, limit: number): Int32Array {
-    const n = cls.members.length;
+    const members = cls.members;
+    const n = members.length;
     const threshold = kthSmallest(Float64Array.from(d), limit - 1);
     const out = new Int32Array(limit);
     let k2 = 0;
-    for (let k = 0; k < n && k2 < limit; k++) if (d[k] < threshold) out[k2++] = cls.members[k];
-    for (let k = 0; k < n && k2 < limit; k++) if (d[k] === threshold) out[k2++] = cls.members[k];
+    for (let k = 0; k < n && k2 < limit; k++) if (d[k] < threshold) out[k2++] = members[k];
+    for (let k = 0; k < n && k2 < limit; k++) if (d[k] === threshold) out[k2++] = members[k];
     return out.subarray(0, k2);
   }
 
   /** The members with the smallest shortfall for (c, m, p), at most `limit` of them, in index order. */
   private closest(cls: TaskClass, c: number, m: number, p: number, limit: number): Int32Array {
-    const n = cls.members.length;
-    if (n <= limit) return cls.members;
+    const members = cls.members;
+    const n = members.length;
+    if (n <= limit) return members;
     const d = new Float64Array(n);
     for (let k = 0; k < n; k++) {
-      const i = cls.members[k];
+      const i = members[k];
       if (this.capC[i] < c || this.capM[i] < m || this.capP[i] < p) d[k] = Number.POSITIVE_INFINITY;
-      else
-        d[k] =
-          Math.max(0, c - this.freeC[i]) / (this.capC[i] || 1) +
-          Math.max(0, m - this.freeM[i]) / (this.capM[i] || 1) +
-          Math.max(0, p - this.freeP[i]) / (this.capP[i] || 1);
+      else {
+        d[k] = Math.max(0, c - this.freeC[i]) / (this.capC[i] || 1) + Math.max(0, m - this.freeM[i]) / (this.capM[i] || 1);
+        if (p > 0) d[k] += Math.max(0, p - this.portsFree(i)) / (this.capP[i] || 1);
+      }
     }
     return this.pick(cls, d, limit);
   }
@@ -491,12 +545,10 @@ export class PassState {
           list.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory });
           this.ownerRuns.set(r.owner, list);
         }
-        for (const r of this.passRuns[i] ?? []) {
-          const t = this.passOwner.get(r.taskId);
-          if (t === undefined) continue;
-          const list = this.ownerRuns.get(t) ?? [];
+        for (const r of this.passRuns.get(i) ?? []) {
+          const list = this.ownerRuns.get(r.owner) ?? [];
           list.push({ endsBy: r.endsBy, cpus: r.cpus, memory: r.memory });
-          this.ownerRuns.set(t, list);
+          this.ownerRuns.set(r.owner, list);
         }
       }
       for (const list of this.ownerRuns.values()) list.sort((a, b) => a.endsBy - b.endsBy);
@@ -508,9 +560,6 @@ export class PassState {
     }
     return null;
   }
-
-  /** taskId → owner of the tasks placed in this pass (for quota estimates). */
-  readonly passOwner = new Map<number, string>();
 }
 
 /** How many of the workers closest to fitting a reservation (an estimate) examines on a big cluster. */
@@ -543,56 +592,71 @@ function kthSmallest(a: Float64Array, k: number): number {
   return a[k];
 }
 
-/**
- * Remembers a shape that fits nowhere in its class this pass. Free space only shrinks during a pass, so any
- * shape at least as large fails too; the set keeps only minimal shapes, so it stays small on a full cluster.
- */
-function rememberFailure(cls: TaskClass, c: number, m: number, p: number): void {
-  const f = cls.failed;
-  let k = 0;
-  for (let j = 0; j < f.length; j++) {
-    const [fc, fm, fp] = f[j];
-    if (!(fc >= c && fm >= m && fp >= p)) f[k++] = f[j]; // drop shapes the new one dominates from below
-  }
-  f.length = k;
-  if (f.length < 64) f.push([c, m, p]);
-}
-
 /** The effective band: the task's priority, or the urgent band when its start deadline is near. */
 export function effectivePriority(t: Task, now: number, cfg: Pick<SchedulerConfig, 'urgencyWindowMs'>): number {
   return t.startDeadline - now <= cfg.urgencyWindowMs ? Math.max(t.priority, URGENT_PRIORITY) : t.priority;
 }
 
-/** Within an owner's queue and between equals: least slack (earliest start deadline) first, then FIFO by id. */
-// Among equal slack, the longest execution cap goes first: in a batch it bounds the makespan (LPT).
-function bySlack(a: Task, b: Task): number {
-  return a.startDeadline - b.startDeadline || b.executionCap - a.executionCap || a.id - b.id;
+/** What an owner runs: cpus in millicores, memory in bytes. */
+export interface OwnerUse {
+  cpus: number;
+  memory: number;
 }
 
 interface OwnerQueue {
-  owner: string;
-  tasks: Task[];
+  use: OwnerUse;
+  entries: Ranked[];
   head: number;
   share: number;
 }
 
+/** Owner queues by (dominant share, head's slack, head's id). */
 function ownerLess(a: OwnerQueue, b: OwnerQueue): boolean {
   if (a.share !== b.share) return a.share < b.share;
-  const c = bySlack(a.tasks[a.head], b.tasks[b.head]);
+  const c = entrySlack(a.entries[a.head], b.entries[b.head]);
   return c < 0;
 }
 
-/** A small binary min-heap of owner queues, keyed by (dominant share, head's slack, head's id). */
+/**
+ * Within an owner's queue and between equals: least slack (earliest start deadline) first, then FIFO by id.
+ * Among equal slack, the longest execution cap goes first: in a batch it bounds the makespan (LPT). Reads the
+ * entries' copies of those fields, so sorting and queueing touch no task object.
+ */
+function entrySlack(a: Ranked, b: Ranked): number {
+  return a.deadline - b.deadline || b.cap - a.cap || a.id - b.id;
+}
 
-/** Per-candidate bookkeeping for explanations. */
+function isSorted<T>(a: T[], cmp: (x: T, y: T) => number): boolean {
+  for (let k = 1; k < a.length; k++) if (cmp(a[k - 1], a[k]) > 0) return false;
+  return true;
+}
+
+/** Per-candidate bookkeeping: made once per candidate, read by placement and explanations. */
 export interface Ranked {
   task: Task;
+  // Copies of the task's ordering fields, read many times per pass.
+  deadline: number;
+  cap: number;
+  id: number;
+  owner: string;
+  /** The owner's running use, updated as this pass places its tasks. */
+  use: OwnerUse;
+  // ...and of its request and scoring, read by placement.
+  cpus: number;
+  memory: number;
+  mode: Mode;
+  /** Its feasibility class. */
+  cls: TaskClass;
+  /** Ports it needs (counted and named). */
+  ports: number;
   band: number;
   promoted: boolean;
   /** 1-based position in its band's processing order. */
   rank: number;
   outcome: Outcome;
 }
+
+const NOT_TRIED: Outcome = Object.freeze({ kind: 'pass_limit' });
 
 export function plan(snapshot: Snapshot, now: number, config?: Partial<SchedulerConfig>): Plan {
   const cfg = resolveConfig(config);
@@ -615,130 +679,141 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   const maxPlacements = cfg.maxPlacementsPerPass ?? Number.POSITIVE_INFINITY;
   const high = PRIORITY_NAMES.high;
 
-  // Bands, highest first; each band sorted once by slack so owner queues come out sorted.
-  const bands = new Map<number, Task[]>();
-  const promotedSet = new Set<number>();
+  // Bands, highest first; each band sorted once by slack so owner queues come out sorted. Each candidate's
+  // class counts its request, so the class's index leaves out workers too full for all of its candidates.
+  const bands = new Map<number, Ranked[]>();
   for (const t of snapshot.tasks) {
-    const b = effectivePriority(t, now, cfg);
-    if (b !== t.priority) promotedSet.add(t.id);
-    const list = bands.get(b);
-    if (list) list.push(t);
-    else bands.set(b, [t]);
+    const band = effectivePriority(t, now, cfg);
+    const r = t.resources;
+    const ports = r.ports + r.portNames.length;
+    const cls = st.classOf(t);
+    cls.need(r.cpus, r.memory, ports);
+    const entry: Ranked = {
+      task: t,
+      deadline: t.startDeadline,
+      cap: t.executionCap,
+      id: t.id,
+      owner: t.owner,
+      use: st.useOf(t.owner),
+      cpus: r.cpus,
+      memory: r.memory,
+      mode: t.placement ?? cfg.placement,
+      cls,
+      ports,
+      band,
+      promoted: band !== t.priority,
+      rank: 0,
+      outcome: NOT_TRIED,
+    };
+    const list = bands.get(band);
+    if (list) list.push(entry);
+    else bands.set(band, [entry]);
   }
   const bandKeys = [...bands.keys()].sort((a, b) => b - a);
 
   // The task currently being placed, read by the backfill check (avoids a closure per task).
-  let current: Task | null = null;
+  let current: Ranked | null = null;
   let rejectedByReservation = false;
   const accept =
     (cls: TaskClass) =>
     (pos: number): boolean => {
       const res = st.reservation;
-      if (res === null || cls.members[pos] !== res.worker || current === null) return true;
-      const r = current.resources;
+      if (res === null || cls.slots[pos] !== res.worker || current === null) return true;
       // EASY backfill: either it is gone (by its cap) before the reserved task's start...
-      if (now + current.executionCap <= res.at) return true;
+      if (now + current.cap <= res.at) return true;
       // ...or the room left at that time is enough for both.
-      if (r.cpus <= res.extraC && r.memory <= res.extraM && r.ports + r.portNames.length <= res.extraP) return true;
+      if (current.cpus <= res.extraC && current.memory <= res.extraM && current.ports <= res.extraP) return true;
       rejectedByReservation = true;
       return false;
     };
   const acceptors = new Map<TaskClass, (pos: number) => boolean>();
 
   const held: Ranked[] = [];
-  /** How many placements existed when each held task was held back. */
-  const heldAt = new Map<Ranked, number>();
+  /** How many placements existed when each held task was held back (parallel to held). */
+  const heldAt: number[] = [];
   /** The resource a request needs the larger share of, cluster-wide. */
   const dominant = (c: number, m: number): Dominant => (st.totalC > 0 && st.totalM > 0 && m / st.totalM > c / st.totalC ? 1 : 0);
   /** Low enough band and ample slack: may wait for off-peak. */
-  const delayable = (e: Ranked) => e.band < high && e.task.startDeadline - now > cfg.deferralSlackMs;
+  const delayable = (e: Ranked) => e.band < high && e.deadline - now > cfg.deferralSlackMs;
 
   /** Quota, then feasibility and scoring; places the task or records why not. */
   function attempt(entry: Ranked, mayReserve: boolean): boolean {
-    const t = entry.task;
-    const r = t.resources;
-    const nPorts = r.ports + r.portNames.length;
+    const { cpus, memory, ports: nPorts, owner } = entry;
     if (stats.placed >= maxPlacements) {
       entry.outcome = { kind: 'pass_limit' };
       stats.passLimited++;
       return false;
     }
-    const quota = st.quotaFor(t.owner);
-    const use = st.ownerUse.get(t.owner) ?? { cpus: 0, memory: 0 };
-    if (quota?.cpus !== undefined && use.cpus + r.cpus > quota.cpus) {
-      entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
-      stats.quotaBlocked++;
-      return false;
+    const quota = st.quotaFor(owner);
+    if (quota !== undefined) {
+      const use = entry.use;
+      if (quota.cpus !== undefined && use.cpus + cpus > quota.cpus) {
+        entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
+        stats.quotaBlocked++;
+        return false;
+      }
+      if (quota.memory !== undefined && use.memory + memory > quota.memory) {
+        entry.outcome = { kind: 'quota', code: 'quota_memory', used: use.memory, limit: quota.memory };
+        stats.quotaBlocked++;
+        return false;
+      }
     }
-    if (quota?.memory !== undefined && use.memory + r.memory > quota.memory) {
-      entry.outcome = { kind: 'quota', code: 'quota_memory', used: use.memory, limit: quota.memory };
-      stats.quotaBlocked++;
-      return false;
+    const cls = entry.cls;
+    const index = st.indexOf(cls);
+    const dom = dominant(cpus, memory);
+    let acc = acceptors.get(cls);
+    if (!acc) {
+      acc = accept(cls);
+      acceptors.set(cls, acc);
     }
-    const cls = st.classOf(t);
     let pos = -1;
     rejectedByReservation = false;
-    const knownFail = cls.failed.some(([c, m, p]) => r.cpus >= c && r.memory >= m && nPorts >= p);
-    if (!knownFail && cls.members.length > 0) {
-      const mode: Mode = t.placement ?? cfg.placement;
-      const dom = dominant(r.cpus, r.memory);
-      let acc = acceptors.get(cls);
-      if (!acc) {
-        acc = accept(cls);
-        acceptors.set(cls, acc);
-      }
-      current = t;
-      pos = cls.index.findBest(r.cpus, r.memory, nPorts, mode, dom, st.reservation ? acc : null);
+    const knownFail = cls.knownToFail(cpus, memory, nPorts);
+    if (!knownFail && index.n > 0) {
+      current = entry;
+      pos = index.findBest(cpus, memory, nPorts, entry.mode, dom, st.reservation ? acc : null);
       current = null;
     }
     let allocation: Allocation | null = null;
     while (pos >= 0) {
-      const i = cls.members[pos];
+      const i = cls.slots[pos];
       const res = st.reservation;
-      allocation = st.take(i, t);
+      allocation = st.take(i, entry);
       if (allocation) {
-        if (res !== null && res.worker === i && now + t.executionCap > res.at) {
-          res.extraC -= r.cpus;
-          res.extraM -= r.memory;
+        if (res !== null && res.worker === i && now + entry.cap > res.at) {
+          res.extraC -= cpus;
+          res.extraM -= memory;
           res.extraP -= nPorts;
         }
         break;
       }
       // The worker had fewer free ports than its snapshot said; its count is corrected, search again.
-      current = t;
-      pos = cls.index.findBest(
-        r.cpus,
-        r.memory,
-        nPorts,
-        t.placement ?? cfg.placement,
-        dominant(r.cpus, r.memory),
-        st.reservation ? (acceptors.get(cls) ?? null) : null,
-      );
+      current = entry;
+      pos = index.findBest(cpus, memory, nPorts, entry.mode, dom, st.reservation ? acc : null);
       current = null;
     }
     if (pos >= 0 && allocation) {
-      const i = cls.members[pos];
-      st.passOwner.set(t.id, t.owner);
-      placements.push({ taskId: t.id, workerId: snapshot.workers[i].id, allocation });
+      const i = cls.slots[pos];
+      placements.push({ taskId: entry.id, workerId: snapshot.workers[i].id, allocation });
       entry.outcome = { kind: 'placed', worker: i };
       stats.placed++;
       return true;
     }
-    entry.outcome = { kind: 'unfit', cls, blockedByReservation: rejectedByReservation };
+    entry.outcome = rejectedByReservation ? cls.unfitReserved : cls.unfit;
     if (rejectedByReservation) stats.reservationBlocked++;
-    else if (!knownFail) rememberFailure(cls, r.cpus, r.memory, nPorts);
+    else if (!knownFail) cls.rememberFailure(cpus, memory, nPorts);
     // The highest-ranked task blocked on resources gets a reservation where it fits soonest, so a stream of
     // smaller tasks cannot starve it (EASY backfilling).
     if (mayReserve && st.reservation === null && !rejectedByReservation && cls.members.length > 0) {
-      const e = st.earliestInClass(cls, r.cpus, r.memory, nPorts, RESERVATION_WORKERS);
+      const e = st.earliestInClass(cls, cpus, memory, nPorts, RESERVATION_WORKERS);
       if (e) {
         st.reservation = {
-          taskId: t.id,
+          taskId: entry.id,
           rank: entry.rank,
           worker: e.worker,
           at: e.at,
-          extraC: e.free[0] - r.cpus,
-          extraM: e.free[1] - r.memory,
+          extraC: e.free[0] - cpus,
+          extraM: e.free[1] - memory,
           extraP: e.free[2] - nPorts,
           cause: e.cause,
         };
@@ -748,37 +823,41 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   }
 
   for (const band of bandKeys) {
-    const tasks = (bands.get(band) as Task[]).sort(bySlack);
-    const queues = new Map<string, OwnerQueue>();
+    const entries = bands.get(band) as Ranked[];
+    // The store hands candidates in mostly in this order already; a check is cheaper than a sort's buffers.
+    if (!isSorted(entries, entrySlack)) entries.sort(entrySlack);
+    // One queue per owner, keyed by the owner's use record (one per owner in a pass).
+    const queues = new Map<OwnerUse, OwnerQueue>();
     const order: OwnerQueue[] = [];
-    for (const t of tasks) {
-      let q = queues.get(t.owner);
+    for (const e of entries) {
+      let q = queues.get(e.use);
       if (!q) {
-        q = { owner: t.owner, tasks: [], head: 0, share: 0 };
-        queues.set(t.owner, q);
+        q = { use: e.use, entries: [], head: 0, share: 0 };
+        queues.set(e.use, q);
         order.push(q);
       }
-      q.tasks.push(t);
+      q.entries.push(e);
     }
     const heap = new MinHeap<OwnerQueue>(ownerLess);
     for (const q of order) {
-      q.share = st.share(q.owner);
+      q.share = st.shareOf(q.use);
       heap.push(q);
     }
     let rank = 0;
     while (heap.size > 0) {
-      const q = heap.pop();
-      const t = q.tasks[q.head++];
-      rank++;
-      const entry: Ranked = { task: t, band, promoted: promotedSet.has(t.id), rank, outcome: { kind: 'pass_limit' } };
+      const q = heap.peek() as OwnerQueue;
+      const entry = q.entries[q.head++];
+      entry.rank = ++rank;
       ranked.push(entry);
       if (delayable(entry) && st.utilization() > cfg.deferralThreshold) {
         // Off-peak candidate: decided after every other candidate (see below).
         entry.outcome = { kind: 'deferred', utilization: st.utilization() };
         held.push(entry);
-        heldAt.set(entry, placements.length);
-      } else if (attempt(entry, true)) q.share = st.share(q.owner);
-      if (q.head < q.tasks.length) heap.push(q);
+        heldAt.push(placements.length);
+      } else if (attempt(entry, true)) q.share = st.shareOf(q.use);
+      // The queue's key (share, head) changed in place: re-sift it, or drop it when empty.
+      if (q.head < q.entries.length) heap.fixTop();
+      else heap.pop();
     }
   }
 
@@ -786,14 +865,15 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   // use the room got it, there is nothing to make room for, and the held tasks go now (in rank order). A held
   // task that then finds no room stays deferred when tasks placed after it was held may have taken the room;
   // when nothing was placed meanwhile, it would not have fit anyway, and its explanation says what is short.
-  const pressure = ranked.some((e) => e.outcome.kind === 'unfit' && e.outcome.cls.members.length > 0 && !delayable(e));
-  for (const entry of held) {
+  const pressure = ranked.some((e) => e.outcome.kind === 'unfit' && !delayable(e) && e.outcome.cls.hasMembers());
+  for (let h = 0; h < held.length; h++) {
+    const entry = held[h];
     if (pressure) {
       stats.deferred++;
       continue;
     }
     const deferred = entry.outcome;
-    const placedBefore = heldAt.get(entry) ?? 0;
+    const placedBefore = heldAt[h];
     if (!attempt(entry, false)) {
       if (entry.outcome.kind === 'unfit' && placements.length > placedBefore) entry.outcome = deferred;
       if (entry.outcome.kind === 'deferred') stats.deferred++;
@@ -808,7 +888,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     if (e.outcome.kind === 'placed' || cfg.explain === false) continue;
     explanations.set(e.task.id, buildExplanation(st, e, bandSizes.get(e.band) ?? 0));
   }
-  for (const cls of st.classes.values()) cls.index.release();
+  for (const cls of st.classes.values()) cls.index?.release();
   stats.unplaced = snapshot.tasks.length - stats.placed;
   stats.classes = st.classes.size;
   stats.utilizationAfter = st.utilization();
