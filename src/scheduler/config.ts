@@ -17,6 +17,12 @@ export interface SchedulerConfig {
   deferralThreshold: number;
   /** "Ample slack": a task is deferrable only while its slack exceeds this (ms). */
   deferralSlackMs: number;
+  /**
+   * Longest deferral holds a task past its due time (ms); then it competes like any other. Holding work
+   * until its slack runs low helps urgent work under sustained overload, but at high yet bearable load it
+   * only stretches the tail of waits (see bench/scheduler/RESULTS.md).
+   */
+  deferralMaxHoldMs: number;
   /** Default scoring: best-fit (binpack) or least-loaded (spread). A task's own `placement` wins. */
   placement: Placement;
   /** Per-owner limits on concurrent cpus (millicores) and memory (bytes). */
@@ -35,6 +41,7 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = Object.freeze({
   urgencyWindowMs: 120_000,
   deferralThreshold: 0.8,
   deferralSlackMs: 10 * 60_000,
+  deferralMaxHoldMs: 60_000,
   placement: 'binpack',
   quotas: Object.freeze({}) as Record<string, Quota>,
   maxEstimatesPerPass: 32,
@@ -64,6 +71,7 @@ export function resolveConfig(partial: Partial<SchedulerConfig> = {}): Scheduler
   };
   nonNeg('urgencyWindowMs');
   nonNeg('deferralSlackMs');
+  nonNeg('deferralMaxHoldMs');
   if (!(typeof c.deferralThreshold === 'number' && c.deferralThreshold > 0 && c.deferralThreshold <= 1)) {
     issues.push({ path: 'scheduler.deferralThreshold', message: 'expected a number in (0, 1], e.g. 0.8' });
   }

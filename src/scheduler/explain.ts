@@ -155,8 +155,13 @@ function render(st: PassState, e: Ranked, bandSize: number): Pick<Explanation, '
       detail: `utilization ${Math.round(o.utilization * 100)}% > ${Math.round(cfg.deferralThreshold * 100)}%; slack ${formatDuration(slack)} > ${formatDuration(cfg.deferralSlackMs)}`,
     });
     why = `Deferred to off-peak: the cluster is ${Math.round(o.utilization * 100)}% busy (threshold ${Math.round(cfg.deferralThreshold * 100)}%) and it has ${formatDuration(slack)} of slack`;
-    estimatedStart = Math.max(now, t.startDeadline - cfg.deferralSlackMs);
-    when = `at the latest ≈ ${formatWhen(estimatedStart, now)}, when its slack falls to ${formatDuration(cfg.deferralSlackMs)}, or sooner if utilization drops`;
+    const bySlack = t.startDeadline - cfg.deferralSlackMs;
+    const byHold = t.dueAt + cfg.deferralMaxHoldMs;
+    estimatedStart = Math.max(now, Math.min(bySlack, byHold));
+    when =
+      bySlack <= byHold
+        ? `at the latest ≈ ${formatWhen(estimatedStart, now)}, when its slack falls to ${formatDuration(cfg.deferralSlackMs)}, or sooner if utilization drops`
+        : `at the latest ≈ ${formatWhen(estimatedStart, now)}, when it has been held ${formatDuration(cfg.deferralMaxHoldMs)}, or sooner if utilization drops`;
   } else if (o.kind === 'quota') {
     const dim = o.code === 'quota_cpu' ? 'cpus' : 'memory';
     const fmt = dim === 'cpus' ? (x: number) => `${formatCpus(x)} cpus` : formatSize;

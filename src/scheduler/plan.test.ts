@@ -224,9 +224,22 @@ describe('off-peak deferral', () => {
     expect(placedIds(p).sort()).toEqual([2, 3]);
     const e = p.explanations.get(1);
     expect(e?.reasons[0]?.code).toBe('deferred_off_peak');
-    expect(e?.estimatedStart).toBe(NOW + 110 * MIN); // when its 2 h of slack falls to the 10 min deferral slack
+    expect(e?.estimatedStart).toBe(NOW + MIN); // held at most deferralMaxHoldMs (1 min) past its due time
     expect(e?.message).toMatch(/^Deferred to off-peak: the cluster is 8\d% busy \(threshold 80%\) and it has 2h of slack/);
+    expect(e?.message).toMatch(/when it has been held 1m/);
     expect(p.stats.deferred).toBe(1);
+    // Without the cap it would wait until its 2 h of slack falls to the 10 min deferral slack.
+    const uncapped = plan({ workers: [busy(0.85)], tasks: [...tasks(), needy] }, NOW, { deferralMaxHoldMs: 24 * 60 * MIN });
+    expect(uncapped.explanations.get(1)?.estimatedStart).toBe(NOW + 110 * MIN);
+  });
+
+  it('holds a task at most deferralMaxHoldMs past its due time, then it competes like any other', () => {
+    const needy = makeTask({ id: 4, cpus: 5000, memory: 1, dueAt: NOW, delayTolerance: 5 * MIN });
+    const held = makeTask({ id: 1, cpus: 100, memory: 1, dueAt: NOW - 59_000, delayTolerance: 120 * MIN });
+    expect(placedIds(plan({ workers: [busy(0.85)], tasks: [held, needy] }, NOW))).toEqual([]);
+    const late = makeTask({ id: 1, cpus: 100, memory: 1, dueAt: NOW - 61_000, delayTolerance: 120 * MIN });
+    expect(placedIds(plan({ workers: [busy(0.85)], tasks: [late, needy] }, NOW))).toEqual([1]);
+    expect(placedIds(plan({ workers: [busy(0.85)], tasks: [late, needy] }, NOW, { deferralMaxHoldMs: 120_000 }))).toEqual([]);
   });
 
   it('lets them go when nothing else waits for room, or once utilization drops', () => {

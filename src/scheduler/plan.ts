@@ -734,7 +734,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   /** The resource a request needs the larger share of, cluster-wide. */
   const dominant = (c: number, m: number): Dominant => (st.totalC > 0 && st.totalM > 0 && m / st.totalM > c / st.totalC ? 1 : 0);
   /** Low enough band and ample slack: may wait for off-peak. */
-  const delayable = (e: Ranked) => e.band < high && e.deadline - now > cfg.deferralSlackMs;
+  const delayable = (e: Ranked) => e.band < high && e.deadline - now > cfg.deferralSlackMs && now - e.task.dueAt < cfg.deferralMaxHoldMs;
 
   /** Quota, then feasibility and scoring; places the task or records why not. */
   function attempt(entry: Ranked, mayReserve: boolean): boolean {

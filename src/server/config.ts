@@ -24,6 +24,8 @@ export interface ServerConfig {
   /** Cluster utilization above which delayable work is deferred (0–1). */
   deferralThreshold: number;
   deferralSlackMs: number;
+  /** Longest deferral holds a task past its due time (ms). */
+  deferralMaxHoldMs: number;
   placement: 'binpack' | 'spread';
   quotas: Record<string, { cpus?: number; memory?: number }>;
   /** Longest a worker poll may wait (ms). */
@@ -50,6 +52,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   urgencyWindowMs: 60_000,
   deferralThreshold: 0.8,
   deferralSlackMs: 10 * 60_000,
+  deferralMaxHoldMs: 60_000,
   placement: 'binpack',
   quotas: {},
   maxPollWaitMs: 30_000,

@@ -133,6 +133,7 @@ export class SchedulerLoop {
       urgencyWindowMs: c.urgencyWindowMs,
       deferralThreshold: c.deferralThreshold,
       deferralSlackMs: c.deferralSlackMs,
+      deferralMaxHoldMs: c.deferralMaxHoldMs,
       placement: c.placement,
       quotas: c.quotas,
     };
