@@ -105,6 +105,31 @@ describe('resource manager (real server, real worker)', () => {
     for (const t of [y, urgent, ...normals]) await finished(t.id);
   });
 
+  it('a blocked head of the queue longer than a scheduling window does not hold back a task that fits behind it', async () => {
+    // One cpu is taken for two minutes; 100 two-cpu tasks wait for the whole worker. A 1-cpu task submitted
+    // after them fits now, and ends (its cap) long before the head's reservation: it must backfill, though
+    // the server loads candidates in a window smaller than the blocked head.
+    const hold = await blocker(1, { executionCap: '2m' });
+    await running(hold.id);
+    const heads = Array.from({ length: 100 }, (_, i) => ({
+      name: `head-${i}`,
+      command: ['true'],
+      resources: { cpus: 2, memory: '64Mi' },
+      executionCap: '10s',
+    }));
+    const r = await call('POST', '/v1/tasks', { tasks: heads });
+    expect(r.status).toBe(201);
+    const small = await call('POST', '/v1/tasks', { command: ['true'], resources: { cpus: 1, memory: '16Mi' }, executionCap: '10s' });
+    await waitFor(
+      'the small task to run behind the blocked head',
+      async () => ((await show(small.json.task.id)).task.status === 'done' ? true : null),
+      10_000,
+    );
+    expect((await show(r.json.tasks[0].id)).task.status).toBe('waiting');
+    hold.release();
+    for (const t of r.json.tasks as Array<{ id: number }>) await finished(t.id);
+  }, 120_000);
+
   it('a big task is not starved by a stream of small ones', async () => {
     // Keep the worker busy with small 1-cpu tasks arriving faster than they finish; a 2-cpu task needs the
     // whole worker. Without a reservation it would wait as long as the stream lasts.

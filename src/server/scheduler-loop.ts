@@ -86,9 +86,11 @@ export class SchedulerLoop {
     const tasks = res.tasks;
     this.stats.passes++;
     if (res.runs.length === 0 && res.rejected.length === 0) {
+      this.resize(tasks, [], limit);
       await this.armDueTimer(now);
       this.stats.lastPassMs = performance.now() - t0;
-      return false;
+      // A full window of which nothing could start: the next pass looks deeper, at once (see resize).
+      return this.grew;
     }
     this.stats.placed += res.runs.length;
     this.deps.metrics?.placed.inc(res.runs.length);
@@ -117,14 +119,31 @@ export class SchedulerLoop {
     if (workerIds.length > 0) this.deps.onAssigned?.(workerIds);
     this.stats.lastPassMs = performance.now() - t0;
     this.deps.metrics?.passSeconds.observe(this.stats.lastPassMs / 1000);
-    // Grow the window while whole windows get placed (a burst of free capacity: more may fit), otherwise
-    // size it to what this pass placed plus a margin — loading rows that cannot start is the cost to avoid.
-    const windowFull = tasks.length >= limit && res.runs.length >= tasks.length;
-    this.window = windowFull
-      ? Math.min(config.schedulerBatch, this.window * 2)
-      : Math.max(MIN_WINDOW, Math.min(this.window, Math.ceil(res.runs.length * 1.25)));
+    this.resize(tasks, res.runs, limit);
     // Rejections mean the snapshot was stale (a concurrent change): plan again with fresh state.
-    return res.rejected.length > 0 || windowFull;
+    return res.rejected.length > 0 || this.grew;
+  }
+
+  private grew = false;
+  /**
+   * Sizes the next pass's window: as deep as this pass's placements reached in the candidate order, plus a
+   * margin (loading rows that cannot start is the cost to avoid), and twice as deep when the placements
+   * reached the end of a full window (a burst of room: more may fit) or when a full window held nothing that
+   * could start (a blocked head of the queue must not hide the tasks behind it that fit: no head-of-line
+   * blocking at the window's edge either). Never beyond schedulerBatch.
+   */
+  private resize(tasks: readonly { id: number }[], runs: readonly { taskId: number }[], limit: number): void {
+    const batch = this.deps.config.schedulerBatch;
+    const placed = new Set(runs.map((r) => r.taskId));
+    let deepest = 0;
+    for (let i = 0; i < tasks.length; i++) if (placed.has(tasks[i]!.id)) deepest = i + 1;
+    const full = tasks.length >= limit;
+    this.grew = full && this.window < batch && (runs.length === 0 || deepest >= limit);
+    this.window = this.grew
+      ? Math.min(batch, this.window * 2)
+      : runs.length === 0 && full
+        ? this.window // already as deep as allowed, and still blocked: stay there
+        : Math.max(MIN_WINDOW, Math.min(this.window, Math.ceil(deepest * 1.25)));
   }
 
   schedulerConfig(): Partial<SchedulerConfig> {
