@@ -207,6 +207,10 @@ export class KyselyStore implements Store {
           m.set(r.table_name, t);
         }
         return m;
+      })
+      .catch((e: unknown) => {
+        this.pgColumns = null; // e.g. the transaction it ran in failed: read it again next time
+        throw e;
       });
     const t = (await this.pgColumns).get(table)?.get(col);
     if (!t) {
