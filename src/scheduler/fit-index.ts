@@ -127,25 +127,42 @@ export class FitIndex {
     for (let i = this.size - 1; i >= 1; i--) this.pull(i);
   }
 
-  /** Sets a leaf and fixes its ancestors. */
+  /**
+   * Sets a leaf and fixes its ancestors, stopping at the first one that does not change: its own ancestors
+   * are then unchanged too. On a big cluster a placement usually changes only the lowest few levels.
+   */
   update(pos: number, freeC: number, freeM: number, freeP: number, capC: number, capM: number): void {
     this.setLeaf(pos, freeC, freeM, freeP, capC, capM);
-    for (let i = (this.size + pos) >> 1; i >= 1; i >>= 1) this.pull(i);
+    for (let i = (this.size + pos) >> 1; i >= 1; i >>= 1) if (!this.pull(i)) break;
   }
 
-  private pull(i: number): void {
+  /** Recomputes node i from its children; whether anything in it changed. */
+  private pull(i: number): boolean {
     const l = 2 * i;
     const r = l + 1;
-    this.maxC[i] = Math.max(this.maxC[l], this.maxC[r]);
-    this.maxM[i] = Math.max(this.maxM[l], this.maxM[r]);
-    this.maxP[i] = Math.max(this.maxP[l], this.maxP[r]);
-    this.maxFC[i] = Math.max(this.maxFC[l], this.maxFC[r]);
-    this.maxFM[i] = Math.max(this.maxFM[l], this.maxFM[r]);
+    const c = Math.max(this.maxC[l], this.maxC[r]);
+    const m = Math.max(this.maxM[l], this.maxM[r]);
+    const p = Math.max(this.maxP[l], this.maxP[r]);
+    const fc = Math.max(this.maxFC[l], this.maxFC[r]);
+    const fm = Math.max(this.maxFM[l], this.maxFM[r]);
+    let changed = c !== this.maxC[i] || m !== this.maxM[i] || p !== this.maxP[i] || fc !== this.maxFC[i] || fm !== this.maxFM[i];
+    this.maxC[i] = c;
+    this.maxM[i] = m;
+    this.maxP[i] = p;
+    this.maxFC[i] = fc;
+    this.maxFM[i] = fm;
     const g = this.words;
     const gi = i * WORDS;
     const gl = l * WORDS;
     const gr = r * WORDS;
-    for (let w = 0; w < WORDS; w++) g[gi + w] = g[gl + w] | g[gr + w];
+    for (let w = 0; w < WORDS; w++) {
+      const v = g[gl + w] | g[gr + w];
+      if (v !== g[gi + w]) {
+        g[gi + w] = v;
+        changed = true;
+      }
+    }
+    return changed;
   }
 
   /** Whether some single worker might have room (exact for one dimension, optimistic across them). */

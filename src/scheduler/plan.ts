@@ -59,7 +59,7 @@ export interface Plan {
 
 /** What happened to one candidate. */
 export type Outcome =
-  | { kind: 'placed'; worker: number }
+  | { kind: 'placed' }
   | { kind: 'deferred'; utilization: number }
   | { kind: 'quota'; code: 'quota_cpu' | 'quota_memory'; used: number; limit: number }
   | { kind: 'pass_limit' }
@@ -343,8 +343,9 @@ export class PassState {
    */
   take(i: number, e: Ranked): Allocation | null {
     const nPorts = e.ports;
-    const ports: number[] = [];
-    const namedPorts: Record<string, number> = {};
+    // Most tasks ask for no ports: they share one frozen empty list and map (allocations are read-only).
+    const ports: number[] = nPorts > 0 ? [] : NO_PORTS;
+    const namedPorts: Record<string, number> = e.task.resources.portNames.length > 0 ? {} : NO_NAMED_PORTS;
     if (nPorts > 0) {
       const range = this.workers[i].capacity.ports;
       if (!range) return null; // the index never offers such a worker
@@ -657,6 +658,9 @@ export interface Ranked {
 }
 
 const NOT_TRIED: Outcome = Object.freeze({ kind: 'pass_limit' });
+const PLACED: Outcome = Object.freeze({ kind: 'placed' });
+const NO_PORTS: number[] = Object.freeze([]) as unknown as number[];
+const NO_NAMED_PORTS: Record<string, number> = Object.freeze({});
 
 export function plan(snapshot: Snapshot, now: number, config?: Partial<SchedulerConfig>): Plan {
   const cfg = resolveConfig(config);
@@ -795,7 +799,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     if (pos >= 0 && allocation) {
       const i = cls.slots[pos];
       placements.push({ taskId: entry.id, workerId: snapshot.workers[i].id, allocation });
-      entry.outcome = { kind: 'placed', worker: i };
+      entry.outcome = PLACED;
       stats.placed++;
       return true;
     }
@@ -881,12 +885,14 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   }
 
   const explanations = new Map<number, Explanation>();
-  const bandSizes = new Map<number, number>();
-  for (const e of ranked) bandSizes.set(e.band, (bandSizes.get(e.band) ?? 0) + 1);
-  if (cfg.explain !== false) prepareEstimates(st, ranked);
-  for (const e of ranked) {
-    if (e.outcome.kind === 'placed' || cfg.explain === false) continue;
-    explanations.set(e.task.id, buildExplanation(st, e, bandSizes.get(e.band) ?? 0));
+  if (cfg.explain !== false) {
+    const bandSizes = new Map<number, number>();
+    for (const e of ranked) bandSizes.set(e.band, (bandSizes.get(e.band) ?? 0) + 1);
+    prepareEstimates(st, ranked);
+    for (const e of ranked) {
+      if (e.outcome.kind === 'placed') continue;
+      explanations.set(e.task.id, buildExplanation(st, e, bandSizes.get(e.band) ?? 0));
+    }
   }
   for (const cls of st.classes.values()) cls.index?.release();
   stats.unplaced = snapshot.tasks.length - stats.placed;
