@@ -156,7 +156,7 @@ export class FitIndex {
     const gl = l * WORDS;
     const gr = r * WORDS;
     for (let w = 0; w < WORDS; w++) {
-      const v = g[gl + w] | g[gr + w];
+      const v = (g[gl + w] | g[gr + w]) >>> 0; // as stored: `|` yields a signed int
       if (v !== g[gi + w]) {
         g[gi + w] = v;
         changed = true;
