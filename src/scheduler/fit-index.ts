@@ -124,7 +124,20 @@ export class FitIndex {
   }
 
   rebuild(): void {
-    for (let i = this.size - 1; i >= 1; i--) this.pull(i);
+    const g = this.words;
+    for (let i = this.size - 1; i >= 1; i--) {
+      const l = 2 * i;
+      const r = l + 1;
+      this.maxC[i] = Math.max(this.maxC[l], this.maxC[r]);
+      this.maxM[i] = Math.max(this.maxM[l], this.maxM[r]);
+      this.maxP[i] = Math.max(this.maxP[l], this.maxP[r]);
+      this.maxFC[i] = Math.max(this.maxFC[l], this.maxFC[r]);
+      this.maxFM[i] = Math.max(this.maxFM[l], this.maxFM[r]);
+      const gi = i * WORDS;
+      const gl = l * WORDS;
+      const gr = r * WORDS;
+      for (let w = 0; w < WORDS; w++) g[gi + w] = g[gl + w] | g[gr + w];
+    }
   }
 
   /**

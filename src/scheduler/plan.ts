@@ -345,7 +345,7 @@ export class PassState {
     const nPorts = e.ports;
     // Most tasks ask for no ports: they share one frozen empty list and map (allocations are read-only).
     const ports: number[] = nPorts > 0 ? [] : NO_PORTS;
-    const namedPorts: Record<string, number> = e.task.resources.portNames.length > 0 ? {} : NO_NAMED_PORTS;
+    const namedPorts: Record<string, number> = e.portNames.length > 0 ? {} : NO_NAMED_PORTS;
     if (nPorts > 0) {
       const range = this.workers[i].capacity.ports;
       if (!range) return null; // the index never offers such a worker
@@ -365,7 +365,7 @@ export class PassState {
         return null;
       }
       for (const q of ports) used.add(q);
-      const names = e.task.resources.portNames;
+      const names = e.portNames;
       for (let k = 0; k < names.length; k++) namedPorts[names[k]] = ports[k];
     }
     const cpus = e.cpus;
@@ -635,8 +635,9 @@ function isSorted<T>(a: T[], cmp: (x: T, y: T) => number): boolean {
 /** Per-candidate bookkeeping: made once per candidate, read by placement and explanations. */
 export interface Ranked {
   task: Task;
-  // Copies of the task's ordering fields, read many times per pass.
+  // Copies of the task's ordering fields, read many times per pass (the task object itself is cold).
   deadline: number;
+  dueAt: number;
   cap: number;
   id: number;
   owner: string;
@@ -648,8 +649,9 @@ export interface Ranked {
   mode: Mode;
   /** Its feasibility class. */
   cls: TaskClass;
-  /** Ports it needs (counted and named). */
+  /** Ports it needs (counted and named), and the names. */
   ports: number;
+  portNames: string[];
   band: number;
   promoted: boolean;
   /** 1-based position in its band's processing order. */
@@ -695,6 +697,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     const entry: Ranked = {
       task: t,
       deadline: t.startDeadline,
+      dueAt: t.dueAt,
       cap: t.executionCap,
       id: t.id,
       owner: t.owner,
@@ -704,6 +707,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
       mode: t.placement ?? cfg.placement,
       cls,
       ports,
+      portNames: r.portNames,
       band,
       promoted: band !== t.priority,
       rank: 0,
@@ -738,7 +742,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   /** The resource a request needs the larger share of, cluster-wide. */
   const dominant = (c: number, m: number): Dominant => (st.totalC > 0 && st.totalM > 0 && m / st.totalM > c / st.totalC ? 1 : 0);
   /** Low enough band and ample slack: may wait for off-peak. */
-  const delayable = (e: Ranked) => e.band < high && e.deadline - now > cfg.deferralSlackMs && now - e.task.dueAt < cfg.deferralMaxHoldMs;
+  const delayable = (e: Ranked) => e.band < high && e.deadline - now > cfg.deferralSlackMs && now - e.dueAt < cfg.deferralMaxHoldMs;
 
   /** Quota, then feasibility and scoring; places the task or records why not. */
   function attempt(entry: Ranked, mayReserve: boolean): boolean {
