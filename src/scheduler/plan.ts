@@ -80,6 +80,38 @@ type TimelineEvent = WorkerWithLoad['live'][number] | PassRun;
 
 const portsOf = (e: TimelineEvent): number => (typeof e.ports === 'number' ? e.ports : e.ports.length);
 
+interface Scratch {
+  f: Float64Array;
+  n: Int32Array;
+  u: Uint8Array;
+}
+/** Free per-worker arrays by worker count (see PassState). */
+const SCRATCH = new Map<number, Scratch[]>();
+
+/** A set of ports within a worker's range, as bits: cheaper to make and probe than a Set for a few ports. */
+class PortBits {
+  private readonly bits: Uint32Array;
+  constructor(
+    private readonly from: number,
+    private readonly to: number,
+  ) {
+    this.bits = new Uint32Array((Math.max(0, to - from + 1) >>> 5) + 1);
+  }
+
+  has(p: number): boolean {
+    if (p < this.from || p > this.to) return false;
+    const k = p - this.from;
+    return (this.bits[k >> 5] & (1 << (k & 31))) !== 0;
+  }
+
+  /** Ports outside the range are not tracked: they are never handed out. */
+  add(p: number): void {
+    if (p < this.from || p > this.to) return;
+    const k = p - this.from;
+    this.bits[k >> 5] |= 1 << (k & 31);
+  }
+}
+
 /** Mutable state of one pass; shared with explain.ts. */
 export class PassState {
   readonly cfg: SchedulerConfig;
@@ -111,7 +143,7 @@ export class PassState {
   private linkClass = new Int32Array(0);
   private linkSlot = new Int32Array(0);
   // Per-worker state of the few workers a pass touches, by worker index (maps, not arrays over all workers).
-  private readonly usedPorts = new Map<number, Set<number>>();
+  private readonly usedPorts = new Map<number, PortBits>();
   private readonly nextPort: Int32Array;
   readonly passRuns = new Map<number, PassRun[]>();
   private readonly timelines = new Map<number, TimelineEvent[]>();
@@ -141,16 +173,21 @@ export class PassState {
     this.workers = snapshot.workers;
     const W = this.workers.length;
     this.W = W;
-    this.freeC = new Float64Array(W);
-    this.freeM = new Float64Array(W);
-    this.freeP = new Float64Array(W);
-    this.capC = new Float64Array(W);
-    this.capM = new Float64Array(W);
-    this.capP = new Float64Array(W);
-    this.active = new Uint8Array(W);
-    this.linkHead = new Int32Array(W).fill(-1);
-    this.nextPort = new Int32Array(W);
-    this.releaseAt = new Float64Array(W).fill(Number.NaN);
+    // Per-worker arrays come from a pool: a pass over 10,000 workers needs ~700 KB of them, and allocating
+    // that afresh every pass makes the garbage collector run more often. Contents are reset here.
+    const b = SCRATCH.get(W)?.pop() ?? { f: new Float64Array(7 * W), n: new Int32Array(2 * W), u: new Uint8Array(W) };
+    this.scratch = b;
+    b.f.fill(0);
+    this.freeC = b.f.subarray(0, W);
+    this.freeM = b.f.subarray(W, 2 * W);
+    this.freeP = b.f.subarray(2 * W, 3 * W);
+    this.capC = b.f.subarray(3 * W, 4 * W);
+    this.capM = b.f.subarray(4 * W, 5 * W);
+    this.capP = b.f.subarray(5 * W, 6 * W);
+    this.releaseAt = b.f.subarray(6 * W, 7 * W).fill(Number.NaN);
+    this.active = b.u.fill(0);
+    this.linkHead = b.n.subarray(0, W).fill(-1);
+    this.nextPort = b.n.subarray(W, 2 * W).fill(0);
     this.estimatesLeft = cfg.maxEstimatesPerPass ?? Number.POSITIVE_INFINITY;
     for (let i = 0; i < W; i++) {
       const w = this.workers[i];
@@ -186,6 +223,18 @@ export class PassState {
         this.addOwnerUse(owner, u.cpus, u.memory);
       }
     }
+  }
+
+  private scratch: Scratch | null;
+
+  /** Gives the per-worker arrays back to the pool; the state must not be used afterwards. */
+  release(): void {
+    const b = this.scratch;
+    if (!b) return;
+    this.scratch = null;
+    const list = SCRATCH.get(this.W) ?? [];
+    if (list.length < 4) list.push(b);
+    SCRATCH.set(this.W, list);
   }
 
   /** Free ports on worker i. */
@@ -246,11 +295,15 @@ export class PassState {
     return Object.hasOwn(this.cfg.quotas, owner) ? this.cfg.quotas[owner] : this.cfg.defaultQuota;
   }
 
-  private portSet(i: number): Set<number> {
+  /** Ports taken on worker i (by its allocation or a live run), made on first use. */
+  private portSet(i: number): PortBits {
     let s = this.usedPorts.get(i);
     if (!s) {
       const w = this.workers[i];
-      s = new Set(w.allocated.ports);
+      const range = w.capacity.ports as { from: number; to: number };
+      s = new PortBits(range.from, range.to);
+      const taken = w.allocated.ports;
+      for (let k = 0; k < taken.length; k++) s.add(taken[k]);
       const live = w.live;
       for (let k = 0; k < live.length; k++) {
         const ports = live[k].ports;
@@ -902,6 +955,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
   stats.unplaced = snapshot.tasks.length - stats.placed;
   stats.classes = st.classes.size;
   stats.utilizationAfter = st.utilization();
+  st.release();
   const res = st.reservation;
   const reservations: Reservation[] = res ? [{ taskId: res.taskId, workerId: snapshot.workers[res.worker].id, at: res.at }] : [];
   return { placements, explanations, reservations, stats };
