@@ -23,6 +23,12 @@ export interface SchedulerConfig {
    * only stretches the tail of waits (see bench/scheduler/RESULTS.md).
    */
   deferralMaxHoldMs: number;
+  /**
+   * For this long after its start deadline passed (ms), a task ranks behind the tasks of its band that can
+   * still start in time: under overload, starting the late one first only makes them late too (EDF's
+   * domino effect). Then it ranks by its deadline again, i.e. first, which bounds its extra wait. 0: off.
+   */
+  lateDemotionMs: number;
   /** Default scoring: best-fit (binpack) or least-loaded (spread). A task's own `placement` wins. */
   placement: Placement;
   /** Per-owner limits on concurrent cpus (millicores) and memory (bytes). */
@@ -42,6 +48,7 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = Object.freeze({
   deferralThreshold: 0.8,
   deferralSlackMs: 10 * 60_000,
   deferralMaxHoldMs: 60_000,
+  lateDemotionMs: 10 * 60_000,
   placement: 'binpack',
   quotas: Object.freeze({}) as Record<string, Quota>,
   maxEstimatesPerPass: 32,
@@ -72,6 +79,7 @@ export function resolveConfig(partial: Partial<SchedulerConfig> = {}): Scheduler
   nonNeg('urgencyWindowMs');
   nonNeg('deferralSlackMs');
   nonNeg('deferralMaxHoldMs');
+  nonNeg('lateDemotionMs');
   if (!(typeof c.deferralThreshold === 'number' && c.deferralThreshold > 0 && c.deferralThreshold <= 1)) {
     issues.push({ path: 'scheduler.deferralThreshold', message: 'expected a number in (0, 1], e.g. 0.8' });
   }

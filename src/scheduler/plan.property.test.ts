@@ -101,6 +101,7 @@ const configArb: fc.Arbitrary<Partial<SchedulerConfig>> = fc.record({
   deferralThreshold: fc.double({ min: 0.3, max: 1, noNaN: true }),
   deferralSlackMs: fc.integer({ min: 0, max: 120 }).map((x) => x * MIN),
   deferralMaxHoldMs: fc.integer({ min: 0, max: 120 }).map((x) => x * MIN),
+  lateDemotionMs: fc.integer({ min: 0, max: 30 }).map((x) => x * MIN),
   urgencyWindowMs: fc.integer({ min: 0, max: 30 }).map((x) => x * MIN),
   quotas: fc.constantFrom<SchedulerConfig['quotas']>({}, { alice: { cpus: 3000 } }, { bob: { memory: 2 * GiB } }),
   maxPlacementsPerPass: fc.constantFrom(undefined, undefined, 3),

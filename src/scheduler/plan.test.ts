@@ -39,6 +39,19 @@ describe('order', () => {
     // Without promotion the high task wins.
     expect(placedIds(plan({ workers: [w], tasks }, NOW, { urgencyWindowMs: 0 }))).toEqual([1]);
   });
+
+  it('serves a task that can still start in time before one already late, for lateDemotionMs', () => {
+    const w = makeWorker({ id: 'w1', cpus: 1000, memory: GiB });
+    const late = (by: number) => makeTask({ id: 1, dueAt: NOW - 10 * MIN - by, delayTolerance: 10 * MIN });
+    const inTime = makeTask({ id: 2, dueAt: NOW, delayTolerance: MIN }); // 1 min left
+    // Late by 5 min: EDF would start it (earliest deadline) and make task 2 late as well.
+    const p = plan({ workers: [w], tasks: [late(5 * MIN), inTime] }, NOW);
+    expect(placedIds(p)).toEqual([2]);
+    expect(p.explanations.get(1)?.band).toBe('urgent'); // still above every lower band
+    // Late for longer than lateDemotionMs (10 min): it ranks by its deadline again, first.
+    expect(placedIds(plan({ workers: [w], tasks: [late(11 * MIN), inTime] }, NOW))).toEqual([1]);
+    expect(placedIds(plan({ workers: [w], tasks: [late(5 * MIN), inTime] }, NOW, { lateDemotionMs: 0 }))).toEqual([1]);
+  });
 });
 
 describe('no head-of-line blocking', () => {

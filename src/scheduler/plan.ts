@@ -677,7 +677,7 @@ function ownerLess(a: OwnerQueue, b: OwnerQueue): boolean {
  * entries' copies of those fields, so sorting and queueing touch no task object.
  */
 function entrySlack(a: Ranked, b: Ranked): number {
-  return a.deadline - b.deadline || b.cap - a.cap || a.id - b.id;
+  return a.late - b.late || a.deadline - b.deadline || b.cap - a.cap || a.id - b.id;
 }
 
 function isSorted<T>(a: T[], cmp: (x: T, y: T) => number): boolean {
@@ -690,6 +690,7 @@ export interface Ranked {
   task: Task;
   // Copies of the task's ordering fields, read many times per pass (the task object itself is cold).
   deadline: number;
+  late: number;
   dueAt: number;
   cap: number;
   id: number;
@@ -750,6 +751,7 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
     const entry: Ranked = {
       task: t,
       deadline: t.startDeadline,
+      late: t.startDeadline < now && now - t.startDeadline < cfg.lateDemotionMs ? 1 : 0,
       dueAt: t.dueAt,
       cap: t.executionCap,
       id: t.id,

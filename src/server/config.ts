@@ -26,6 +26,8 @@ export interface ServerConfig {
   deferralSlackMs: number;
   /** Longest deferral holds a task past its due time (ms). */
   deferralMaxHoldMs: number;
+  /** How long after its start deadline a late task ranks behind in-time tasks of its band (ms; 0: off). */
+  lateDemotionMs: number;
   placement: 'binpack' | 'spread';
   quotas: Record<string, { cpus?: number; memory?: number }>;
   /** Longest a worker poll may wait (ms). */
@@ -53,6 +55,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   deferralThreshold: 0.8,
   deferralSlackMs: 10 * 60_000,
   deferralMaxHoldMs: 60_000,
+  lateDemotionMs: 10 * 60_000,
   placement: 'binpack',
   quotas: {},
   maxPollWaitMs: 30_000,

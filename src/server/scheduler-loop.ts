@@ -153,6 +153,7 @@ export class SchedulerLoop {
       deferralThreshold: c.deferralThreshold,
       deferralSlackMs: c.deferralSlackMs,
       deferralMaxHoldMs: c.deferralMaxHoldMs,
+      lateDemotionMs: c.lateDemotionMs,
       placement: c.placement,
       quotas: c.quotas,
     };
