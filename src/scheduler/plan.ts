@@ -273,14 +273,14 @@ export class PassState {
     if (u) {
       u.cpus += cpus;
       u.memory += memory;
-    } else this.ownerUse.set(owner, { cpus, memory });
+    } else this.ownerUse.set(owner, { cpus, memory, quota: this.quotaFor(owner) ?? null });
   }
 
   /** What an owner runs, as a record this pass updates in place (made, at zero, on first use). */
   useOf(owner: string): OwnerUse {
     let u = this.ownerUse.get(owner);
     if (!u) {
-      u = { cpus: 0, memory: 0 };
+      u = { cpus: 0, memory: 0, quota: this.quotaFor(owner) ?? null };
       this.ownerUse.set(owner, u);
     }
     return u;
@@ -655,6 +655,8 @@ export function effectivePriority(t: Task, now: number, cfg: Pick<SchedulerConfi
 export interface OwnerUse {
   cpus: number;
   memory: number;
+  /** The owner's quota, looked up once per pass (null: none). */
+  quota: Quota | null;
 }
 
 interface OwnerQueue {
@@ -801,15 +803,15 @@ export function plan(snapshot: Snapshot, now: number, config?: Partial<Scheduler
 
   /** Quota, then feasibility and scoring; places the task or records why not. */
   function attempt(entry: Ranked, mayReserve: boolean): boolean {
-    const { cpus, memory, ports: nPorts, owner } = entry;
+    const { cpus, memory, ports: nPorts } = entry;
     if (stats.placed >= maxPlacements) {
       entry.outcome = { kind: 'pass_limit' };
       stats.passLimited++;
       return false;
     }
-    const quota = st.quotaFor(owner);
-    if (quota !== undefined) {
-      const use = entry.use;
+    const use = entry.use;
+    const quota = use.quota;
+    if (quota !== null) {
       if (quota.cpus !== undefined && use.cpus + cpus > quota.cpus) {
         entry.outcome = { kind: 'quota', code: 'quota_cpu', used: use.cpus, limit: quota.cpus };
         stats.quotaBlocked++;
