@@ -746,6 +746,21 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(await store.nextDueAt()).toBe(T0);
   });
 
+  it('loads urgent tasks that can still start in time even behind a backlog of late ones', async () => {
+    // Three low-priority tasks already late (deadlines T0-3000 … T0-1000), one due in 2 s, limit 2.
+    const late = (
+      await store.submitTasks(
+        'alice',
+        [1, 2, 3].map((k) => task({ priority: 10, delayTolerance: 1000 * k, dueAt: T0 - 4000 })),
+        { now: T0 - 4000, actor: 'alice' },
+      )
+    ).tasks;
+    const [inTime] = (await store.submitTasks('alice', [task({ priority: 10, delayTolerance: 2000 })], { now: T0, actor: 'alice' })).tasks;
+    const ids = (await store.loadCandidates(T0, 2, T0 + 5000)).map((t) => t.id);
+    expect(ids).toContain(inTime!.id);
+    expect(ids).toContain(late[0]!.id); // the most overdue still comes along
+  });
+
   it('writes an event for every change of a full lifecycle', async () => {
     const { run, worker, task: t } = await placed({ totalAttempts: 2 });
     await store.startRuns([{ runId: run.id, token: run.leaseToken, at: T0 }], T0);

@@ -904,17 +904,27 @@ export class KyselyStore implements Store {
   }
 
   private async candidates(ex: Exec, now: number, limit: number, urgentBefore: number): Promise<Task[]> {
-    // Two walks in one statement: tasks_ready in order, stopping after `limit` due rows, and tasks_deadline
-    // from the earliest deadline (the ones about to be promoted, whatever their priority).
+    // Three walks in one statement: tasks_ready in order, stopping after `limit` due rows; and tasks_deadline
+    // from the earliest deadline, for the ones promoted to urgent whatever their priority — separately for
+    // those that can still start in time and those already late, so that a backlog of late tasks cannot
+    // hide the in-time ones the planner serves first (lateDemotionMs).
     const rows = await ex.all<TaskRow & { walk: number }>(
       "SELECT * FROM (SELECT 0 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?) AS best " +
-        "UNION ALL SELECT * FROM (SELECT 1 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS urgent",
-      [now, limit, urgentBefore, now, limit],
+        "UNION ALL SELECT * FROM (SELECT 1 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND start_deadline >= ? AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS urgent " +
+        "UNION ALL SELECT * FROM (SELECT 2 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS late",
+      [now, limit, now, urgentBefore, now, limit, Math.min(now, urgentBefore), now, limit],
     );
-    const best = rows.filter((r) => Number(r.walk) === 0);
-    const urgent = rows.filter((r) => Number(r.walk) === 1);
-    const seen = new Set(best.map((r) => Number(r.id)));
-    return [...best, ...urgent.filter((r) => !seen.has(Number(r.id)))].map(taskFromRow);
+    const seen = new Set<number>();
+    const out: Task[] = [];
+    for (const walk of [0, 1, 2]) {
+      for (const r of rows) {
+        const id = Number(r.id);
+        if (Number(r.walk) !== walk || seen.has(id)) continue;
+        seen.add(id);
+        out.push(taskFromRow(r));
+      }
+    }
+    return out;
   }
 
   async nextDueAt(): Promise<number | null> {
