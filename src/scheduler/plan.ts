@@ -149,6 +149,8 @@ export class PassState {
   private readonly timelines = new Map<number, TimelineEvent[]>();
   /** Per worker: when its first run reaches its cap (NaN: not computed yet). */
   private readonly releaseAt: Float64Array;
+  /** Where the per-worker arrays came from (returned by release()). */
+  private scratch: Scratch | null;
   readonly ownerUse = new Map<string, OwnerUse>();
   reservation: {
     taskId: number;
@@ -224,8 +226,6 @@ export class PassState {
       }
     }
   }
-
-  private scratch: Scratch | null;
 
   /** Gives the per-worker arrays back to the pool; the state must not be used afterwards. */
   release(): void {
@@ -674,8 +674,8 @@ function ownerLess(a: OwnerQueue, b: OwnerQueue): boolean {
 }
 
 /**
- * Within an owner's queue and between equals: least slack (earliest start deadline) first, then FIFO by id.
- * Among equal slack, the longest execution cap goes first: in a batch it bounds the makespan (LPT). Reads the
+ * Within an owner's queue and between equals: tasks that can still start in time before recently late ones
+ * (lateDemotionMs), then least slack (earliest start deadline) first, then FIFO by id. Among equal slack, the longest execution cap goes first: in a batch it bounds the makespan (LPT). Reads the
  * entries' copies of those fields, so sorting and queueing touch no task object.
  */
 function entrySlack(a: Ranked, b: Ranked): number {
@@ -692,6 +692,7 @@ export interface Ranked {
   task: Task;
   // Copies of the task's ordering fields, read many times per pass (the task object itself is cold).
   deadline: number;
+  /** 1 while its start deadline passed less than lateDemotionMs ago: it then ranks behind in-time tasks. */
   late: number;
   dueAt: number;
   cap: number;
