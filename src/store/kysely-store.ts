@@ -60,6 +60,8 @@ export interface StoreOptions {
 }
 
 const LIVE = "('assigned','running')";
+/** Writes of the leader row come first in the lock order, so they never share a group commit. */
+const LEADER_ROW = { alone: true } as const;
 /** The transaction of the composite operation in progress on this async path, if any. */
 const composite = new AsyncLocalStorage<Exec>();
 const TASK_STATE_COLUMNS =
@@ -1570,11 +1572,14 @@ export class KyselyStore implements Store {
       const next = valid ? epoch : epoch + 1;
       await ex.all('UPDATE leader SET holder = ?, epoch = ?, expires_at = ? WHERE id = ?', [holder, next, now + ttlMs, role]);
       return { leader: true, epoch: next, holder, expiresAt: now + ttlMs };
-    });
+    }, LEADER_ROW);
   }
 
   async releaseLeadership(role: string, holder: string): Promise<void> {
-    await this.backend.tx((ex) => ex.all('UPDATE leader SET holder = NULL, expires_at = 0 WHERE id = ? AND holder = ?', [role, holder]));
+    await this.backend.tx(
+      (ex) => ex.all('UPDATE leader SET holder = NULL, expires_at = 0 WHERE id = ? AND holder = ?', [role, holder]),
+      LEADER_ROW,
+    );
   }
 
   async getLeadership(role: string): Promise<{ holder: string | null; epoch: number; expiresAt: number } | null> {
