@@ -232,6 +232,25 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(await store.getTask(999_999, null)).toBeNull();
   });
 
+  it('submits queued together each get their own tasks, owner, clock and events', async () => {
+    const [a, b, c] = await Promise.all([
+      store.submitTasks('alice', [task({ name: 'a1' }), task({ name: 'a2' })], { now: T0, actor: 'alice' }),
+      store.submitTasks('bob', [task({ name: 'b1' })], { now: T0 + 1, actor: 'bob' }),
+      store.submitTasks('carol', [task({ name: 'c1' }), task({ name: 'c2' }), task({ name: 'c3' })], { now: T0 + 2, actor: 'carol' }),
+    ]);
+    expect(a!.tasks.map((t) => [t.name, t.owner, t.createdAt])).toEqual([
+      ['a1', 'alice', T0],
+      ['a2', 'alice', T0],
+    ]);
+    expect(b!.tasks.map((t) => [t.name, t.owner, t.createdAt])).toEqual([['b1', 'bob', T0 + 1]]);
+    expect(c!.tasks.map((t) => t.name)).toEqual(['c1', 'c2', 'c3']);
+    for (const r of [a!, b!, c!])
+      for (const t of r.tasks) {
+        expect(await store.getTask(t.id, t.owner)).toEqual(t);
+        expect((await store.listEvents(t.id)).map((e) => [e.type, e.actor, e.at])).toEqual([['task.submitted', t.owner, t.createdAt]]);
+      }
+  });
+
   it('lists newest first with cursor paging, status and owner filters, and counts', async () => {
     const ids: number[] = [];
     for (let i = 0; i < 7; i++)

@@ -53,6 +53,7 @@ import type {
 import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
 import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
 import { StatsRefresher } from './stats-refresher.js';
+import { TxCombiner } from './tx-combiner.js';
 
 export interface StoreOptions {
   /** Source of randomness for retry jitter; inject for deterministic tests. */
@@ -160,6 +161,7 @@ export class KyselyStore implements Store {
     this.random = opts.random ?? Math.random;
     // A failed ANALYZE only leaves the statistics to autovacuum, as before.
     this.stats = new StatsRefresher(backend, 'tasks, runs');
+    this.plainSubmits = new TxCombiner(backend, (ex, items) => this.submitPlain(ex, items));
   }
 
   get kind(): 'sqlite' | 'postgres' {
@@ -654,69 +656,111 @@ export class KyselyStore implements Store {
   // ---------------------------------------------------------------- tasks
 
   submitTasks(owner: string, tasks: NewTask[], opts: SubmitOptions): Promise<SubmitResult> {
-    const now = opts.now;
     // The transaction is queued synchronously, so that a pass kicked right after joins its commit (kickAfter).
-    const done = this.backend.tx(async (ex) => {
-      const key = opts.idempotencyKey;
-      if (key !== undefined) {
-        await this.pruneIdempotency(ex, now);
-        await ex.all('DELETE FROM idempotency_keys WHERE owner = ? AND idem_key = ? AND created_at <= ?', [owner, key, now - DAY]);
-        // Claim the key first: a concurrent submit with the same key waits on the unique index, then replays.
-        const claimed = await ex.all(
-          'INSERT INTO idempotency_keys (owner, idem_key, request_hash, task_ids, created_at) VALUES (?, ?, ?, ?, ?) ' +
-            'ON CONFLICT (owner, idem_key) DO NOTHING RETURNING owner',
-          [owner, key, opts.requestHash ?? null, '[]', now],
-        );
-        if (claimed.length === 0) {
-          const [prev] = await ex.all<{ request_hash: string | null; task_ids: string }>(
-            'SELECT request_hash, task_ids FROM idempotency_keys WHERE owner = ? AND idem_key = ?',
-            [owner, key],
-          );
-          if ((prev?.request_hash ?? null) !== (opts.requestHash ?? null)) {
-            throw new TschedError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${key}" was already used within 24h for a different request`, {
-              details: { idempotencyKey: key },
-            });
-          }
-          return { tasks: await this.tasksByIds(ex, JSON.parse(prev?.task_ids ?? '[]')), replayed: true };
-        }
-      }
-      const rows = await this.insertRows<TaskRow>(
-        ex,
-        'tasks',
-        TASK_INSERT_COLUMNS,
-        tasks.map((t) => taskInsertValues(owner, t, now)),
-        '*',
-        // An occurrence already stored (by another replica's expander) is skipped, not duplicated.
-        ' ON CONFLICT (parent_id, occurrence_at) DO NOTHING',
-      );
-      rows.sort((a, b) => Number(a.id) - Number(b.id));
-      await this.insertEvents(
-        ex,
-        rows.map((r) => ({
-          taskId: Number(r.id),
-          runId: null,
-          at: now,
-          actor: opts.actor,
-          type: 'task.submitted',
-          from: null,
-          to: r.status,
-          reason: null,
-        })),
-      );
-      if (key !== undefined) {
-        await ex.all('UPDATE idempotency_keys SET task_ids = ? WHERE owner = ? AND idem_key = ?', [
-          JSON.stringify(rows.map((r) => Number(r.id))),
-          owner,
-          key,
-        ]);
-      }
-      return { tasks: rows.map(taskFromRow), replayed: false };
-    });
+    // Plain submits queued together share one insert (tx-combiner.ts); a key or an occurrence goes alone.
+    const plain = opts.idempotencyKey === undefined && tasks.every((t) => t.parentId === null);
+    const done = plain ? this.plainSubmits.call({ owner, tasks, opts }) : this.backend.tx((ex) => this.submitIn(ex, owner, tasks, opts));
     void done.then(
       (r) => this.stats.grew(r.replayed ? 0 : r.tasks.length),
       () => {},
     );
     return done;
+  }
+
+  private readonly plainSubmits: TxCombiner<{ owner: string; tasks: NewTask[]; opts: SubmitOptions }, SubmitResult>;
+
+  /** Submits without an idempotency key or a parent, in one INSERT of the tasks and one of their events. */
+  private async submitPlain(ex: Exec, items: Array<{ owner: string; tasks: NewTask[]; opts: SubmitOptions }>): Promise<SubmitResult[]> {
+    const rows = await this.insertRows<TaskRow>(
+      ex,
+      'tasks',
+      TASK_INSERT_COLUMNS,
+      items.flatMap(({ owner, tasks, opts }) => tasks.map((t) => taskInsertValues(owner, t, opts.now))),
+      '*',
+    );
+    const total = items.reduce((n, i) => n + i.tasks.length, 0);
+    if (rows.length !== total) throw new TschedError('INTERNAL', `submit: ${rows.length} of ${total} tasks inserted`);
+    // Ids are drawn in insertion order: sorted, the rows follow the items.
+    rows.sort((a, b) => Number(a.id) - Number(b.id));
+    const out: SubmitResult[] = [];
+    const events: EventIn[] = [];
+    let at = 0;
+    for (const { tasks, opts } of items) {
+      const mine = rows.slice(at, at + tasks.length);
+      at += tasks.length;
+      for (const r of mine)
+        events.push({
+          taskId: Number(r.id),
+          runId: null,
+          at: opts.now,
+          actor: opts.actor,
+          type: 'task.submitted',
+          from: null,
+          to: r.status,
+          reason: null,
+        });
+      out.push({ tasks: mine.map(taskFromRow), replayed: false });
+    }
+    await this.insertEvents(ex, events);
+    return out;
+  }
+
+  private async submitIn(ex: Exec, owner: string, tasks: NewTask[], opts: SubmitOptions): Promise<SubmitResult> {
+    const now = opts.now;
+    const key = opts.idempotencyKey;
+    if (key !== undefined) {
+      await this.pruneIdempotency(ex, now);
+      await ex.all('DELETE FROM idempotency_keys WHERE owner = ? AND idem_key = ? AND created_at <= ?', [owner, key, now - DAY]);
+      // Claim the key first: a concurrent submit with the same key waits on the unique index, then replays.
+      const claimed = await ex.all(
+        'INSERT INTO idempotency_keys (owner, idem_key, request_hash, task_ids, created_at) VALUES (?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (owner, idem_key) DO NOTHING RETURNING owner',
+        [owner, key, opts.requestHash ?? null, '[]', now],
+      );
+      if (claimed.length === 0) {
+        const [prev] = await ex.all<{ request_hash: string | null; task_ids: string }>(
+          'SELECT request_hash, task_ids FROM idempotency_keys WHERE owner = ? AND idem_key = ?',
+          [owner, key],
+        );
+        if ((prev?.request_hash ?? null) !== (opts.requestHash ?? null)) {
+          throw new TschedError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${key}" was already used within 24h for a different request`, {
+            details: { idempotencyKey: key },
+          });
+        }
+        return { tasks: await this.tasksByIds(ex, JSON.parse(prev?.task_ids ?? '[]')), replayed: true };
+      }
+    }
+    const rows = await this.insertRows<TaskRow>(
+      ex,
+      'tasks',
+      TASK_INSERT_COLUMNS,
+      tasks.map((t) => taskInsertValues(owner, t, now)),
+      '*',
+      // An occurrence already stored (by another replica's expander) is skipped, not duplicated.
+      ' ON CONFLICT (parent_id, occurrence_at) DO NOTHING',
+    );
+    rows.sort((a, b) => Number(a.id) - Number(b.id));
+    await this.insertEvents(
+      ex,
+      rows.map((r) => ({
+        taskId: Number(r.id),
+        runId: null,
+        at: now,
+        actor: opts.actor,
+        type: 'task.submitted',
+        from: null,
+        to: r.status,
+        reason: null,
+      })),
+    );
+    if (key !== undefined) {
+      await ex.all('UPDATE idempotency_keys SET task_ids = ? WHERE owner = ? AND idem_key = ?', [
+        JSON.stringify(rows.map((r) => Number(r.id))),
+        owner,
+        key,
+      ]);
+    }
+    return { tasks: rows.map(taskFromRow), replayed: false };
   }
 
   /** Keys are kept 24 h; old ones are swept at most once a minute, from inside a submit. */

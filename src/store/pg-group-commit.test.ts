@@ -6,6 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
 import { TschedError } from '../domain/errors.js';
+import { normalizeTask } from '../domain/task-spec.js';
 import type { Exec } from './backend.js';
 import type { KyselyStore } from './kysely-store.js';
 import { PgGroupCommit } from './pg-group-commit.js';
@@ -85,6 +86,20 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     } finally {
       await c.end();
     }
+  });
+
+  it('submits queued together share one insert; one with a value PostgreSQL refuses fails alone', async () => {
+    const spec = (name: string) => ({ ...normalizeTask({ command: ['true'] }), name });
+    const opts = { now: Date.now(), actor: 'alice' };
+    const results = await settle([
+      store.submitTasks('alice', [spec('ok1')], opts),
+      store.submitTasks('alice', [spec('bad\u0000name')], opts), // text may not hold NUL: SQLSTATE 22021
+      store.submitTasks('alice', [spec('ok2')], opts),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: '22021' });
+    const { tasks } = await store.listTasks({ owner: 'alice', limit: 10 });
+    expect(tasks.map((t) => t.name).sort()).toEqual(['ok1', 'ok2']);
   });
 
   it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {
