@@ -31,8 +31,9 @@ export interface Backend {
   /** Row-lock suffix for SELECTs that precede writes (empty on SQLite, where BEGIN IMMEDIATE serialises writers). */
   readonly forUpdate: string;
   /**
-   * Runs `fn` in a write transaction, shared with others queued meanwhile (group commit) unless `alone`:
-   * `fn` must then touch nothing but the database, and may run more than once (only a committed run counts).
+   * Runs `fn` in a write transaction, shared with others queued meanwhile (group commit) unless `alone`.
+   * `fn` may run more than once (a deadlock, another op of its batch failing): only a committed run counts,
+   * so it must change nothing but the database.
    */
   tx<T>(fn: (ex: Exec) => Promise<T>, opts?: TxOptions): Promise<T>;
   read<T>(fn: (ex: Exec) => Promise<T>): Promise<T>;

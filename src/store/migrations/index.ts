@@ -229,6 +229,7 @@ export async function runMigrations(backend: Backend, migrations: readonly Migra
       }
       return applied;
     },
+    // SET LOCAL and the migration lock must not reach other operations.
     { alone: true },
-  ); // SET LOCAL, and the migration lock
+  );
 }
