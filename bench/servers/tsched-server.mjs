@@ -32,7 +32,7 @@ if (process.env.TSCHED_BENCH_PROFILE) {
   await profiler.post('Profiler.start');
 }
 
-// TSCHED_BENCH_STATS=1: count every SQLite statement and its time, printed at stop.
+// TSCHED_BENCH_STATS=1: count every SQL statement and its time, printed at stop.
 if (process.env.TSCHED_BENCH_STATS) (await import('../../dist/store/backend.js')).countStatements(true);
 
 process.on('message', async (msg) => {
@@ -43,8 +43,10 @@ process.on('message', async (msg) => {
   }
   if (process.env.TSCHED_BENCH_STATS) {
     const { SqliteBackend, statementStats } = await import('../../dist/store/backend.js');
+    const { PgGroupCommit } = await import('../../dist/store/pg-group-commit.js');
     const cpu = process.cpuUsage();
-    console.error('backend stats', SqliteBackend.stats, `server cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`);
+    const stats = mode === 'sqlite' ? SqliteBackend.stats : PgGroupCommit.stats;
+    console.error('backend stats', stats, `server cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`);
     const rows = [...(statementStats ?? new Map())].sort((a, b) => b[1].ms - a[1].ms);
     for (const [sql, e] of rows) console.error(`${String(e.n).padStart(8)} ${e.ms.toFixed(0).padStart(6)} ms  ${sql}`);
   }

@@ -21,7 +21,9 @@ export interface Principal {
 }
 
 export class Authenticator {
-  private cache = new Map<string, { rec: TokenRecord | null; until: number }>();
+  // The lookup itself is cached, so that the requests arriving while it runs (hundreds a second when an
+  // entry expires under load) wait for it instead of each taking a pool connection for its own.
+  private cache = new Map<string, { rec: Promise<TokenRecord | null>; until: number }>();
   constructor(
     private store: Store,
     private ttlMs = 10_000,
@@ -35,13 +37,18 @@ export class Authenticator {
     const now = Date.now();
     let hit = this.cache.get(h);
     if (!hit || hit.until < now) {
-      const rec = await this.store.findToken(h);
-      hit = { rec, until: now + this.ttlMs };
+      const entry = { rec: this.store.findToken(h), until: now + this.ttlMs };
+      hit = entry;
       if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(h, hit);
+      this.cache.set(h, entry);
+      // A failed lookup (the database away) is not kept: the next request asks again.
+      entry.rec.catch(() => {
+        if (this.cache.get(h) === entry) this.cache.delete(h);
+      });
     }
-    if (!hit.rec) throw new TschedError('UNAUTHENTICATED', 'the bearer token is not valid');
-    return { userId: hit.rec.userId, role: hit.rec.role };
+    const rec = await hit.rec;
+    if (!rec) throw new TschedError('UNAUTHENTICATED', 'the bearer token is not valid');
+    return { userId: rec.userId, role: rec.role };
   }
 }
 

@@ -79,10 +79,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         await pending.then(kick, () => {});
         return;
       }
-      const s = scheduler;
-      if (store.kind === 'sqlite') return s.kick();
-      await pending.catch(() => {});
-      return s.kick();
+      // Both stores commit queued writes in order (group commit), so a pass queued now sees the write.
+      return scheduler.kick();
     },
     // A follower relies on the leader's 1 s occurrence tick.
     kickOccurrences: () => (leadership.isLeader() ? occurrences?.kick() : undefined),

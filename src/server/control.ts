@@ -20,10 +20,10 @@ export interface Control {
   /** Something changed that may let tasks start: ask the scheduler for a pass. */
   kick(): void;
   /**
-   * Like kick, for work that the queued write `pending` adds or frees. On SQLite the pass is queued behind
-   * the write at once, so it sees the write and shares its group commit (one fsync for both); with
-   * PostgreSQL, where transactions run side by side, the kick waits for the commit. Resolves when that
-   * pass has ended on this replica (at once on a follower, whose kick goes to the leader).
+   * Like kick, for work that the queued write `pending` adds or frees. The pass is queued behind the write
+   * at once: both stores run queued write transactions in order and group-commit them, so the pass sees
+   * the write and shares its commit. Resolves when that pass has ended on this replica (at once on a
+   * follower, whose kick goes to the leader, after the write's commit).
    */
   kickAfter(pending: Promise<unknown>): Promise<void>;
   /** A recurring task was submitted, edited or resumed: ask the occurrence loop for a pass. */

@@ -178,6 +178,26 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(again[0]!.attempts).toBe(2);
   });
 
+  it('ending a run writes the run, its task, their events and the notification of the task together', async () => {
+    const notify = { url: 'http://127.0.0.1:9/hook', events: ['task.done'] };
+    const { task: t, run, worker } = await placed({ notify });
+    const fin = await store.finishRuns([result(run, 'succeeded', 0)], T0 + 1000);
+    expect(fin.changed).toEqual([{ taskId: t.id, status: 'done' }]);
+    expect((await store.getTask(t.id, null))!).toMatchObject({ status: 'done', finishedAt: T0 + 1000, lastError: null });
+    expect((await store.getRun(run.id))!).toMatchObject({ state: 'succeeded', exitCode: 0, finishedAt: T0 + 1000 });
+    expect((await store.listEvents(t.id)).map((e) => e.type)).toEqual([
+      'task.submitted',
+      'task.claimed',
+      'run.assigned',
+      'run.succeeded',
+      'task.done',
+    ]);
+    expect((await store.claimNotifications(T0 + 2000, 10, 60_000)).map((n) => [n.taskId, n.event])).toEqual([[t.id, 'task.done']]);
+    // The worker's room is free again, and its heartbeat names nothing to cancel.
+    expect((await store.loadWorkers()).find((w) => w.id === worker.id)!.allocated.cpus).toBe(0);
+    expect((await store.heartbeat(worker.id, [], T0 + 2000, 30_000)).cancel).toEqual([]);
+  });
+
   it('a retry gets a fresh start deadline and can miss it again', async () => {
     const { task: t, run } = await placed({ delayTolerance: 1000, totalAttempts: 2 });
     await store.finishRuns([result(run, 'failed', 1)], T0 + 100);
@@ -230,6 +250,25 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(await store.getTask(a!.id, 'bob')).toBeNull();
     expect(await store.getTask(a!.id, null)).toEqual(a);
     expect(await store.getTask(999_999, null)).toBeNull();
+  });
+
+  it('submits queued together each get their own tasks, owner, clock and events', async () => {
+    const [a, b, c] = await Promise.all([
+      store.submitTasks('alice', [task({ name: 'a1' }), task({ name: 'a2' })], { now: T0, actor: 'alice' }),
+      store.submitTasks('bob', [task({ name: 'b1' })], { now: T0 + 1, actor: 'bob' }),
+      store.submitTasks('carol', [task({ name: 'c1' }), task({ name: 'c2' }), task({ name: 'c3' })], { now: T0 + 2, actor: 'carol' }),
+    ]);
+    expect(a!.tasks.map((t) => [t.name, t.owner, t.createdAt])).toEqual([
+      ['a1', 'alice', T0],
+      ['a2', 'alice', T0],
+    ]);
+    expect(b!.tasks.map((t) => [t.name, t.owner, t.createdAt])).toEqual([['b1', 'bob', T0 + 1]]);
+    expect(c!.tasks.map((t) => t.name)).toEqual(['c1', 'c2', 'c3']);
+    for (const r of [a!, b!, c!])
+      for (const t of r.tasks) {
+        expect(await store.getTask(t.id, t.owner)).toEqual(t);
+        expect((await store.listEvents(t.id)).map((e) => [e.type, e.actor, e.at])).toEqual([['task.submitted', t.owner, t.createdAt]]);
+      }
   });
 
   it('lists newest first with cursor paging, status and owner filters, and counts', async () => {

@@ -53,6 +53,7 @@ import type {
 import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
 import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
 import { StatsRefresher } from './stats-refresher.js';
+import { TxCombiner } from './tx-combiner.js';
 
 export interface StoreOptions {
   /** Source of randomness for retry jitter; inject for deterministic tests. */
@@ -60,6 +61,10 @@ export interface StoreOptions {
 }
 
 const LIVE = "('assigned','running')";
+/** PostgreSQL's clock, epoch ms (the store's clock). */
+const PG_NOW = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+/** Writes of the leader row come first in the lock order, so they never share a group commit. */
+const LEADER_ROW = { alone: true } as const;
 /** The transaction of the composite operation in progress on this async path, if any. */
 const composite = new AsyncLocalStorage<Exec>();
 const TASK_STATE_COLUMNS =
@@ -71,6 +76,12 @@ const REAP_BATCH = 2000;
 const EMPTY_USAGE: RunUsage = { peakMemory: null, cpuSeconds: null };
 
 type ColType = 'BIGINT' | 'INTEGER' | 'TEXT';
+
+/** One SQL statement and its parameters. */
+interface Stmt {
+  sql: string;
+  params: unknown[];
+}
 
 interface EventIn {
   taskId: number;
@@ -158,6 +169,7 @@ export class KyselyStore implements Store {
     this.random = opts.random ?? Math.random;
     // A failed ANALYZE only leaves the statistics to autovacuum, as before.
     this.stats = new StatsRefresher(backend, 'tasks, runs');
+    this.plainSubmits = new TxCombiner(backend, (ex, items) => this.submitPlain(ex, items));
   }
 
   get kind(): 'sqlite' | 'postgres' {
@@ -234,24 +246,57 @@ export class KyselyStore implements Store {
     returning = '',
     tail = '',
   ): Promise<T[]> {
+    const out: T[] = [];
+    for (const st of await this.insertStatements(ex, table, cols, rows, returning, tail)) {
+      const res = await ex.all<T>(st.sql, st.params);
+      if (returning) out.push(...res);
+    }
+    return out;
+  }
+
+  private async insertStatements(
+    ex: Exec,
+    table: string,
+    cols: readonly string[],
+    rows: unknown[][],
+    returning = '',
+    tail = '',
+  ): Promise<Stmt[]> {
     if (rows.length === 0) return [];
     const ret = returning ? ` RETURNING ${returning}` : '';
     if (this.backend.kind === 'postgres') {
       const arrays = await Promise.all(cols.map(async (c) => `?::${await this.pgType(ex, table, c)}[]`));
-      return ex.all<T>(
-        `INSERT INTO ${table} (${cols.join(',')}) SELECT * FROM unnest(${arrays.join(', ')})${tail}${ret}`,
-        cols.map((_, i) => rows.map((r) => r[i])),
-      );
+      return [
+        {
+          sql: `INSERT INTO ${table} (${cols.join(',')}) SELECT * FROM unnest(${arrays.join(', ')})${tail}${ret}`,
+          params: cols.map((_, i) => rows.map((r) => r[i])),
+        },
+      ];
     }
-    const out: T[] = [];
     const per = Math.max(1, Math.floor(MAX_PARAMS / cols.length));
     const one = placeholders(cols.length);
-    for (const part of chunks(rows, per)) {
-      const sql = `INSERT INTO ${table} (${cols.join(',')}) VALUES ${new Array(part.length).fill(one).join(',')}${tail}${ret}`;
-      const res = await ex.all<T>(sql, part.flat());
-      if (returning) out.push(...res);
+    return chunks(rows, per).map((part) => ({
+      sql: `INSERT INTO ${table} (${cols.join(',')}) VALUES ${new Array(part.length).fill(one).join(',')}${tail}${ret}`,
+      params: part.flat(),
+    }));
+  }
+
+  /**
+   * Writes whose results nobody reads, in one round trip on PostgreSQL: each but the last becomes a
+   * data-modifying CTE of the last (`WITH w0 AS (…), w1 AS (…) …`). They run on one snapshot and none sees
+   * another's rows, so they must touch different rows (here: different tables). SQLite: one after another.
+   */
+  private async writeAll(ex: Exec, stmts: Stmt[]): Promise<void> {
+    if (this.backend.kind !== 'postgres' || stmts.length < 2) {
+      for (const st of stmts) await ex.all(st.sql, st.params);
+      return;
     }
-    return out;
+    const last = stmts[stmts.length - 1]!;
+    const ctes = stmts.slice(0, -1).map((st, i) => `w${i} AS (${st.sql})`);
+    await ex.all(
+      `WITH ${ctes.join(', ')} ${last.sql}`,
+      stmts.flatMap((st) => st.params),
+    );
   }
 
   /**
@@ -265,25 +310,31 @@ export class KyselyStore implements Store {
     cols: Array<[string, ColType]>,
     rows: unknown[][],
   ): Promise<void> {
-    if (rows.length === 0) return;
+    for (const st of this.updateStatements(table, key, cols, rows)) await ex.all(st.sql, st.params);
+  }
+
+  private updateStatements(table: string, key: [string, ColType], cols: Array<[string, ColType]>, rows: unknown[][]): Stmt[] {
+    if (rows.length === 0) return [];
     const all = [key, ...cols];
     const set = cols.map(([c]) => `${c} = v.${c}`).join(', ');
     if (this.backend.kind === 'postgres') {
-      await ex.all(
-        `UPDATE ${table} SET ${set} FROM unnest(${all.map(([, t]) => `?::${t}[]`).join(', ')}) AS v(${all.map(([c]) => c).join(',')}) ` +
-          `WHERE ${table}.${key[0]} = v.${key[0]}`,
-        all.map((_, i) => rows.map((r) => r[i])),
-      );
-      return;
+      return [
+        {
+          sql:
+            `UPDATE ${table} SET ${set} FROM unnest(${all.map(([, t]) => `?::${t}[]`).join(', ')}) AS v(${all.map(([c]) => c).join(',')}) ` +
+            `WHERE ${table}.${key[0]} = v.${key[0]}`,
+          params: all.map((_, i) => rows.map((r) => r[i])),
+        },
+      ];
     }
     const one = `(${all.map(([, t]) => `CAST(? AS ${t})`).join(',')})`;
     const per = Math.max(1, Math.floor(MAX_PARAMS / all.length));
-    for (const part of chunks(rows, per)) {
-      const sql =
+    return chunks(rows, per).map((part) => ({
+      sql:
         `WITH v(${all.map(([c]) => c).join(',')}) AS (VALUES ${new Array(part.length).fill(one).join(',')}) ` +
-        `UPDATE ${table} SET ${set} FROM v WHERE ${table}.${key[0]} = v.${key[0]}`;
-      await ex.all(sql, part.flat());
-    }
+        `UPDATE ${table} SET ${set} FROM v WHERE ${table}.${key[0]} = v.${key[0]}`,
+      params: part.flat(),
+    }));
   }
 
   /**
@@ -331,8 +382,12 @@ export class KyselyStore implements Store {
     return { runs, tasks };
   }
 
-  private insertEvents(ex: Exec, events: EventIn[]): Promise<unknown[]> {
-    return this.insertRows(
+  private async insertEvents(ex: Exec, events: EventIn[]): Promise<void> {
+    await this.writeAll(ex, await this.eventInserts(ex, events));
+  }
+
+  private eventInserts(ex: Exec, events: EventIn[]): Promise<Stmt[]> {
+    return this.insertStatements(
       ex,
       'events',
       ['task_id', 'run_id', 'at', 'actor', 'type', 'from_state', 'to_state', 'reason'],
@@ -342,8 +397,11 @@ export class KyselyStore implements Store {
 
   /** Writes back the mutable columns of task rows changed in memory. */
   private saveTasks(ex: Exec, rows: TaskRow[]): Promise<void> {
-    return this.updateRows(
-      ex,
+    return this.writeAll(ex, this.taskSaves(rows));
+  }
+
+  private taskSaves(rows: TaskRow[]): Stmt[] {
+    return this.updateStatements(
       'tasks',
       ['id', 'BIGINT'],
       [
@@ -374,8 +432,11 @@ export class KyselyStore implements Store {
 
   /** Writes back the mutable columns of run rows changed in memory. */
   private saveRuns(ex: Exec, rows: RunRow[]): Promise<void> {
-    return this.updateRows(
-      ex,
+    return this.writeAll(ex, this.runSaves(rows));
+  }
+
+  private runSaves(rows: RunRow[]): Stmt[] {
+    return this.updateStatements(
       'runs',
       ['id', 'BIGINT'],
       [
@@ -479,17 +540,17 @@ export class KyselyStore implements Store {
       }
       ended.push({ run: runFromRow(run), outcome: e.outcome, taskStatus: task ? task.status : 'failed' });
     }
-    await this.saveRuns(
-      ex,
-      endings.map((e) => e.run),
-    );
-    await this.saveTasks(ex, [...dirtyTasks.values()]);
-    await this.insertEvents(ex, events);
-    await this.queueNotifications(
-      ex,
-      [...dirtyTasks.values()].map((t) => ({ task: t, event: `task.${t.status}` })),
-      now,
-    );
+    // Four tables, one round trip on PostgreSQL.
+    await this.writeAll(ex, [
+      ...this.runSaves(endings.map((e) => e.run)),
+      ...this.taskSaves([...dirtyTasks.values()]),
+      ...(await this.eventInserts(ex, events)),
+      ...(await this.notificationInserts(
+        ex,
+        [...dirtyTasks.values()].map((t) => ({ task: t, event: `task.${t.status}` })),
+        now,
+      )),
+    ]);
     return ended;
   }
 
@@ -499,6 +560,14 @@ export class KyselyStore implements Store {
     items: Array<{ task: TaskRow; event: string; extra?: Record<string, unknown> }>,
     now: number,
   ): Promise<void> {
+    await this.writeAll(ex, await this.notificationInserts(ex, items, now));
+  }
+
+  private notificationInserts(
+    ex: Exec,
+    items: Array<{ task: TaskRow; event: string; extra?: Record<string, unknown> }>,
+    now: number,
+  ): Promise<Stmt[]> {
     const rows: unknown[][] = [];
     for (const { task, event, extra } of items) {
       if (!task.notify) continue;
@@ -513,7 +582,12 @@ export class KyselyStore implements Store {
       };
       rows.push([Number(task.id), notify.url, event, JSON.stringify(payload), 'pending', 0, now, now]);
     }
-    await this.insertRows(ex, 'notifications', ['task_id', 'url', 'event', 'payload', 'state', 'attempts', 'next_at', 'created_at'], rows);
+    return this.insertStatements(
+      ex,
+      'notifications',
+      ['task_id', 'url', 'event', 'payload', 'state', 'attempts', 'next_at', 'created_at'],
+      rows,
+    );
   }
 
   async recordDeadlineMisses(now: number, limit: number, epoch?: number | null): Promise<DeadlineMiss[]> {
@@ -652,69 +726,111 @@ export class KyselyStore implements Store {
   // ---------------------------------------------------------------- tasks
 
   submitTasks(owner: string, tasks: NewTask[], opts: SubmitOptions): Promise<SubmitResult> {
-    const now = opts.now;
     // The transaction is queued synchronously, so that a pass kicked right after joins its commit (kickAfter).
-    const done = this.backend.tx(async (ex) => {
-      const key = opts.idempotencyKey;
-      if (key !== undefined) {
-        await this.pruneIdempotency(ex, now);
-        await ex.all('DELETE FROM idempotency_keys WHERE owner = ? AND idem_key = ? AND created_at <= ?', [owner, key, now - DAY]);
-        // Claim the key first: a concurrent submit with the same key waits on the unique index, then replays.
-        const claimed = await ex.all(
-          'INSERT INTO idempotency_keys (owner, idem_key, request_hash, task_ids, created_at) VALUES (?, ?, ?, ?, ?) ' +
-            'ON CONFLICT (owner, idem_key) DO NOTHING RETURNING owner',
-          [owner, key, opts.requestHash ?? null, '[]', now],
-        );
-        if (claimed.length === 0) {
-          const [prev] = await ex.all<{ request_hash: string | null; task_ids: string }>(
-            'SELECT request_hash, task_ids FROM idempotency_keys WHERE owner = ? AND idem_key = ?',
-            [owner, key],
-          );
-          if ((prev?.request_hash ?? null) !== (opts.requestHash ?? null)) {
-            throw new TschedError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${key}" was already used within 24h for a different request`, {
-              details: { idempotencyKey: key },
-            });
-          }
-          return { tasks: await this.tasksByIds(ex, JSON.parse(prev?.task_ids ?? '[]')), replayed: true };
-        }
-      }
-      const rows = await this.insertRows<TaskRow>(
-        ex,
-        'tasks',
-        TASK_INSERT_COLUMNS,
-        tasks.map((t) => taskInsertValues(owner, t, now)),
-        '*',
-        // An occurrence already stored (by another replica's expander) is skipped, not duplicated.
-        ' ON CONFLICT (parent_id, occurrence_at) DO NOTHING',
-      );
-      rows.sort((a, b) => Number(a.id) - Number(b.id));
-      await this.insertEvents(
-        ex,
-        rows.map((r) => ({
-          taskId: Number(r.id),
-          runId: null,
-          at: now,
-          actor: opts.actor,
-          type: 'task.submitted',
-          from: null,
-          to: r.status,
-          reason: null,
-        })),
-      );
-      if (key !== undefined) {
-        await ex.all('UPDATE idempotency_keys SET task_ids = ? WHERE owner = ? AND idem_key = ?', [
-          JSON.stringify(rows.map((r) => Number(r.id))),
-          owner,
-          key,
-        ]);
-      }
-      return { tasks: rows.map(taskFromRow), replayed: false };
-    });
+    // Plain submits queued together share one insert (tx-combiner.ts); a key or an occurrence goes alone.
+    const plain = opts.idempotencyKey === undefined && tasks.every((t) => t.parentId === null);
+    const done = plain ? this.plainSubmits.call({ owner, tasks, opts }) : this.backend.tx((ex) => this.submitIn(ex, owner, tasks, opts));
     void done.then(
       (r) => this.stats.grew(r.replayed ? 0 : r.tasks.length),
       () => {},
     );
     return done;
+  }
+
+  private readonly plainSubmits: TxCombiner<{ owner: string; tasks: NewTask[]; opts: SubmitOptions }, SubmitResult>;
+
+  /** Submits without an idempotency key or a parent, in one INSERT of the tasks and one of their events. */
+  private async submitPlain(ex: Exec, items: Array<{ owner: string; tasks: NewTask[]; opts: SubmitOptions }>): Promise<SubmitResult[]> {
+    const rows = await this.insertRows<TaskRow>(
+      ex,
+      'tasks',
+      TASK_INSERT_COLUMNS,
+      items.flatMap(({ owner, tasks, opts }) => tasks.map((t) => taskInsertValues(owner, t, opts.now))),
+      '*',
+    );
+    const total = items.reduce((n, i) => n + i.tasks.length, 0);
+    if (rows.length !== total) throw new TschedError('INTERNAL', `submit: ${rows.length} of ${total} tasks inserted`);
+    // Ids are drawn in insertion order: sorted, the rows follow the items.
+    rows.sort((a, b) => Number(a.id) - Number(b.id));
+    const out: SubmitResult[] = [];
+    const events: EventIn[] = [];
+    let at = 0;
+    for (const { tasks, opts } of items) {
+      const mine = rows.slice(at, at + tasks.length);
+      at += tasks.length;
+      for (const r of mine)
+        events.push({
+          taskId: Number(r.id),
+          runId: null,
+          at: opts.now,
+          actor: opts.actor,
+          type: 'task.submitted',
+          from: null,
+          to: r.status,
+          reason: null,
+        });
+      out.push({ tasks: mine.map(taskFromRow), replayed: false });
+    }
+    await this.insertEvents(ex, events);
+    return out;
+  }
+
+  private async submitIn(ex: Exec, owner: string, tasks: NewTask[], opts: SubmitOptions): Promise<SubmitResult> {
+    const now = opts.now;
+    const key = opts.idempotencyKey;
+    if (key !== undefined) {
+      await this.pruneIdempotency(ex, now);
+      await ex.all('DELETE FROM idempotency_keys WHERE owner = ? AND idem_key = ? AND created_at <= ?', [owner, key, now - DAY]);
+      // Claim the key first: a concurrent submit with the same key waits on the unique index, then replays.
+      const claimed = await ex.all(
+        'INSERT INTO idempotency_keys (owner, idem_key, request_hash, task_ids, created_at) VALUES (?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (owner, idem_key) DO NOTHING RETURNING owner',
+        [owner, key, opts.requestHash ?? null, '[]', now],
+      );
+      if (claimed.length === 0) {
+        const [prev] = await ex.all<{ request_hash: string | null; task_ids: string }>(
+          'SELECT request_hash, task_ids FROM idempotency_keys WHERE owner = ? AND idem_key = ?',
+          [owner, key],
+        );
+        if ((prev?.request_hash ?? null) !== (opts.requestHash ?? null)) {
+          throw new TschedError('IDEMPOTENCY_CONFLICT', `Idempotency-Key "${key}" was already used within 24h for a different request`, {
+            details: { idempotencyKey: key },
+          });
+        }
+        return { tasks: await this.tasksByIds(ex, JSON.parse(prev?.task_ids ?? '[]')), replayed: true };
+      }
+    }
+    const rows = await this.insertRows<TaskRow>(
+      ex,
+      'tasks',
+      TASK_INSERT_COLUMNS,
+      tasks.map((t) => taskInsertValues(owner, t, now)),
+      '*',
+      // An occurrence already stored (by another replica's expander) is skipped, not duplicated.
+      ' ON CONFLICT (parent_id, occurrence_at) DO NOTHING',
+    );
+    rows.sort((a, b) => Number(a.id) - Number(b.id));
+    await this.insertEvents(
+      ex,
+      rows.map((r) => ({
+        taskId: Number(r.id),
+        runId: null,
+        at: now,
+        actor: opts.actor,
+        type: 'task.submitted',
+        from: null,
+        to: r.status,
+        reason: null,
+      })),
+    );
+    if (key !== undefined) {
+      await ex.all('UPDATE idempotency_keys SET task_ids = ? WHERE owner = ? AND idem_key = ?', [
+        JSON.stringify(rows.map((r) => Number(r.id))),
+        owner,
+        key,
+      ]);
+    }
+    return { tasks: rows.map(taskFromRow), replayed: false };
   }
 
   /** Keys are kept 24 h; old ones are swept at most once a minute, from inside a submit. */
@@ -988,19 +1104,27 @@ export class KyselyStore implements Store {
     );
     const used = new Map<string, { cpus: number; memory: number; ports: Set<number> }>();
     for (const id of workerIds) used.set(id, { cpus: 0, memory: 0, ports: new Set() });
-    // Summed here from the live runs (an index-only walk of runs_worker_load), in one round trip.
-    for (const r of await this.selectIn<{ worker_id: string; cpus: number; memory: number; ports: string }>(
+    // Summed here from the live runs (an index-only walk of runs_worker_load), in one round trip. On
+    // PostgreSQL the store's clock rides along (a row of its own), read now that the worker rows are locked.
+    const clockRow = ctx.stampAtCommit && this.backend.kind === 'postgres';
+    let stamp: number | null = null;
+    for (const r of await this.selectIn<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>(
       ex,
-      `SELECT worker_id, cpus, memory, ports FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
+      `SELECT worker_id, cpus, memory, ports, NULL AS now FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
       workerIds,
+      clockRow ? ` UNION ALL SELECT NULL, NULL, NULL, NULL, ${PG_NOW}` : '',
     )) {
+      if (r.worker_id === null) {
+        stamp = Number(r.now);
+        continue;
+      }
       const u = used.get(r.worker_id)!;
       u.cpus += Number(r.cpus);
       u.memory += Number(r.memory);
       if (r.ports !== '[]') for (const port of JSON.parse(r.ports) as number[]) u.ports.add(port);
     }
 
-    if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, await this.txNow(ex)) };
+    if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, stamp ?? (await this.txNow(ex))) };
     const rejected: ApplyResult['rejected'] = [];
     const accepted: Array<{ d: PlacementDecision; task: TaskRow; worker: WorkerRow }> = [];
     for (const d of plan) {
@@ -1122,11 +1246,7 @@ export class KyselyStore implements Store {
         },
       );
     }
-    await this.saveTasks(
-      ex,
-      accepted.map((x) => x.task),
-    );
-    await this.insertEvents(ex, events);
+    await this.writeAll(ex, [...this.taskSaves(accepted.map((x) => x.task)), ...(await this.eventInserts(ex, events))]);
     return { runs: runRows.map(runFromRow), rejected };
   }
 
@@ -1187,12 +1307,27 @@ export class KyselyStore implements Store {
     return r ? workerFromRow(r) : null;
   }
 
-  async heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult> {
+  heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult> {
+    return this.beat(workerId, runs, now, leaseMs, []);
+  }
+
+  /**
+   * A heartbeat that also marks runs handed out from memory as delivered (see markDelivered). On PostgreSQL
+   * the marks and the runs to cancel ride on the worker's update: one round trip for the three.
+   */
+  private beat(workerId: string, runs: RunToken[], now: number, leaseMs: number, delivered: number[]): Promise<HeartbeatResult> {
     return this.tx(async (ex) => {
+      const pg = this.backend.kind === 'postgres';
+      if (!pg) await this.markDelivered(ex, workerId, delivered);
       // A heartbeat proves the worker is alive: a worker marked lost by silence becomes active again.
-      const [w] = await ex.all<{ id: string }>(
-        "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? RETURNING id",
-        [now, workerId],
+      // cancel_requested is not changed below, and the marks touch other rows than what they read.
+      const [w] = await ex.all<{ id: string; cancel?: number[] }>(
+        pg
+          ? "WITH d AS (UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id = ANY(?)) " +
+              "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? " +
+              `RETURNING id, ARRAY(SELECT id FROM runs WHERE worker_id = workers.id AND state IN ${LIVE} AND cancel_requested = 1) AS cancel`
+          : "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? RETURNING id",
+        pg ? [workerId, delivered, now, workerId] : [now, workerId],
       );
       if (!w) throw new TschedError('WORKER_NOT_FOUND', `worker ${workerId} is not registered; register again`, { details: { workerId } });
       const rows = new Map(
@@ -1222,12 +1357,14 @@ export class KyselyStore implements Store {
       if (extend.length > 0) {
         await this.selectIn(ex, 'UPDATE runs SET lease_expires_at = ? WHERE id IN', extend, '', [now + leaseMs]);
       }
-      for (const r of await ex.all<{ id: number }>(
-        `SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1`,
-        [workerId],
-      )) {
-        cancel.add(Number(r.id));
-      }
+      const requested = pg
+        ? (w.cancel ?? [])
+        : (
+            await ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1`, [
+              workerId,
+            ])
+          ).map((r) => r.id);
+      for (const id of requested) cancel.add(Number(id));
       return { acks, cancel: [...cancel].sort((a, b) => a - b) };
     });
   }
@@ -1242,8 +1379,7 @@ export class KyselyStore implements Store {
   ): Promise<WorkerPollResult> {
     return this.backend.tx((ex) =>
       composite.run(ex, async () => {
-        await this.markDelivered(ex, workerId, delivered);
-        const heartbeat = await this.heartbeat(workerId, running, now, leaseMs);
+        const heartbeat = await this.beat(workerId, running, now, leaseMs, delivered);
         const assignments = await this.takeAssignments(workerId, max, now);
         return { heartbeat, assignments };
       }),
@@ -1258,11 +1394,12 @@ export class KyselyStore implements Store {
   ): Promise<WorkerReportResult> {
     return this.backend.tx((ex) =>
       composite.run(ex, async () => {
-        await this.markDelivered(ex, workerId, r.delivered ?? []);
         const started = await this.startRuns(r.started, now);
         const logs = await this.appendLogs(r.logs, opts.maxLogBytesPerRun);
         const results = await this.finishRuns(r.results, now);
-        const running = await this.heartbeat(workerId, r.running, now, opts.leaseMs);
+        // Delivered marks last: they matter only for runs still assigned, which nothing above ends or starts
+        // without making the mark moot.
+        const running = await this.beat(workerId, r.running, now, opts.leaseMs, r.delivered ?? []);
         return { started, logs, results, running };
       }),
     );
@@ -1560,7 +1697,7 @@ export class KyselyStore implements Store {
   /** The store's clock inside a transaction (the database's on PostgreSQL). */
   private async txNow(ex: Exec): Promise<number> {
     if (this.backend.kind !== 'postgres') return this.backend.now();
-    const [r] = await ex.all<{ now: number }>('SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now');
+    const [r] = await ex.all<{ now: number }>(`SELECT ${PG_NOW} AS now`);
     return Number(r!.now);
   }
 
@@ -1580,11 +1717,14 @@ export class KyselyStore implements Store {
       const next = valid ? epoch : epoch + 1;
       await ex.all('UPDATE leader SET holder = ?, epoch = ?, expires_at = ? WHERE id = ?', [holder, next, now + ttlMs, role]);
       return { leader: true, epoch: next, holder, expiresAt: now + ttlMs };
-    });
+    }, LEADER_ROW);
   }
 
   async releaseLeadership(role: string, holder: string): Promise<void> {
-    await this.backend.tx((ex) => ex.all('UPDATE leader SET holder = NULL, expires_at = 0 WHERE id = ? AND holder = ?', [role, holder]));
+    await this.backend.tx(
+      (ex) => ex.all('UPDATE leader SET holder = NULL, expires_at = 0 WHERE id = ? AND holder = ?', [role, holder]),
+      LEADER_ROW,
+    );
   }
 
   async getLeadership(role: string): Promise<{ holder: string | null; epoch: number; expiresAt: number } | null> {

@@ -213,19 +213,23 @@ export const MIGRATIONS: readonly Migration[] = [
 
 /** Applies every migration not yet recorded in schema_migrations, in one transaction. */
 export async function runMigrations(backend: Backend, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
-  return backend.tx(async (ex: Exec) => {
-    await backend.migrationPrelude(ex);
-    await ex.all(
-      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
-    );
-    const done = new Set((await ex.all<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
-    const applied: number[] = [];
-    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
-      if (done.has(m.version)) continue;
-      for (const s of m.statements) await ex.all(s.replaceAll('{{ID}}', backend.idType));
-      await ex.all('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, Date.now()]);
-      applied.push(m.version);
-    }
-    return applied;
-  });
+  return backend.tx(
+    async (ex: Exec) => {
+      await backend.migrationPrelude(ex);
+      await ex.all(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+      );
+      const done = new Set((await ex.all<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+      const applied: number[] = [];
+      for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+        if (done.has(m.version)) continue;
+        for (const s of m.statements) await ex.all(s.replaceAll('{{ID}}', backend.idType));
+        await ex.all('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, Date.now()]);
+        applied.push(m.version);
+      }
+      return applied;
+    },
+    // SET LOCAL and the migration lock must not reach other operations.
+    { alone: true },
+  );
 }

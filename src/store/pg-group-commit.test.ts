@@ -1,0 +1,112 @@
+// Group commit on a real PostgreSQL: write transactions queued together share one transaction, and one that
+// fails takes nothing of the others with it.
+
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
+import { TschedError } from '../domain/errors.js';
+import { normalizeTask } from '../domain/task-spec.js';
+import type { Exec } from './backend.js';
+import type { KyselyStore } from './kysely-store.js';
+import { PgGroupCommit } from './pg-group-commit.js';
+import { createPostgresStore } from './postgres.js';
+
+const pgUp = requireService('PostgreSQL (group commit)', await postgresAvailable());
+
+describe.runIf(pgUp)('PostgreSQL group commit', () => {
+  const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
+  let store: KyselyStore;
+  beforeAll(async () => {
+    store = createPostgresStore({ url: PG_URL, schema, maxConnections: 4 });
+    await store.migrate();
+    await store.backend.tx((ex) => ex.all('CREATE TABLE gc (k INTEGER PRIMARY KEY, v TEXT)'));
+  });
+  afterAll(async () => {
+    await store.close();
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await c.end();
+  });
+
+  const keys = async (): Promise<number[]> =>
+    (await store.backend.read((ex) => ex.all<{ k: number }>('SELECT k FROM gc ORDER BY k'))).map((r) => Number(r.k));
+  const put = (k: number) => (ex: Exec) => ex.all('INSERT INTO gc (k, v) VALUES (?, ?)', [k, 'x']);
+  const settle = (ps: Promise<unknown>[]) => Promise.allSettled(ps);
+
+  it('runs transactions queued together in one batch, in order: a later one sees an earlier one', async () => {
+    const before = { ...PgGroupCommit.stats };
+    const [, seen] = await Promise.all([store.backend.tx(put(1)), store.backend.tx((ex) => ex.all<{ k: number }>('SELECT k FROM gc'))]);
+    expect(seen.map((r) => Number(r.k))).toEqual([1]);
+    expect(PgGroupCommit.stats.batches - before.batches).toBe(1);
+    expect(PgGroupCommit.stats.splits - before.splits).toBe(0);
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+  });
+
+  it('a throwing op leaves the others committed and none of its own writes', async () => {
+    const runs = { a: 0, c: 0 };
+    const results = await settle([
+      store.backend.tx(async (ex) => {
+        runs.a++;
+        await put(10)(ex);
+        return 'a';
+      }),
+      store.backend.tx(async (ex) => {
+        await put(11)(ex);
+        throw new TschedError('TASK_NOT_FOUND', 'no such task');
+      }),
+      store.backend.tx(async (ex) => {
+        runs.c++;
+        await put(12)(ex);
+        return 'c';
+      }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'TASK_NOT_FOUND' });
+    expect(await keys()).toEqual([10, 12]);
+    // The batch was rolled back once: the op before the failure ran twice, the one after it once.
+    expect(runs).toEqual({ a: 2, c: 1 });
+  });
+
+  it('a failing statement (a unique violation) aborts only its own op', async () => {
+    const results = await settle([store.backend.tx(put(20)), store.backend.tx(put(10)), store.backend.tx(put(21))]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: '23505' });
+    expect(await keys()).toEqual([10, 12, 20, 21]);
+  });
+
+  it('answers only after the commit: an answered write is visible to every connection', async () => {
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    try {
+      await Promise.all([30, 31, 32].map((k) => store.backend.tx(put(k))));
+      const r = await c.query(`SELECT k FROM "${schema}".gc WHERE k >= 30 ORDER BY k`);
+      expect(r.rows.map((x) => Number(x.k))).toEqual([30, 31, 32]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('submits queued together share one insert; one with a value PostgreSQL refuses fails alone', async () => {
+    const spec = (name: string) => ({ ...normalizeTask({ command: ['true'] }), name });
+    const opts = { now: Date.now(), actor: 'alice' };
+    const results = await settle([
+      store.submitTasks('alice', [spec('ok1')], opts),
+      store.submitTasks('alice', [spec('bad\u0000name')], opts), // text may not hold NUL: SQLSTATE 22021
+      store.submitTasks('alice', [spec('ok2')], opts),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: '22021' });
+    const { tasks } = await store.listTasks({ owner: 'alice', limit: 10 });
+    expect(tasks.map((t) => t.name).sort()).toEqual(['ok1', 'ok2']);
+  });
+
+  it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {
+    const [, other] = await Promise.all([
+      store.backend.tx((ex) => ex.all("SET LOCAL application_name = 'alone'"), { alone: true }),
+      store.backend.tx((ex) => ex.all<{ a: string }>("SELECT current_setting('application_name') AS a")),
+    ]);
+    expect(other[0]!.a).not.toBe('alone');
+  });
+});

@@ -1,0 +1,136 @@
+// Group commit on PostgreSQL. Every statement is a network round trip, and a transaction of its own adds
+// BEGIN and COMMIT (two more, and a WAL flush) to each store operation. Write transactions queued while a
+// batch runs are therefore run together in ONE transaction on one connection, answered only after its
+// COMMIT, so "accepted means durable" still holds.
+//
+// Optimistic, without savepoints (each would cost two more round trips per operation): when an operation
+// throws, the batch is rolled back; the operations before it run again as a batch, the failing one alone
+// in a transaction of its own (with the deadlock retries of a single transaction), and the ones after it
+// as a batch. Operations are rerunnable already (a deadlock reruns them), so they may run twice; only the
+// committed run counts.
+//
+// One batch at a time: transactions then commit in the order they were queued, so a scheduling pass queued
+// right behind a write sees it (kickAfter) and shares its commit, as on SQLite. Two batches on two
+// connections could also lock rows in crossing orders; one batch cannot deadlock with itself.
+
+import { CompiledQuery, type Kysely } from 'kysely';
+import type { Exec } from './backend.js';
+
+export interface QueuedTx {
+  fn: (ex: Exec) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Most operations in one transaction: bounds how long the first one's row locks are held. */
+const MAX_BATCH = 200;
+
+/** The batch committed; or the op at `index` threw (rolled back); or the transaction itself failed. */
+type Attempt = { ok: true } | { ok: false; index: number } | { ok: false; index: null; error: unknown };
+
+export class PgGroupCommit {
+  private queue: QueuedTx[] = [];
+  private flushing = false;
+  static stats = { tx: 0, batches: 0, splits: 0 };
+
+  /**
+   * @param kysely the pool
+   * @param execOf an Exec over one connection
+   * @param alone runs one function in a transaction of its own, rerun on deadlock
+   * @param retryable whether a failed COMMIT left nothing behind and may be rerun
+   */
+  constructor(
+    private readonly kysely: Kysely<Record<string, never>>,
+    private readonly execOf: (k: Kysely<Record<string, never>>) => Exec,
+    private readonly alone: <T>(fn: (ex: Exec) => Promise<T>) => Promise<T>,
+    private readonly retryable: (e: unknown) => boolean,
+  ) {}
+
+  run<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        // On the next turn: whatever is queued in this one (a write and the pass it kicks) shares the batch.
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    try {
+      while (this.queue.length > 0) await this.runInOrder(this.queue.splice(0, MAX_BATCH));
+    } finally {
+      this.flushing = false;
+      if (this.queue.length > 0) {
+        this.flushing = true;
+        setImmediate(() => void this.flush());
+      }
+    }
+  }
+
+  /** Runs `ops` in queue order, in as few transactions as their failures allow; answers each. */
+  private async runInOrder(ops: QueuedTx[]): Promise<void> {
+    if (ops.length === 0) return;
+    if (ops.length === 1) return this.runAlone(ops[0]!);
+    const r = await this.attempt(ops);
+    if (r.ok) return;
+    PgGroupCommit.stats.splits++;
+    if (r.index === null) {
+      // The connection, BEGIN, ROLLBACK or COMMIT failed. A serialization failure or deadlock left nothing
+      // behind and is rerun; anything else (the database away, a connection lost, perhaps while committing)
+      // is every op's answer, as it would have been for each alone.
+      if (!this.retryable(r.error)) for (const op of ops) op.reject(r.error);
+      else for (const op of ops) await this.runAlone(op);
+      return;
+    }
+    await this.runInOrder(ops.slice(0, r.index));
+    await this.runAlone(ops[r.index]!);
+    await this.runInOrder(ops.slice(r.index + 1));
+  }
+
+  private async runAlone(op: QueuedTx): Promise<void> {
+    PgGroupCommit.stats.tx++;
+    try {
+      op.resolve(await this.alone(op.fn));
+    } catch (e) {
+      op.reject(e);
+    }
+  }
+
+  /** One transaction for every op; on success answers them all after COMMIT. */
+  private async attempt(ops: QueuedTx[]): Promise<Attempt> {
+    PgGroupCommit.stats.batches++;
+    const values: unknown[] = [];
+    let r: Attempt;
+    try {
+      r = await this.kysely.connection().execute(async (conn) => {
+        const ex = this.execOf(conn);
+        await conn.executeQuery(CompiledQuery.raw('BEGIN'));
+        for (const [index, op] of ops.entries()) {
+          try {
+            values.push(await op.fn(ex));
+          } catch {
+            // Its own error comes back when it runs again alone. A failed ROLLBACK (the connection lost)
+            // throws on: the pool drops the broken connection, and every op gets that error.
+            await conn.executeQuery(CompiledQuery.raw('ROLLBACK'));
+            return { ok: false, index };
+          }
+        }
+        try {
+          await conn.executeQuery(CompiledQuery.raw('COMMIT'));
+        } catch (error) {
+          return { ok: false, index: null, error };
+        }
+        return { ok: true };
+      });
+    } catch (error) {
+      r = { ok: false, index: null, error };
+    }
+    if (r.ok) {
+      PgGroupCommit.stats.tx += ops.length;
+      for (const [i, op] of ops.entries()) op.resolve(values[i]);
+    }
+    return r;
+  }
+}
