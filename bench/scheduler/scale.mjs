@@ -92,7 +92,9 @@ const hpush = (e) => {
   while (i > 0) {
     const p = (i - 1) >> 1;
     if (heap[p][0] <= heap[i][0]) break;
-    [heap[p], heap[i]] = [heap[i], heap[p]];
+    const t = heap[p]; // (a destructuring swap would allocate, and the harness's garbage is collected on plan's clock)
+    heap[p] = heap[i];
+    heap[i] = t;
     i = p;
   }
 };
@@ -109,7 +111,9 @@ const hpop = () => {
       if (l < heap.length && heap[l][0] < heap[m][0]) m = l;
       if (r < heap.length && heap[r][0] < heap[m][0]) m = r;
       if (m === i) break;
-      [heap[m], heap[i]] = [heap[i], heap[m]];
+      const t = heap[m];
+      heap[m] = heap[i];
+      heap[i] = t;
       i = m;
     }
   }

@@ -240,8 +240,16 @@ export class FitIndex {
       const l = 2 * node;
       const r = l + 1;
       // A child without a worker that has enough of each resource on its own is not bounded at all.
-      const bl = maxC[l] < c || maxM[l] < m || maxP[l] < p ? Number.POSITIVE_INFINITY : this.bound(l, c, m, lc, lm, mode, dom);
-      const br = maxC[r] < c || maxM[r] < m || maxP[r] < p ? Number.POSITIVE_INFINITY : this.bound(r, c, m, lc, lm, mode, dom);
+      let bl = Number.POSITIVE_INFINITY;
+      let br = Number.POSITIVE_INFINITY;
+      if (!(maxC[l] < c || maxM[l] < m || maxP[l] < p)) {
+        this.bound(l, c, m, lc, lm, mode, dom);
+        bl = this.boundOut[0];
+      }
+      if (!(maxC[r] < c || maxM[r] < m || maxP[r] < p)) {
+        this.bound(r, c, m, lc, lm, mode, dom);
+        br = this.boundOut[0];
+      }
       // Visit the more promising child first (pushed last); skip children that cannot beat the best so far.
       if (bl <= br) {
         if (br < bestScore) stack[sp++] = r;
@@ -254,18 +262,23 @@ export class FitIndex {
     return best;
   }
 
-  /** A lower bound of the leaf scores below `node` among workers that fit; +Infinity when none can. */
-  private bound(node: number, c: number, m: number, lc: number, lm: number, mode: Mode, dom: Dominant): number {
+  /**
+   * A lower bound of the leaf scores below `node` among workers that fit (+Infinity when none can), into
+   * boundOut[0]. Not returned: a double returned from a call that is not inlined is boxed,
+   * and findBest asks for two per node visited (most of a pass's garbage).
+   */
+  private bound(node: number, c: number, m: number, lc: number, lm: number, mode: Mode, dom: Dominant): void {
+    const out = this.boundOut;
     this.probe(node, lc, lm);
-    if (this.rowHit < 0) return Number.POSITIVE_INFINITY;
-    if (mode === 'binpack') {
+    if (this.rowHit < 0) out[0] = Number.POSITIVE_INFINITY;
+    else if (mode === 'binpack') {
       // A worker in cpu level i has at least EDGE[i]·top free; same for memory.
       const fc = this.edgeC[this.rowHit];
       const fm = this.edgeM[this.colHit];
       const bc = Math.max(0, (fc - c) / this.unitC);
       const bm = Math.max(0, (fm - m) / this.unitM);
-      return dom === 0 ? bc + SECONDARY * bm : bm + SECONDARY * bc;
-    }
-    return dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
+      out[0] = dom === 0 ? bc + SECONDARY * bm : bm + SECONDARY * bc;
+    } else out[0] = dom === 0 ? -this.maxFC[node] - SECONDARY * this.maxFM[node] : -this.maxFM[node] - SECONDARY * this.maxFC[node];
   }
+  private readonly boundOut = new Float64Array(1);
 }
