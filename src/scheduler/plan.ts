@@ -398,7 +398,8 @@ export class PassState {
     const nPorts = e.ports;
     // Most tasks ask for no ports: they share one frozen empty list and map (allocations are read-only).
     const ports: number[] = nPorts > 0 ? [] : NO_PORTS;
-    const namedPorts: Record<string, number> = e.portNames.length > 0 ? {} : NO_NAMED_PORTS;
+    // (Names count among the ports: with none asked for, the names list is not even read.)
+    const namedPorts: Record<string, number> = nPorts > 0 && e.portNames.length > 0 ? {} : NO_NAMED_PORTS;
     if (nPorts > 0) {
       const range = this.workers[i].capacity.ports;
       if (!range) return null; // the index never offers such a worker
