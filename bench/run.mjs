@@ -50,6 +50,7 @@ const HELP = `Usage: node bench/run.mjs [options]   (build first: npm run build)
   --processes P       worker processes in exec (default 2)
   --rates LIST        latency rates per second (default 100,1000)
   --duration S        latency duration per rate, seconds (default 30)
+  --warmup S          latency: unmeasured sends at the same rate first, seconds (default 3; 0: none)
   --out FILE          Markdown report (default BENCHMARKS.md at the repo root)
   --no-write          print only
   --json FILE         also write every raw result as JSON
@@ -71,6 +72,7 @@ const { values } = parseArgs({
     processes: { type: 'string' },
     rates: { type: 'string' },
     duration: { type: 'string' },
+    warmup: { type: 'string' },
     out: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
     json: { type: 'string' },
@@ -118,6 +120,7 @@ const options = {
   inflight: int('inflight', values.inflight, 50),
   processes: int('processes', values.processes, 2),
   durationSec: int('duration', values.duration, quick ? 5 : 30),
+  warmupSec: int('warmup', values.warmup, quick ? 1 : 3, 0),
   rates: [100, 1000],
   trialTimeoutSec: int('trial-timeout', values['trial-timeout'], 600),
 };
@@ -183,7 +186,7 @@ for (const suite of suites) {
             ? { n: options.n, concurrency: options.concurrency, chunk: options.chunk, fleetSize: options.fleet }
             : suite === 'exec'
               ? { n: options.execN, inflight: options.inflight, processes: options.processes, chunk: options.chunk }
-              : { rate: variant, durationMs: options.durationSec * 1000, concurrency: options.concurrency, fleetSize: options.fleet };
+              : { rate: variant, durationMs: options.durationSec * 1000, warmupMs: options.warmupSec * 1000, concurrency: options.concurrency, fleetSize: options.fleet };
         plan.push({ suite, system, run, variant, opts });
       }
     }
