@@ -207,8 +207,10 @@ describe('queue manager and execution guarantees (real server, real workers)', (
   it('kill -9 of a worker mid-run: the run is lost and the task runs on another worker within lease + a pass', async () => {
     const b = await startWorkerProc(up, { name: 'qm-b', args: ['--cpus', '2', '--memory', '2GiB', '--kill-grace', '1s'] });
     workers.push(b);
+    const pidFile = join(scratch, 'kill9-pid');
+    writeFileSync(pidFile, '');
     const t = await submit({
-      command: ['sh', '-c', 'if [ "$TSCHED_ATTEMPT" = 1 ]; then exec sleep 1000; else exit 0; fi'],
+      command: ['sh', '-c', `if [ "$TSCHED_ATTEMPT" = 1 ]; then echo $$ > ${pidFile}; exec sleep 1000; else exit 0; fi`],
       totalAttempts: 3,
       retry: { backoff: '100ms' },
     });
@@ -224,6 +226,10 @@ describe('queue manager and execution guarantees (real server, real workers)', (
     // Lease (3 s) + a monitor tick (1 s) + a scheduling pass, with slack for a busy machine.
     expect(elapsed).toBeLessThan(10_000);
     workers.splice(workers.indexOf(victim), 1);
+    // The orphan outlives its worker by design (a worker restarted on the same directory kills it; see
+    // worker-e2e); this one is never restarted, so the test ends it rather than leave it for 1,000 s.
+    const orphan = Number(readFileSync(pidFile, 'utf8').trim());
+    if (orphan > 0 && alive(orphan)) process.kill(orphan, 'SIGKILL');
   });
 
   it('a worker paused past its lease: its late result is refused, its process killed, the newer attempt stands', async () => {
