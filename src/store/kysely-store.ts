@@ -1024,23 +1024,26 @@ export class KyselyStore implements Store {
     // from the earliest deadline, for the ones promoted to urgent whatever their priority — separately for
     // those that can still start in time and those already late, so that a backlog of late tasks cannot
     // hide the in-time ones the planner serves first (lateDemotionMs).
+    // The walks read ids only (they overlap: a task high in its band is often also urgent); each task's
+    // whole row is then read once, under the first walk that found it.
     const rows = await ex.all<TaskRow & { walk: number }>(
-      "SELECT * FROM (SELECT 0 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?) AS best " +
-        "UNION ALL SELECT * FROM (SELECT 1 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND start_deadline >= ? AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS urgent " +
-        "UNION ALL SELECT * FROM (SELECT 2 AS walk, t.* FROM tasks t WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS late",
+      'SELECT c.walk, t.* FROM (SELECT MIN(walk) AS walk, id FROM (' +
+        "SELECT * FROM (SELECT 0 AS walk, id FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?) AS best " +
+        "UNION ALL SELECT * FROM (SELECT 1 AS walk, id FROM tasks WHERE status = 'waiting' AND start_deadline >= ? AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS urgent " +
+        "UNION ALL SELECT * FROM (SELECT 2 AS walk, id FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS late" +
+        ') AS w GROUP BY id) AS c JOIN tasks t ON t.id = c.id',
       [now, limit, now, urgentBefore, now, limit, Math.min(now, urgentBefore), now, limit],
     );
-    const seen = new Set<number>();
-    const out: Task[] = [];
-    for (const walk of [0, 1, 2]) {
-      for (const r of rows) {
-        const id = Number(r.id);
-        if (Number(r.walk) !== walk || seen.has(id)) continue;
-        seen.add(id);
-        out.push(taskFromRow(r));
-      }
-    }
-    return out;
+    // Each walk's own order: the best walk by band, then start deadline; the deadline walks by start deadline.
+    const out = rows.map((r) => ({ walk: Number(r.walk), task: taskFromRow(r) }));
+    out.sort(
+      (a, b) =>
+        a.walk - b.walk ||
+        (a.walk === 0 ? b.task.priority - a.task.priority : 0) ||
+        a.task.startDeadline - b.task.startDeadline ||
+        a.task.id - b.task.id,
+    );
+    return out.map((c) => c.task);
   }
 
   async nextDueAt(): Promise<number | null> {
