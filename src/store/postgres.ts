@@ -46,7 +46,9 @@ export function createPostgresStore(opts: PostgresStoreOptions): KyselyStore {
     max: opts.maxConnections ?? 10,
     types: types as unknown as pg.CustomTypesConfig,
     // A hung statement or a transaction left open must not hold row locks (and the leader row) forever.
-    options: `-c search_path=${schema} -c statement_timeout=${Math.max(0, Math.floor(opts.statementTimeoutMs ?? 30_000))} -c idle_in_transaction_session_timeout=60000`,
+    // Prepared statements (below) are planned for each call's values: a generic plan made while the queue
+    // was small (a sort of the whole table for the candidate walk) could otherwise outlive its growth.
+    options: `-c search_path=${schema} -c statement_timeout=${Math.max(0, Math.floor(opts.statementTimeoutMs ?? 30_000))} -c idle_in_transaction_session_timeout=60000 -c plan_cache_mode=force_custom_plan`,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
     idleTimeoutMillis: 30_000,
     // Notice a dead peer (a cut network, a crashed host) on idle connections.
@@ -73,8 +75,8 @@ const DATA_STATEMENT = /^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;
 /**
  * Runs the store's statements as named prepared statements on this connection. The store sends each
  * statement's text with `$n` placeholders and never splices values into it (lists are array parameters),
- * so a text recurs exactly: parsing and planning it once per connection removes the largest fixed cost of
- * a round trip (the placement and report statements are CTE chains over unnest()). Kysely calls
+ * so a text recurs exactly: parsing it once per connection removes a fixed cost from every round trip (the
+ * placement and report statements are long CTE chains over unnest()). Kysely calls
  * query(text, values); pg prepares a named query on first use per connection.
  */
 function prepareOnThis(client: pg.PoolClient): void {
