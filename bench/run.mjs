@@ -186,7 +186,13 @@ for (const suite of suites) {
             ? { n: options.n, concurrency: options.concurrency, chunk: options.chunk, fleetSize: options.fleet }
             : suite === 'exec'
               ? { n: options.execN, inflight: options.inflight, processes: options.processes, chunk: options.chunk }
-              : { rate: variant, durationMs: options.durationSec * 1000, warmupMs: options.warmupSec * 1000, concurrency: options.concurrency, fleetSize: options.fleet };
+              : {
+                  rate: variant,
+                  durationMs: options.durationSec * 1000,
+                  warmupMs: options.warmupSec * 1000,
+                  concurrency: options.concurrency,
+                  fleetSize: options.fleet,
+                };
         plan.push({ suite, system, run, variant, opts });
       }
     }

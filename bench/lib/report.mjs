@@ -134,7 +134,9 @@ export function renderMarkdown({ results, machine, machineEnd, options, labels, 
     const s = systems.filter((x) => results.some((r) => r.suite === 'latency' && r.system === x && r.variant === rate));
     if (!s.length) continue;
     out.push('');
-    out.push(`## 3. Submit-to-start latency at ${rate}/s (open loop, ${options.durationSec} s after ${options.warmupSec ?? 0} s of warm-up, ms from the scheduled send time)`);
+    out.push(
+      `## 3. Submit-to-start latency at ${rate}/s (open loop, ${options.durationSec} s after ${options.warmupSec ?? 0} s of warm-up, ms from the scheduled send time)`,
+    );
     out.push('');
     out.push(
       table(

@@ -34,7 +34,8 @@ export async function runLatency(system, opts) {
   try {
     if (warmupMs > 0) {
       const warm = await openLoop({ rate, durationMs: warmupMs, send: (i) => harness.send(total + i) });
-      if (warm.errors.length) throw new Error(`${system.name}: ${warm.errors.length} warm-up submits failed, first: ${warm.errors[0]?.message}`);
+      if (warm.errors.length)
+        throw new Error(`${system.name}: ${warm.errors.length} warm-up submits failed, first: ${warm.errors[0]?.message}`);
       const deadline = performance.now() + settleMs;
       while (warmStarted < warm.total && performance.now() < deadline) await sleep(5);
     }

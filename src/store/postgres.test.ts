@@ -23,7 +23,12 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
   const sessionAfterWork = async (preparedStatements: boolean | undefined) => {
     const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
     schemas.push(schema);
-    const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 1, ...(preparedStatements === undefined ? {} : { preparedStatements }) });
+    const store = createPostgresStore({
+      url: PG_URL,
+      schema,
+      maxConnections: 1,
+      ...(preparedStatements === undefined ? {} : { preparedStatements }),
+    });
     try {
       await store.migrate();
       const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
