@@ -143,4 +143,30 @@ describe('worker protocol: a report riding on a poll (real server)', () => {
     expect(good.json.results).toEqual([{ runId: run.runId, ok: true }]);
     expect(await status(id!)).toBe('done');
   });
+
+  it('a report riding on a poll from a draining worker is stored and acked, but takes nothing new', async () => {
+    const wid = await register('ride-5', 1);
+    const ids = await submit(2, 'ride-5');
+    const a = await poll(wid, { max: 1, wait: 2000 });
+    expect(a.json.assignments.map((x: { taskId: number }) => x.taskId)).toEqual([ids[0]]);
+    expect(a.json.drain).toBe(false);
+    expect((await worker('POST', `/v1/workers/${wid}/drain`)).status).toBe(200);
+    const b = await poll(wid, { max: 1, wait: 0, results: [ok(a.json.assignments[0])] });
+    expect(b.status).toBe(200);
+    expect(b.json.results).toEqual([{ runId: a.json.assignments[0].runId, ok: true }]);
+    expect(b.json.drain).toBe(true);
+    expect(b.json.assignments).toEqual([]);
+    expect(await status(ids[0]!)).toBe('done');
+    expect(await status(ids[1]!)).toBe('waiting');
+  });
+
+  it('a report riding on a poll from an unknown worker is refused by code, and nothing of it is stored', async () => {
+    const wid = await register('ride-6', 1);
+    const [id] = await submit(1, 'ride-6');
+    const a = await poll(wid, { max: 1, wait: 2000 });
+    const r = await poll('w_nobody', { max: 1, wait: 0, results: [ok(a.json.assignments[0])] });
+    expect(r.status).toBe(404);
+    expect(r.json.error.code).toBe('WORKER_NOT_FOUND');
+    expect(await status(id!)).toBe('in_progress');
+  });
 });

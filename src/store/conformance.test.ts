@@ -527,7 +527,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(await store.startRuns([{ ...tok, at: T0 + 20 }], T0 + 20)).toEqual([{ runId: run.id, ok: true }]); // repeated start: no change
     expect((await store.getRun(run.id))!).toMatchObject({ state: 'running', startedAt: T0 + 10 });
     const hb = await store.heartbeat(worker.id, [tok], T0 + 1000, 30_000);
-    expect(hb).toEqual({ acks: [{ runId: run.id, ok: true }], cancel: [] });
+    expect(hb).toEqual({ acks: [{ runId: run.id, ok: true }], cancel: [], stateBefore: 'active' });
     expect((await store.getRun(run.id))!.leaseExpiresAt).toBe(T0 + 31_000);
     expect((await store.getWorker(worker.id))!.lastSeenAt).toBe(T0 + 1000);
 
@@ -546,7 +546,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
       { runId: run.id, ok: false, code: 'LEASE_STALE' },
     ]);
     const late = await store.heartbeat(worker.id, [tok], T0 + 4000, 30_000);
-    expect(late).toEqual({ acks: [{ runId: run.id, ok: false, code: 'LEASE_STALE' }], cancel: [run.id] });
+    expect(late).toEqual({ acks: [{ runId: run.id, ok: false, code: 'LEASE_STALE' }], cancel: [run.id], stateBefore: 'active' });
     expect(await store.getRun(run.id)).toMatchObject({ state: 'succeeded', outcome: 'succeeded', exitCode: 0, finishedAt: T0 + 1000 });
     expect(await store.getTask(t.id, null)).toMatchObject({ status: 'done', finishedAt: T0 + 2000, lastError: null });
     await expect(store.heartbeat('w_nobody', [], T0, 1000)).rejects.toMatchObject({ code: 'WORKER_NOT_FOUND' });
@@ -627,7 +627,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(c.runsToStop.map((r) => [r.id, r.cancelRequested])).toEqual([[run.id, true]]);
     expect((await store.loadWorkers())[0]!.allocated.cpus).toBe(500);
     const hb = await store.heartbeat(worker.id, [{ runId: run.id, token: run.leaseToken }], T0 + 20, 30_000);
-    expect(hb).toEqual({ acks: [{ runId: run.id, ok: true }], cancel: [run.id] });
+    expect(hb).toEqual({ acks: [{ runId: run.id, ok: true }], cancel: [run.id], stateBefore: 'active' });
     const fin = await store.finishRuns([result(run, 'cancelled')], T0 + 30);
     expect(fin.acks[0]!.ok).toBe(true);
     expect(fin.changed).toEqual([]); // the task was already cancelled
@@ -708,9 +708,13 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(r3.lostWorkers).toEqual([quiet.id]);
     expect((await store.getWorker(quiet.id))!.state).toBe('lost');
     expect((await store.loadWorkers()).map((w) => w.id)).toEqual([worker.id]);
-    // A lost worker that speaks again is active.
-    await store.heartbeat(quiet.id, [], T0 + 62_000, 1000);
+    // A lost worker that speaks again is active, and its heartbeat tells that it was lost (once).
+    expect((await store.heartbeat(quiet.id, [], T0 + 62_000, 1000)).stateBefore).toBe('lost');
     expect((await store.getWorker(quiet.id))!.state).toBe('active');
+    expect((await store.heartbeat(quiet.id, [], T0 + 62_500, 1000)).stateBefore).toBe('active');
+    await store.setWorkerState(quiet.id, 'draining', T0 + 62_600);
+    expect((await store.heartbeat(quiet.id, [], T0 + 62_700, 1000)).stateBefore).toBe('draining');
+    expect((await store.getWorker(quiet.id))!.state).toBe('draining');
   });
 
   // ------------------------------------------------------------ logs

@@ -1324,15 +1324,20 @@ export class KyselyStore implements Store {
       if (!pg) await this.markDelivered(ex, workerId, delivered);
       // A heartbeat proves the worker is alive: a worker marked lost by silence becomes active again.
       // cancel_requested is not changed below, and the marks touch other rows than what they read.
-      const [w] = await ex.all<{ id: string; cancel?: number[] }>(
+      // The state before the update comes back too (the poll route needs no read of its own): on PostgreSQL
+      // every part of one statement sees the same snapshot, so the CTE reads the row as it was.
+      const [before] = pg ? [] : await ex.all<{ state: WorkerState }>('SELECT state FROM workers WHERE id = ?', [workerId]);
+      const [w] = await ex.all<{ id: string; was?: WorkerState; cancel?: number[] }>(
         pg
-          ? "WITH d AS (UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id = ANY(?)) " +
+          ? "WITH d AS (UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id = ANY(?)), " +
+              'o AS (SELECT state FROM workers WHERE id = ?) ' +
               "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? " +
-              `RETURNING id, ARRAY(SELECT id FROM runs WHERE worker_id = workers.id AND state IN ${LIVE} AND cancel_requested = 1) AS cancel`
+              `RETURNING id, (SELECT state FROM o) AS was, ARRAY(SELECT id FROM runs WHERE worker_id = workers.id AND state IN ${LIVE} AND cancel_requested = 1) AS cancel`
           : "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? RETURNING id",
-        pg ? [workerId, delivered, now, workerId] : [now, workerId],
+        pg ? [workerId, delivered, workerId, now, workerId] : [now, workerId],
       );
       if (!w) throw new TschedError('WORKER_NOT_FOUND', `worker ${workerId} is not registered; register again`, { details: { workerId } });
+      const stateBefore = (pg ? w.was : before?.state) as WorkerState;
       const rows = new Map(
         (
           await this.lockRuns(
@@ -1368,7 +1373,7 @@ export class KyselyStore implements Store {
             ])
           ).map((r) => r.id);
       for (const id of requested) cancel.add(Number(id));
-      return { acks, cancel: [...cancel].sort((a, b) => a - b) };
+      return { acks, cancel: [...cancel].sort((a, b) => a - b), stateBefore };
     });
   }
 

@@ -142,6 +142,8 @@ export interface HeartbeatResult {
   acks: ItemAck[];
   /** Runs of this worker that must be stopped (cancel requested, or ended server-side). */
   cancel: number[];
+  /** The worker's state before this heartbeat (a lost worker becomes active by speaking). */
+  stateBefore: WorkerState;
 }
 
 export interface FinishResult {

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TschedError } from '../../domain/errors.js';
 import type { RunOutcome } from '../../domain/status.js';
 import type { Executor } from '../../domain/task.js';
-import type { Worker } from '../../domain/worker.js';
+import type { Worker, WorkerState } from '../../domain/worker.js';
 import {
   type WorkerPollBody,
   WorkerPollSchema,
@@ -128,16 +128,20 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       const b = req.body as WorkerPollBody;
       const max = b.max ?? 100;
       const wait = Math.min(b.wait ?? 0, c.config.maxPollWaitMs);
-      let worker = await mustWorker(id);
+      const carriesReport = Boolean(b.started?.length || b.logs?.length || b.results?.length);
+      // A poll that carries a report learns the worker's state from the report's heartbeat (one read fewer
+      // per cycle); a bare poll reads it first.
+      let state: WorkerState = carriesReport ? 'active' : (await mustWorker(id)).state;
       let now = await c.now();
       // A lost worker that speaks again (back from a partition or a pause) is active again: the heartbeat
       // re-activates it. Its old runs already ended as lost, and their late results will be refused.
-      const wasLost = worker.state === 'lost';
-      const takes = worker.state === 'active' || wasLost;
+      let wasLost = state === 'lost';
+      let takes = state === 'active' || wasLost;
       // Listen before looking, so that an assignment committed between the look and the wait still wakes us.
-      const w = wait > 0 ? c.wakeups.waitWorker(id, wait) : null;
+      // (A poll that carries a report never parks.)
+      const w = wait > 0 && !carriesReport ? c.wakeups.waitWorker(id, wait) : null;
       let assignments: Assignment[] = [];
-      let hb: HeartbeatResult;
+      let hb: Pick<HeartbeatResult, 'acks' | 'cancel'>;
       let acks: Pick<PollResponse, 'started' | 'logs' | 'results'> = {};
       const fromStore = (list: Assignment[]) => {
         c.wakeups.takenFromStoreNow(
@@ -155,13 +159,15 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         )
           assignments = merge(assignments, fromStore(await c.store.takeAssignments(id, max - assignments.length, now)));
       };
-      const carriesReport = Boolean(b.started?.length || b.logs?.length || b.results?.length);
       if (carriesReport) {
         // Report and poll in one request: the report is the heartbeat, and the pass its results kick rides
         // the same commit (SQLite); once that pass has ended, what it placed here is in the mail.
         const r = await report(id, b, now);
         acks = { started: r.started, logs: r.logs, results: r.results };
         hb = { acks: r.running, cancel: r.cancel };
+        wasLost = r.stateBefore === 'lost';
+        takes = r.stateBefore === 'active' || wasLost;
+        state = wasLost ? 'active' : r.stateBefore;
         await r.passed;
         if (takes) assignments = c.wakeups.takeMail(id, max);
         await topUp();
@@ -188,7 +194,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         }
       }
       if (wasLost) {
-        worker = (await c.store.getWorker(id)) ?? worker;
+        state = (await c.store.getWorker(id))?.state ?? state;
         c.kick();
       }
       // A poll that carried a report does not park: its acks go back at once (the worker holds its results
@@ -211,9 +217,9 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
           if (gone || req.raw.socket?.destroyed) break;
           // Listen again before looking, as above, in case this wake turns out to bring nothing.
           waiter = c.wakeups.waitWorker(id, Math.max(1, until - Date.now()));
-          worker = await mustWorker(id);
+          state = (await mustWorker(id)).state;
           now = await c.now();
-          if (worker.state === 'active') {
+          if (state === 'active') {
             assignments = c.wakeups.takeMail(id, max);
             await topUp();
           }
@@ -222,7 +228,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
           hb.cancel.push(...(await c.store.pendingCancels(id)));
           // A wake whose news another request of this worker already took (its report-and-poll got the
           // mail) parks again rather than answering empty-handed and costing the worker another round trip.
-          if (assignments.length > 0 || hb.cancel.length > 0 || worker.state !== 'active' || Date.now() >= until || gone) break;
+          if (assignments.length > 0 || hb.cancel.length > 0 || state !== 'active' || Date.now() >= until || gone) break;
         }
         waiter.cancel();
         reply.raw.off('close', onClose);
@@ -232,7 +238,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         assignments: assignments.map(toWire),
         cancel: [...new Set(hb.cancel)],
         acks: hb.acks,
-        drain: worker.state === 'draining',
+        drain: state === 'draining',
         ...acks,
       };
     },
@@ -276,6 +282,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       results: rep.results.acks,
       running: rep.running.acks,
       cancel: rep.running.cancel,
+      stateBefore: rep.running.stateBefore,
       passed,
     };
   }
@@ -294,7 +301,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       workerOnly(req);
       const { id } = req.params as { id: string };
       await mustWorker(id);
-      const { passed: _, ...res } = await report(id, req.body as WorkerReportBody, await c.now());
+      const { passed: _, stateBefore: _s, ...res } = await report(id, req.body as WorkerReportBody, await c.now());
       return res;
     },
   );
