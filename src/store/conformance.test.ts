@@ -439,6 +439,10 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     );
     await expect(store.applyPlan(plan, ctx(T0, { epoch: 1 }))).rejects.toMatchObject({ code: 'NOT_LEADER' });
     expect((await store.getTask(t!.id, null))!.status).toBe('waiting');
+    // A plan whose tasks are all gone still has its epoch checked.
+    const ghost = [{ taskId: 999_999, workerId: worker.id, allocation: alloc(100, MB) }];
+    await expect(store.applyPlan(ghost, ctx(T0, { epoch: 1 }))).rejects.toMatchObject({ code: 'NOT_LEADER' });
+    expect((await store.applyPlan(ghost, ctx(T0, { epoch: 2 }))).runs).toEqual([]);
     expect((await store.applyPlan(plan, ctx(T0, { epoch: 2 }))).runs).toHaveLength(1);
   });
 

@@ -1078,25 +1078,39 @@ export class KyselyStore implements Store {
 
   /** The applier: re-checks every decision against the store inside the caller's transaction. */
   private async applyIn(ex: Exec, plan: PlacementDecision[], ctx: ApplyContext): Promise<ApplyResult> {
-    if (ctx.epoch !== null) {
-      const [l] = await ex.all<{ epoch: number }>(
-        `SELECT epoch FROM leader WHERE id = 'scheduler'${this.backend.kind === 'postgres' ? ' FOR SHARE' : ''}`,
-      );
-      if (!l || Number(l.epoch) !== ctx.epoch) {
+    const pg = this.backend.kind === 'postgres';
+    const checkEpoch = (current: number | null) => {
+      if (current === null || current !== ctx.epoch) {
         throw new TschedError('NOT_LEADER', `leadership epoch ${ctx.epoch} is no longer current`, {
-          details: { epoch: ctx.epoch, current: l ? Number(l.epoch) : null },
+          details: { epoch: ctx.epoch, current },
         });
       }
+    };
+    const leaderEpoch = async () => {
+      const [l] = await ex.all<{ epoch: number }>(`SELECT epoch FROM leader WHERE id = 'scheduler'${pg ? ' FOR SHARE' : ''}`);
+      return l ? Number(l.epoch) : null;
+    };
+    const taskIds = [...new Set(plan.map((d) => d.taskId))];
+    let taskRows: TaskRow[];
+    if (ctx.epoch !== null && pg && taskIds.length > 0) {
+      // The fencing check rides on the task locks: one round trip for both. The leader row is share-locked
+      // until commit either way; only the leader renewal (which locks nothing else) contends for it, so the
+      // order of the two locks inside the statement cannot close a cycle.
+      const rows = await ex.all<TaskRow & { leader_epoch: number | null }>(
+        `WITH l AS (SELECT epoch FROM leader WHERE id = 'scheduler' FOR SHARE) SELECT ${TASK_STATE_COLUMNS}, ` +
+          '(SELECT epoch FROM l) AS leader_epoch FROM tasks WHERE id = ANY(?) ORDER BY id FOR UPDATE',
+        [taskIds],
+      );
+      const current = rows.length > 0 ? rows[0]!.leader_epoch : await leaderEpoch();
+      checkEpoch(current === null ? null : Number(current));
+      taskRows = rows;
+    } else {
+      if (ctx.epoch !== null) checkEpoch(await leaderEpoch());
+      if (plan.length === 0) return { runs: [], rejected: [] };
+      taskRows = await this.lockTaskStates(ex, taskIds);
     }
     if (plan.length === 0) return { runs: [], rejected: [] };
-    const tasks = new Map(
-      (
-        await this.lockTaskStates(
-          ex,
-          plan.map((d) => d.taskId),
-        )
-      ).map((t) => [Number(t.id), t]),
-    );
+    const tasks = new Map(taskRows.map((t) => [Number(t.id), t]));
     const workerIds = [...new Set(plan.map((d) => d.workerId))].sort();
     // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
     const workers = new Map(
