@@ -176,6 +176,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   await bus.start();
   // The control loops run only on the leader; every replica serves the API and the workers.
   let loopsRunning = false;
+  let closed = false;
   leadership.onChange((leader) => {
     if (leader && !loopsRunning) {
       loopsRunning = true;
@@ -186,7 +187,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       occurrences?.start();
     } else if (!leader && loopsRunning) {
       loopsRunning = false;
-      log.warn('this replica lost scheduling leadership');
+      // Stepping down on close is expected; losing the lease while running is worth a warning.
+      if (closed) log.info('this replica stepped down as scheduling leader (shutting down)');
+      else log.warn('this replica lost scheduling leadership');
       void scheduler?.stop();
       monitor.stop();
       notifier.stop();
@@ -195,7 +198,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   await leadership.start();
 
-  let closed = false;
   return {
     url,
     port: addr.port,
