@@ -88,6 +88,13 @@ function prepare(db: Database.Database, sql: string): Prepared {
 const BUSY_GAP_MS = 2;
 /** How long a busy server lets transactions gather before the next group commit (ms). */
 const COMMIT_DELAY_MS = 1;
+/**
+ * The delay applies only after a flush of at least this many transactions. A request's write and the
+ * scheduling pass it kicked (a worker's report, a submit) always share a flush: two transactions are one
+ * request's work, and a worker waiting on that answer is a serial pipeline that waiting only slows down
+ * (the throughput drain: 9,300 -> 11,400 completions/s without that wait).
+ */
+const COMMIT_DELAY_MIN_BATCH = 3;
 /** How often the PostgreSQL clock offset is measured again, ms. */
 const CLOCK_REFRESH_MS = 5000;
 
@@ -202,12 +209,12 @@ export class SqliteBackend implements Backend {
 
   // Like PostgreSQL's commit_delay: when commits come back to back (a busy server), wait a moment so that
   // the next flush gathers more transactions behind one fsync; an idle server flushes at once.
-  // A serial pipeline (one transaction at a time) gains nothing from waiting, so the delay applies only when
-  // the last flush already carried several transactions.
+  // A serial pipeline (one request at a time) gains nothing from waiting, so the delay applies only when
+  // the last flush already carried the work of several requests (COMMIT_DELAY_MIN_BATCH).
   private lastFlushAt = 0;
   private lastFlushSize = 0;
   private scheduleFlush(): void {
-    if (this.lastFlushSize > 1 && performance.now() - this.lastFlushAt < BUSY_GAP_MS) setTimeout(() => void this.flush(), COMMIT_DELAY_MS);
+    if (this.lastFlushSize >= COMMIT_DELAY_MIN_BATCH && performance.now() - this.lastFlushAt < BUSY_GAP_MS) setTimeout(() => void this.flush(), COMMIT_DELAY_MS);
     else setImmediate(() => void this.flush());
   }
 
