@@ -214,7 +214,8 @@ export class SqliteBackend implements Backend {
   private lastFlushAt = 0;
   private lastFlushSize = 0;
   private scheduleFlush(): void {
-    if (this.lastFlushSize >= COMMIT_DELAY_MIN_BATCH && performance.now() - this.lastFlushAt < BUSY_GAP_MS) setTimeout(() => void this.flush(), COMMIT_DELAY_MS);
+    if (this.lastFlushSize >= COMMIT_DELAY_MIN_BATCH && performance.now() - this.lastFlushAt < BUSY_GAP_MS)
+      setTimeout(() => void this.flush(), COMMIT_DELAY_MS);
     else setImmediate(() => void this.flush());
   }
 
