@@ -46,9 +46,7 @@ export function createPostgresStore(opts: PostgresStoreOptions): KyselyStore {
     max: opts.maxConnections ?? 10,
     types: types as unknown as pg.CustomTypesConfig,
     // A hung statement or a transaction left open must not hold row locks (and the leader row) forever.
-    // Prepared statements (below) are planned for each call's values: a generic plan made while the queue
-    // was small (a sort of the whole table for the candidate walk) could otherwise outlive its growth.
-    options: `-c search_path=${schema} -c statement_timeout=${Math.max(0, Math.floor(opts.statementTimeoutMs ?? 30_000))} -c idle_in_transaction_session_timeout=60000 -c plan_cache_mode=force_custom_plan`,
+    options: `-c search_path=${schema} -c statement_timeout=${Math.max(0, Math.floor(opts.statementTimeoutMs ?? 30_000))} -c idle_in_transaction_session_timeout=60000`,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
     idleTimeoutMillis: 30_000,
     // Notice a dead peer (a cut network, a crashed host) on idle connections.
@@ -76,7 +74,11 @@ const DATA_STATEMENT = /^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;
  * Runs the store's statements as named prepared statements on this connection. The store sends each
  * statement's text with `$n` placeholders and never splices values into it (lists are array parameters),
  * so a text recurs exactly: parsing it once per connection removes a fixed cost from every round trip (the
- * placement and report statements are long CTE chains over unnest()). Kysely calls
+ * placement and report statements are long CTE chains over unnest()). PostgreSQL then plans each statement
+ * for its first five calls' values and keeps a generic plan only where it costs no more than those did: the
+ * writes go generic (no planning per call), while the candidate walk keeps a plan per call, because with
+ * its LIMIT unknown a generic plan looks dearer than the index walk it gets for a window of 64 (seen in
+ * pg_stat_statements: as many plans as calls). The store's ANALYZE after a burst invalidates cached plans. Kysely calls
  * query(text, values); pg prepares a named query on first use per connection.
  */
 function prepareOnThis(client: pg.PoolClient): void {
