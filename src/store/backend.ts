@@ -266,7 +266,10 @@ function toPg(sql: string): string {
   return out;
 }
 
-const RETRYABLE_PG = new Set(['40P01', '40001']); // deadlock detected, serialization failure
+// Deadlock detected, serialization failure, and feature_not_supported: the one the store can meet is "cached
+// plan must not change result type", when another replica's migration reshaped a table under a prepared
+// statement; postgres.ts then stops preparing such statements, so the rerun succeeds.
+const RETRYABLE_PG = new Set(['40P01', '40001', '0A000']);
 
 export class PostgresBackend implements Backend {
   readonly kind = 'postgres';

@@ -69,6 +69,19 @@ const statementNames = new Map<string, string>();
 const MAX_NAMED = 1000;
 /** Only data statements: DDL, session commands and transaction control run as they are. */
 const DATA_STATEMENT = /^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;
+/**
+ * `*` in a select or RETURNING list: such a statement's row shape follows the table's columns, and a
+ * prepared one fails with "cached plan must not change result type" (SQLSTATE 0A000) once another replica's
+ * migration adds a column, while rolling upgrades promise that old replicas ignore new columns. So after
+ * the first such failure this process runs them unnamed (parsed afresh, in the new shape): a statement of
+ * its own is rerun at once, one inside a transaction fails it with a code the store retries.
+ */
+const STAR_LIST = /(?:^|[\s,])(?:\w+\.)?\*(?=[\s,)]|$)/;
+/** `SELECT * FROM unnest(…)` (the batched writes): its shape is the parameters', not a table's. */
+const STAR_OF_UNNEST = /SELECT \* FROM unnest\(/g;
+const tableShaped = (sql: string) => STAR_LIST.test(sql.replace(STAR_OF_UNNEST, 'SELECT v FROM unnest('));
+const SHAPE_CHANGED = '0A000';
+let reshaped = false;
 
 /**
  * Runs the store's statements as named prepared statements on this connection. The store sends each
@@ -78,19 +91,27 @@ const DATA_STATEMENT = /^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;
  * for its first five calls' values and keeps a generic plan only where it costs no more than those did: the
  * writes go generic (no planning per call), while the candidate walk keeps a plan per call, because with
  * its LIMIT unknown a generic plan looks dearer than the index walk it gets for a window of 64 (seen in
- * pg_stat_statements: as many plans as calls). The store's ANALYZE after a burst invalidates cached plans. Kysely calls
- * query(text, values); pg prepares a named query on first use per connection.
+ * pg_stat_statements: as many plans as calls). The store's ANALYZE after a burst invalidates cached plans.
+ * Kysely calls query(text, values); pg prepares a named query on first use per connection.
  */
 function prepareOnThis(client: pg.PoolClient): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   (client as { query: unknown }).query = (config: unknown, values?: unknown, cb?: unknown) => {
-    if (typeof config === 'string' && Array.isArray(values) && DATA_STATEMENT.test(config)) {
+    if (typeof config === 'string' && Array.isArray(values) && cb === undefined && DATA_STATEMENT.test(config)) {
       let name = statementNames.get(config);
       if (name === undefined && statementNames.size < MAX_NAMED) {
         name = `tsched_${statementNames.size}`;
         statementNames.set(config, name);
       }
-      if (name !== undefined) return query({ name, text: config, values }, cb);
+      const shaped = tableShaped(config);
+      if (name !== undefined && !(reshaped && shaped)) {
+        return (query({ name, text: config, values }) as Promise<unknown>).catch((e: { code?: string }) => {
+          if (e?.code !== SHAPE_CHANGED || !shaped) throw e;
+          reshaped = true;
+          if (client.getTransactionStatus() === 'I') return query(config, values);
+          throw e;
+        });
+      }
     }
     return query(config, values, cb);
   };
