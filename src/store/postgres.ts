@@ -18,9 +18,9 @@ export interface PostgresStoreOptions extends StoreOptions {
   /** How long to wait for a new connection before failing (the API then answers 503), ms; default 5000. */
   connectTimeoutMs?: number;
   /**
-   * Named prepared statements for the store's own statements (default true): each is parsed and planned
-   * once per connection instead of on every call. Turn off behind a pooler that cannot keep them (PgBouncer
-   * in transaction mode before 1.21).
+   * Named prepared statements for the store's own statements (default true): each is parsed once per
+   * connection instead of on every call, and planned once where PostgreSQL finds a generic plan as good.
+   * Turn off behind a pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
    */
   preparedStatements?: boolean;
 }
@@ -103,10 +103,10 @@ function prepareOnThis(client: pg.PoolClient): void {
         name = `tsched_${statementNames.size}`;
         statementNames.set(config, name);
       }
-      const shaped = tableShaped(config);
-      if (name !== undefined && !(reshaped && shaped)) {
+      // (tableShaped is asked only off the hot path: once reshaped, or on the error.)
+      if (name !== undefined && !(reshaped && tableShaped(config))) {
         return (query({ name, text: config, values }) as Promise<unknown>).catch((e: { code?: string }) => {
-          if (e?.code !== SHAPE_CHANGED || !shaped) throw e;
+          if (e?.code !== SHAPE_CHANGED || !tableShaped(config)) throw e;
           reshaped = true;
           if (client.getTransactionStatus() === 'I') return query(config, values);
           throw e;
