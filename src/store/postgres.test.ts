@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { submitBurst } from '../../test/helpers/burst.js';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
 import { normalizeTask } from '../domain/task-spec.js';
 import { createPostgresStore } from './postgres.js';
@@ -65,20 +66,14 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
     const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 1 });
     try {
       await store.migrate();
-      const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
       const now = Date.now();
-      for (let i = 0; i < 5; i++)
-        await store.submitTasks(
-          'u',
-          Array.from({ length: 1000 }, () => spec),
-          { now, actor: 'u' },
-        );
+      await submitBurst(store, now);
       // The store's own ANALYZE after the burst (off the request path) must have landed first.
       await new Promise((r) => setTimeout(r, 1000));
       for (let i = 0; i < 12; i++) expect(await store.loadCandidates(now + 1000, 64, now + 60_000)).toHaveLength(64);
       const [v] = await store.backend.read((ex) => ex.all<{ n: number }>("SELECT current_setting('server_version_num')::int AS n"));
-      // The walk returns whole task rows (`t.*`), so it runs unnamed and is planned for each call's values;
-      // if it is ever prepared, it must not go generic (pg_prepared_statements counts plans from 14 on).
+      // The walk is prepared like every statement; PostgreSQL must keep planning it for each call's values,
+      // never settle on a generic plan (pg_prepared_statements counts plans from 14 on).
       if (Number(v!.n) >= 140000) {
         const walks = await store.backend.read((ex) =>
           ex.all<{ generic_plans: number; custom_plans: number }>(

@@ -4,8 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { submitBurst } from '../../test/helpers/burst.js';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
-import { normalizeTask } from '../domain/task-spec.js';
 import { createPostgresStore } from './postgres.js';
 
 const pgUp = requireService('PostgreSQL (statistics refresh after a burst)', await postgresAvailable());
@@ -29,14 +29,8 @@ describe.runIf(pgUp)('PostgreSQL statistics after a burst of submits', () => {
     await client.connect();
     const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 4 });
     await store.migrate();
-    const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
     const now = Date.now();
-    for (let i = 0; i < 5; i++)
-      await store.submitTasks(
-        'u',
-        Array.from({ length: 1000 }, () => spec),
-        { now, actor: 'u' },
-      );
+    await submitBurst(store, now);
     // The refresh runs off the request path: give it a moment, far below autovacuum's one-minute naptime.
     const deadline = Date.now() + 10_000;
     let plan = await planOfCandidates(now);
