@@ -55,6 +55,19 @@ test('checkExactlyOnce names missing, duplicated and unexpected ids', () => {
   );
 });
 
+test('openLoop sleeps between sends instead of spinning', async () => {
+  const cpu0 = process.cpuUsage();
+  const t = performance.now();
+  const { total, errors } = await openLoop({ rate: 1000, durationMs: 500, send: async () => {} });
+  const wall = performance.now() - t;
+  const { user, system } = process.cpuUsage(cpu0);
+  assert.equal(total, 500);
+  assert.equal(errors.length, 0);
+  // A sender that polls the clock uses a whole core for the run; one that sleeps, a small share of it.
+  const share = (user + system) / 1000 / wall;
+  assert.ok(share < 0.5, `sender used ${(share * 100).toFixed(0)} % of a core`);
+});
+
 test('openLoop schedules by the clock: slow sends do not delay later ones', async () => {
   const scheduled = [];
   const sentAt = [];
