@@ -286,8 +286,8 @@ export class PostgresBackend implements Backend {
     this.kysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
     this.exec = PostgresBackend.execOf(this.kysely);
     this.group = new PgGroupCommit(
-      this.kysely,
-      PostgresBackend.execOf,
+      pool,
+      PostgresBackend.execOfClient,
       (fn) => this.txAlone(fn),
       (e) => RETRYABLE_PG.has((e as { code?: string }).code ?? ''),
     );
@@ -299,6 +299,22 @@ export class PostgresBackend implements Backend {
         if (!statementStats) return (await k.executeQuery(CompiledQuery.raw(toPg(sql), params))).rows as T[];
         const t0 = performance.now();
         const rows = (await k.executeQuery(CompiledQuery.raw(toPg(sql), params))).rows as T[];
+        countStatement(sql, performance.now() - t0);
+        return rows;
+      },
+    };
+  }
+
+  /**
+   * Over one pooled client, calling it at once: statements sent together (Promise.all) are pipelined.
+   * (Kysely's connection runs one statement at a time.)
+   */
+  private static execOfClient(client: pg.PoolClient): Exec {
+    return {
+      all: async <T>(sql: string, params: unknown[] = []) => {
+        if (!statementStats) return (await client.query(toPg(sql), params)).rows as T[];
+        const t0 = performance.now();
+        const rows = (await client.query(toPg(sql), params)).rows as T[];
         countStatement(sql, performance.now() - t0);
         return rows;
       },

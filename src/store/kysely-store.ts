@@ -159,6 +159,8 @@ const RUN_INSERT_COLUMNS = [
 export class KyselyStore implements Store {
   private readonly random: () => number;
   private lastPrune = 0;
+  /** Why the last scheduling pass placed nothing, if it skipped (PostgreSQL: whether to walk early). */
+  private lastPassSkipped: PassResult['skipped'] = null;
   /** Keeps PostgreSQL's statistics of the hot tables fresh through bursts (see stats-refresher.ts). */
   private readonly stats: StatsRefresher;
 
@@ -369,16 +371,19 @@ export class KyselyStore implements Store {
 
   /** Locks runs and their tasks in the global order (tasks first), for operations that end runs. */
   private async lockRunsWithTasks(ex: Exec, runIds: number[]): Promise<{ runs: Map<number, RunRow>; tasks: Map<number, TaskRow> }> {
-    // One statement finds and locks the tasks (a subquery, not a separate peek at the runs: one round trip less).
-    const tasks = new Map<number, TaskRow>();
-    for (const t of await this.selectIn<TaskRow>(
-      ex,
-      `SELECT ${TASK_STATE_COLUMNS} FROM tasks WHERE id IN (SELECT task_id FROM runs WHERE id IN`,
-      [...new Set(runIds)],
-      `) ORDER BY id${this.lock}`,
-    ))
-      tasks.set(Number(t.id), t);
-    const runs = new Map((await this.lockRuns(ex, runIds)).map((r) => [Number(r.id), r]));
+    // One statement finds and locks the tasks (a subquery, not a separate peek at the runs: one round trip
+    // less), and the run locks go out with it (pipelined on PostgreSQL), taken after the tasks'.
+    const [taskRows, runRows] = await Promise.all([
+      this.selectIn<TaskRow>(
+        ex,
+        `SELECT ${TASK_STATE_COLUMNS} FROM tasks WHERE id IN (SELECT task_id FROM runs WHERE id IN`,
+        [...new Set(runIds)],
+        `) ORDER BY id${this.lock}`,
+      ),
+      this.lockRuns(ex, runIds),
+    ]);
+    const tasks = new Map(taskRows.map((t) => [Number(t.id), t]));
+    const runs = new Map(runRows.map((r) => [Number(r.id), r]));
     return { runs, tasks };
   }
 
@@ -974,13 +979,16 @@ export class KyselyStore implements Store {
   // ---------------------------------------------------------------- resource manager
 
   private async workersWithLoad(ex: Exec, onlySchedulable: boolean): Promise<WorkerWithLoad[]> {
-    const workers = await ex.all<WorkerRow>(
-      onlySchedulable ? "SELECT * FROM workers WHERE state IN ('active','draining') ORDER BY id" : 'SELECT * FROM workers ORDER BY id',
-    );
-    // The owner rides along so that the scheduler can count each user's running share (DRF, quotas).
-    const live = await ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'> & { owner: string }>(
-      `SELECT r.id, r.task_id, r.worker_id, r.cpus, r.memory, r.ports, r.cap_at, t.owner FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.state IN ${LIVE} ORDER BY r.id`,
-    );
+    // Sent together: one round trip in a PostgreSQL batch (pipelined), or two connections for a read.
+    const [workers, live] = await Promise.all([
+      ex.all<WorkerRow>(
+        onlySchedulable ? "SELECT * FROM workers WHERE state IN ('active','draining') ORDER BY id" : 'SELECT * FROM workers ORDER BY id',
+      ),
+      // The owner rides along so that the scheduler can count each user's running share (DRF, quotas).
+      ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'> & { owner: string }>(
+        `SELECT r.id, r.task_id, r.worker_id, r.cpus, r.memory, r.ports, r.cap_at, t.owner FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.state IN ${LIVE} ORDER BY r.id`,
+      ),
+    ]);
     const byWorker = new Map<string, WorkerWithLoad>();
     const out = workers.map((w) => {
       const x: WorkerWithLoad = { ...workerFromRow(w), allocated: { cpus: 0, memory: 0, ports: [] }, live: [] };
@@ -1060,13 +1068,22 @@ export class KyselyStore implements Store {
 
   async schedulePass(q: PassQuery, planner: Planner, ctx: ApplyContext): Promise<PassResult> {
     const res = await this.backend.tx(async (ex): Promise<PassResult> => {
-      const skip = (skipped: PassResult['skipped']): PassResult => ({ skipped, tasks: [], runs: [], rejected: [] });
+      const skip = (skipped: PassResult['skipped']): PassResult => {
+        this.lastPassSkipped = skipped;
+        return { skipped, tasks: [], runs: [], rejected: [] };
+      };
+      // On PostgreSQL the candidate walk goes out with the snapshot reads (pipelined: one round trip for
+      // three) unless the last pass found every worker full, when it is likely wasted.
+      const early = this.backend.kind === 'postgres' && this.lastPassSkipped !== 'no_room';
+      const walk = early ? this.candidates(ex, ctx.now, q.limit, q.urgentBefore) : null;
+      walk?.catch(() => {}); // its error, if any, is met below or goes with the batch
       const workers = await this.workersWithLoad(ex, true);
       const active = workers.filter((w) => w.state === 'active');
       if (active.length === 0) return skip('no_workers');
       // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
       if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0)) return skip('no_room');
-      const tasks = await this.candidates(ex, ctx.now, q.limit, q.urgentBefore);
+      const tasks = await (walk ?? this.candidates(ex, ctx.now, q.limit, q.urgentBefore));
+      this.lastPassSkipped = tasks.length === 0 ? 'no_tasks' : null;
       if (tasks.length === 0) return skip('no_tasks');
       const decisions = planner({ workers, tasks });
       if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };
@@ -1091,46 +1108,56 @@ export class KyselyStore implements Store {
       return l ? Number(l.epoch) : null;
     };
     const taskIds = [...new Set(plan.map((d) => d.taskId))];
-    let taskRows: TaskRow[];
+    const workerIds = [...new Set(plan.map((d) => d.workerId))].sort();
+    // On PostgreSQL the clock rides along the worker sums (a row of its own), read once the worker rows are locked.
+    const clockRow = ctx.stampAtCommit && pg;
+    // The task locks, the worker locks and the workers' live runs are independent reads: sent together
+    // (pipelined on PostgreSQL, one round trip), they still run in this order, tasks before workers as
+    // everywhere else, and the sums are read after the worker rows are locked.
+    let tasksRead: Promise<Array<TaskRow & { leader_epoch?: number | null }>>;
     if (ctx.epoch !== null && pg && taskIds.length > 0) {
-      // The fencing check rides on the task locks: one round trip for both. The leader row is share-locked
-      // until commit either way; only the leader renewal (which locks nothing else) contends for it, so the
-      // order of the two locks inside the statement cannot close a cycle.
-      const rows = await ex.all<TaskRow & { leader_epoch: number | null }>(
+      // The fencing check rides on the task locks. The leader row is share-locked until commit either way;
+      // only the leader renewal (which locks nothing else) contends for it, so the order of the two locks
+      // inside the statement cannot close a cycle.
+      tasksRead = ex.all<TaskRow & { leader_epoch: number | null }>(
         `WITH l AS (SELECT epoch FROM leader WHERE id = 'scheduler' FOR SHARE) SELECT ${TASK_STATE_COLUMNS}, ` +
           '(SELECT epoch FROM l) AS leader_epoch FROM tasks WHERE id = ANY(?) ORDER BY id FOR UPDATE',
         [taskIds],
       );
-      const current = rows.length > 0 ? rows[0]!.leader_epoch : await leaderEpoch();
-      checkEpoch(current === null ? null : Number(current));
-      taskRows = rows;
     } else {
       if (ctx.epoch !== null) checkEpoch(await leaderEpoch());
       if (plan.length === 0) return { runs: [], rejected: [] };
-      taskRows = await this.lockTaskStates(ex, taskIds);
+      tasksRead = this.lockTaskStates(ex, taskIds);
+    }
+    const settled = await Promise.allSettled([
+      tasksRead,
+      // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
+      this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`),
+      // Summed here from the live runs (an index-only walk of runs_worker_load).
+      this.selectIn<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>(
+        ex,
+        `SELECT worker_id, cpus, memory, ports, NULL AS now FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
+        workerIds,
+        clockRow ? ` UNION ALL SELECT NULL, NULL, NULL, NULL, ${PG_NOW}` : '',
+      ),
+    ]);
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
+    const [taskRows, workerRows, liveRows] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+      Array<TaskRow & { leader_epoch?: number | null }>,
+      WorkerRow[],
+      Array<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>,
+    ];
+    if (ctx.epoch !== null && pg && taskIds.length > 0) {
+      const current = taskRows.length > 0 ? taskRows[0]!.leader_epoch : await leaderEpoch();
+      checkEpoch(current === null || current === undefined ? null : Number(current));
     }
     if (plan.length === 0) return { runs: [], rejected: [] };
     const tasks = new Map(taskRows.map((t) => [Number(t.id), t]));
-    const workerIds = [...new Set(plan.map((d) => d.workerId))].sort();
-    // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
-    const workers = new Map(
-      (await this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`)).map((w) => [
-        w.id,
-        w,
-      ]),
-    );
+    const workers = new Map(workerRows.map((w) => [w.id, w]));
     const used = new Map<string, { cpus: number; memory: number; ports: Set<number> }>();
     for (const id of workerIds) used.set(id, { cpus: 0, memory: 0, ports: new Set() });
-    // Summed here from the live runs (an index-only walk of runs_worker_load), in one round trip. On
-    // PostgreSQL the store's clock rides along (a row of its own), read now that the worker rows are locked.
-    const clockRow = ctx.stampAtCommit && this.backend.kind === 'postgres';
     let stamp: number | null = null;
-    for (const r of await this.selectIn<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>(
-      ex,
-      `SELECT worker_id, cpus, memory, ports, NULL AS now FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
-      workerIds,
-      clockRow ? ` UNION ALL SELECT NULL, NULL, NULL, NULL, ${PG_NOW}` : '',
-    )) {
+    for (const r of liveRows) {
       if (r.worker_id === null) {
         stamp = Number(r.now);
         continue;

@@ -102,6 +102,28 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     expect(tasks.map((t) => t.name).sort()).toEqual(['ok1', 'ok2']);
   });
 
+  it('statements an op sends together are pipelined, answered in order; a failure among them fails its op alone', async () => {
+    // The pool's connections pipeline: a statement goes out while the one before it still runs.
+    const client = await (store.backend as unknown as { pool: pg.Pool }).pool.connect();
+    expect(client.pipeline).toBe(true);
+    client.release();
+    const results = await settle([
+      // The second statement runs after the first on the server: it sees the row.
+      store.backend.tx((ex) => Promise.all([put(40)(ex), ex.all<{ k: number }>('SELECT k FROM gc WHERE k = 40')])),
+      // A duplicate key first: the statement after it is refused too (the transaction is aborted).
+      store.backend.tx((ex) => Promise.all([put(10)(ex), put(41)(ex)])),
+      store.backend.tx(put(42)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const [, seen] = (results[0] as PromiseFulfilledResult<[unknown, Array<{ k: number }>]>).value;
+    expect(seen.map((r) => Number(r.k))).toEqual([40]);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: '23505' });
+    const all = await keys();
+    expect(all).toContain(40);
+    expect(all).toContain(42);
+    expect(all).not.toContain(41);
+  });
+
   it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {
     const [, other] = await Promise.all([
       store.backend.tx((ex) => ex.all("SET LOCAL application_name = 'alone'"), { alone: true }),

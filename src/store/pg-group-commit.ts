@@ -12,8 +12,12 @@
 // One batch at a time: transactions then commit in the order they were queued, so a scheduling pass queued
 // right behind a write sees it (kickAfter) and shares its commit, as on SQLite. Two batches on two
 // connections could also lock rows in crossing orders; one batch cannot deadlock with itself.
+//
+// The batch runs on a pooled pg client of its own, not through Kysely's single-connection provider, which
+// runs one statement at a time: the connection is in pipeline mode (postgres.ts), so statements an op sends
+// together (independent reads under Promise.all) and the BEGIN before the first one share a round trip.
 
-import { CompiledQuery, type Kysely } from 'kysely';
+import type pg from 'pg';
 import type { Exec } from './backend.js';
 
 export interface QueuedTx {
@@ -34,14 +38,14 @@ export class PgGroupCommit {
   static stats = { tx: 0, batches: 0, splits: 0 };
 
   /**
-   * @param kysely the pool
-   * @param execOf an Exec over one connection
+   * @param pool the pool
+   * @param execOf an Exec over one pooled client
    * @param alone runs one function in a transaction of its own, rerun on deadlock
    * @param retryable whether a failed COMMIT left nothing behind and may be rerun
    */
   constructor(
-    private readonly kysely: Kysely<Record<string, never>>,
-    private readonly execOf: (k: Kysely<Record<string, never>>) => Exec,
+    private readonly pool: pg.Pool,
+    private readonly execOf: (c: pg.PoolClient) => Exec,
     private readonly alone: <T>(fn: (ex: Exec) => Promise<T>) => Promise<T>,
     private readonly retryable: (e: unknown) => boolean,
   ) {}
@@ -104,26 +108,13 @@ export class PgGroupCommit {
     const values: unknown[] = [];
     let r: Attempt;
     try {
-      r = await this.kysely.connection().execute(async (conn) => {
-        const ex = this.execOf(conn);
-        await conn.executeQuery(CompiledQuery.raw('BEGIN'));
-        for (const [index, op] of ops.entries()) {
-          try {
-            values.push(await op.fn(ex));
-          } catch {
-            // Its own error comes back when it runs again alone. A failed ROLLBACK (the connection lost)
-            // throws on: the pool drops the broken connection, and every op gets that error.
-            await conn.executeQuery(CompiledQuery.raw('ROLLBACK'));
-            return { ok: false, index };
-          }
-        }
-        try {
-          await conn.executeQuery(CompiledQuery.raw('COMMIT'));
-        } catch (error) {
-          return { ok: false, index: null, error };
-        }
-        return { ok: true };
-      });
+      const client = await this.pool.connect();
+      try {
+        r = await this.inTransaction(client, ops, values);
+      } finally {
+        // A client whose connection broke is discarded by the pool (it checks that it is still queryable).
+        client.release();
+      }
     } catch (error) {
       r = { ok: false, index: null, error };
     }
@@ -132,5 +123,31 @@ export class PgGroupCommit {
       for (const [i, op] of ops.entries()) op.resolve(values[i]);
     }
     return r;
+  }
+
+  private async inTransaction(client: pg.PoolClient, ops: QueuedTx[], values: unknown[]): Promise<Attempt> {
+    const ex = this.execOf(client);
+    // Pipelined with the first op's first statement. Should BEGIN fail, so does every statement sent after
+    // it on this connection (it is lost), and the batch fails as a whole below.
+    const begin = client.query('BEGIN');
+    begin.catch(() => {});
+    for (const [index, op] of ops.entries()) {
+      try {
+        values.push(await op.fn(ex));
+      } catch {
+        // Its own error comes back when it runs again alone. A failed ROLLBACK (the connection lost)
+        // throws on: the pool drops the broken connection, and every op gets that error.
+        await begin.catch(() => {});
+        await client.query('ROLLBACK');
+        return { ok: false, index };
+      }
+    }
+    try {
+      await begin;
+      await client.query('COMMIT');
+    } catch (error) {
+      return { ok: false, index: null, error };
+    }
+    return { ok: true };
   }
 }
