@@ -329,13 +329,40 @@ export class PostgresBackend implements Backend {
   private async txAlone<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.kysely.transaction().execute((trx) => fn(PostgresBackend.execOf(trx)));
+        return await this.onClient(fn);
       } catch (e) {
         // Lock-order cycles between replicas are rare but possible; the whole transaction is safe to rerun.
         const code = (e as { code?: string }).code;
         if (attempt < 5 && code && RETRYABLE_PG.has(code)) continue;
         throw e;
       }
+    }
+  }
+
+  /** One transaction on a pooled client of its own, pipelined like a group-commit batch (pg-group-commit.ts). */
+  private async onClient<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      // BEGIN goes out with fn's first statement: should it fail, the connection is lost, and so is all after it.
+      const begin = client.query('BEGIN');
+      begin.catch(() => {});
+      let out: T;
+      try {
+        out = await fn(PostgresBackend.execOfClient(client));
+        await begin;
+      } catch (e) {
+        await begin.catch(() => {});
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw e;
+      }
+      await client.query('COMMIT');
+      return out;
+    } finally {
+      // A client whose ROLLBACK failed is discarded; one whose connection broke the pool discards itself.
+      client.release(broken);
     }
   }
 
@@ -382,6 +409,8 @@ export class PostgresBackend implements Backend {
   }
 
   async close(): Promise<void> {
-    await this.kysely.destroy(); // ends the pool
+    // Kysely ends the pool only if it ever used it; transactions take their clients from the pool directly.
+    await this.kysely.destroy();
+    if (!this.pool.ending) await this.pool.end();
   }
 }

@@ -124,6 +124,30 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     expect(all).not.toContain(41);
   });
 
+  it('the next batch waits a turn: a follow-up queued a few promise hops after an answer joins the writes queued meanwhile', async () => {
+    const before = { ...PgGroupCommit.stats };
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const first = store.backend.tx(async (ex) => {
+      await put(50)(ex);
+      await gate;
+    });
+    // A write that arrives while the first batch runs (a submit), and one its answer leads to (the pass it kicked).
+    await new Promise((r) => setTimeout(r, 20));
+    const meanwhile = store.backend.tx(put(51));
+    const followUp = first.then(async () => {
+      for (let i = 0; i < 10; i++) await Promise.resolve();
+      return store.backend.tx(put(52));
+    });
+    open();
+    await Promise.all([first, meanwhile, followUp]);
+    expect(PgGroupCommit.stats.alone - before.alone).toBe(1); // the first, alone in its batch
+    expect(PgGroupCommit.stats.batches - before.batches).toBe(1); // the other two, together
+    expect(await keys()).toEqual(expect.arrayContaining([50, 51, 52]));
+  });
+
   it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {
     const [, other] = await Promise.all([
       store.backend.tx((ex) => ex.all("SET LOCAL application_name = 'alone'"), { alone: true }),

@@ -35,7 +35,8 @@ type Attempt = { ok: true } | { ok: false; index: number } | { ok: false; index:
 export class PgGroupCommit {
   private queue: QueuedTx[] = [];
   private flushing = false;
-  static stats = { tx: 0, batches: 0, splits: 0 };
+  /** tx: transactions answered; batches: shared transactions; alone: ops run in one of their own. */
+  static stats = { tx: 0, batches: 0, alone: 0, splits: 0 };
 
   /**
    * @param pool the pool
@@ -63,7 +64,14 @@ export class PgGroupCommit {
 
   private async flush(): Promise<void> {
     try {
-      while (this.queue.length > 0) await this.runInOrder(this.queue.splice(0, MAX_BATCH));
+      while (this.queue.length > 0) {
+        await this.runInOrder(this.queue.splice(0, MAX_BATCH));
+        // One turn of the event loop before the next batch: the answers just given queue their follow-ups
+        // (the scheduling pass that writes during this batch kicked) through many promise hops, and
+        // requests read meanwhile queue theirs; taken at once, the next batch would hold a write without
+        // the pass it kicked, and that pass would need a commit of its own.
+        await new Promise((r) => setImmediate(r));
+      }
     } finally {
       this.flushing = false;
       if (this.queue.length > 0) {
@@ -95,6 +103,7 @@ export class PgGroupCommit {
 
   private async runAlone(op: QueuedTx): Promise<void> {
     PgGroupCommit.stats.tx++;
+    PgGroupCommit.stats.alone++;
     try {
       op.resolve(await this.alone(op.fn));
     } catch (e) {
