@@ -746,14 +746,33 @@ export class KyselyStore implements Store {
 
   /** Submits without an idempotency key or a parent, in one INSERT of the tasks and one of their events. */
   private async submitPlain(ex: Exec, items: Array<{ owner: string; tasks: NewTask[]; opts: SubmitOptions }>): Promise<SubmitResult[]> {
-    const rows = await this.insertRows<TaskRow>(
-      ex,
-      'tasks',
-      TASK_INSERT_COLUMNS,
-      items.flatMap(({ owner, tasks, opts }) => tasks.map((t) => taskInsertValues(owner, t, opts.now))),
-      '*',
-    );
+    const values = items.flatMap(({ owner, tasks, opts }) => tasks.map((t) => taskInsertValues(owner, t, opts.now)));
     const total = items.reduce((n, i) => n + i.tasks.length, 0);
+    if (this.backend.kind === 'postgres') {
+      // One round trip: the submitted events are written by the same statement, matched to the new rows by
+      // position (ids are drawn in insertion order, as below).
+      const [insert] = await this.insertStatements(ex, 'tasks', TASK_INSERT_COLUMNS, values, '*');
+      const rows = await ex.all<TaskRow>(
+        `WITH t AS (${insert!.sql}), e AS (INSERT INTO events (task_id, run_id, at, actor, type, from_state, to_state, reason) ` +
+          "SELECT x.id, NULL, a.at, a.actor, 'task.submitted', NULL, x.status, NULL " +
+          'FROM (SELECT id, status, row_number() OVER (ORDER BY id) AS n FROM t) AS x ' +
+          'JOIN unnest(?::int8[], ?::text[]) WITH ORDINALITY AS a(at, actor, n) ON a.n = x.n) SELECT * FROM t',
+        [
+          ...insert!.params,
+          items.flatMap(({ tasks, opts }) => tasks.map(() => opts.now)),
+          items.flatMap(({ tasks, opts }) => tasks.map(() => opts.actor)),
+        ],
+      );
+      if (rows.length !== total) throw new TschedError('INTERNAL', `submit: ${rows.length} of ${total} tasks inserted`);
+      rows.sort((a, b) => Number(a.id) - Number(b.id));
+      let at = 0;
+      return items.map(({ tasks }) => {
+        const mine = rows.slice(at, at + tasks.length);
+        at += tasks.length;
+        return { tasks: mine.map(taskFromRow), replayed: false };
+      });
+    }
+    const rows = await this.insertRows<TaskRow>(ex, 'tasks', TASK_INSERT_COLUMNS, values, '*');
     if (rows.length !== total) throw new TschedError('INTERNAL', `submit: ${rows.length} of ${total} tasks inserted`);
     // Ids are drawn in insertion order: sorted, the rows follow the items.
     rows.sort((a, b) => Number(a.id) - Number(b.id));
