@@ -1159,12 +1159,18 @@ export class KyselyStore implements Store {
         workerIds,
         clockRow ? ` UNION ALL SELECT NULL, NULL, NULL, NULL, ${PG_NOW}` : '',
       ),
+      // PostgreSQL: the new runs' ids, drawn now so that the runs, the tasks pointing at them and their
+      // events are written by one statement below (ids of rejected decisions are skipped, as rollbacks do).
+      pg && plan.length > 0
+        ? ex.all<{ id: number }>("SELECT nextval(pg_get_serial_sequence('runs', 'id')) AS id FROM generate_series(1, ?::int)", [plan.length])
+        : Promise.resolve([]),
     ]);
     for (const r of settled) if (r.status === 'rejected') throw r.reason;
-    const [taskRows, workerRows, liveRows] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+    const [taskRows, workerRows, liveRows, drawnIds] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
       Array<TaskRow & { leader_epoch?: number | null }>,
       WorkerRow[],
       Array<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>,
+      Array<{ id: number }>,
     ];
     if (ctx.epoch !== null && pg && taskIds.length > 0) {
       const current = taskRows.length > 0 ? taskRows[0]!.leader_epoch : await leaderEpoch();
@@ -1273,15 +1279,28 @@ export class KyselyStore implements Store {
       });
     }
     const cols = RUN_INSERT_COLUMNS;
-    const ids = await this.insertRows<{ id: number; task_id: number }>(
-      ex,
-      'runs',
-      cols,
-      [...fresh.values()].map((r) => cols.map((c) => r[c])),
-      'id, task_id',
-    );
-    const runRows = ids.map(({ id, task_id }) => ({ ...fresh.get(Number(task_id))!, id: Number(id) }));
-    runRows.sort((a, b) => Number(a.id) - Number(b.id));
+    let runRows: RunRow[];
+    let runInserts: Stmt[] = [];
+    if (pg) {
+      const ids = drawnIds.map((r) => Number(r.id)).sort((a, b) => a - b);
+      runRows = [...fresh.values()].map((r, i) => ({ ...r, id: ids[i]! }));
+      runInserts = await this.insertStatements(
+        ex,
+        'runs',
+        ['id', ...cols],
+        runRows.map((r) => [r.id, ...cols.map((c) => r[c])]),
+      );
+    } else {
+      const ids = await this.insertRows<{ id: number; task_id: number }>(
+        ex,
+        'runs',
+        cols,
+        [...fresh.values()].map((r) => cols.map((c) => r[c])),
+        'id, task_id',
+      );
+      runRows = ids.map(({ id, task_id }) => ({ ...fresh.get(Number(task_id))!, id: Number(id) }));
+      runRows.sort((a, b) => Number(a.id) - Number(b.id));
+    }
     const events: EventIn[] = [];
     for (const r of runRows) {
       const task = tasks.get(Number(r.task_id))!;
@@ -1309,7 +1328,7 @@ export class KyselyStore implements Store {
         },
       );
     }
-    await this.writeAll(ex, [...this.taskSaves(accepted.map((x) => x.task)), ...(await this.eventInserts(ex, events))]);
+    await this.writeAll(ex, [...runInserts, ...this.taskSaves(accepted.map((x) => x.task)), ...(await this.eventInserts(ex, events))]);
     return { runs: runRows.map(runFromRow), rejected };
   }
 
