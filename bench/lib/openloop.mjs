@@ -3,7 +3,31 @@
 // the *scheduled* send time.
 
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
+
+// The clock runs in a thread of its own that sleeps until each send is due (Atomics.wait takes fractions of
+// a millisecond) and tells the main thread, whose event loop stays free to read responses. Polling the clock
+// on the main thread (setImmediate) burned a core of its own at 1,000/s, taken from the system measured on a
+// 2-core machine; sleeping there with timers (whole milliseconds) sent ~1 ms late on average.
+const TICKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { startAt, interval, total } = workerData;
+const nap = new Int32Array(new SharedArrayBuffer(4));
+const now = () => performance.timeOrigin + performance.now();
+let i = 0;
+while (i < total) {
+  const wait = startAt + i * interval - now();
+  if (wait > 0) {
+    Atomics.wait(nap, 0, 0, wait);
+    continue;
+  }
+  const t = now();
+  let j = i + 1;
+  while (j < total && startAt + j * interval <= t) j++;
+  parentPort.postMessage(j);
+  i = j;
+}
+`;
 
 /**
  * Fire `send(i, scheduledAt)` for i = 0..total-1 at `rate` per second, without awaiting each send.
@@ -16,28 +40,27 @@ export async function openLoop({ rate, durationMs, send, startDelayMs = 20 }) {
   const pending = [];
   const errors = [];
   let i = 0;
-  while (i < total) {
-    const now = performance.now();
-    while (i < total && t0 + i * interval <= now) {
-      const k = i;
-      const scheduledAt = t0 + k * interval;
-      pending.push(
-        Promise.resolve()
-          .then(() => send(k, scheduledAt))
-          .catch((err) => {
-            errors.push(err);
-          }),
-      );
-      i++;
-    }
-    if (i >= total) break;
-    const wait = t0 + i * interval - performance.now();
-    // setTimeout has ~1 ms granularity: sleep only when the next send is far enough away.
-    // Sleep, never spin: a sender that polls with setImmediate burns a core of its own (78 % of one at
-    // 1,000/s), stolen from the system measured on this 2-core machine. Timers fire in whole ms, so a send
-    // may go out up to ~1 ms late; that lateness counts in the latency, the same for every system.
-    await sleep(Math.max(1, wait - 1));
-  }
+  const ticker = new Worker(TICKER, { eval: true, workerData: { startAt: performance.timeOrigin + t0, interval, total } });
+  await new Promise((resolve, reject) => {
+    ticker.on('message', (upTo) => {
+      for (; i < upTo; i++) {
+        const k = i;
+        const scheduledAt = t0 + k * interval;
+        pending.push(
+          Promise.resolve()
+            .then(() => send(k, scheduledAt))
+            .catch((err) => {
+              errors.push(err);
+            }),
+        );
+      }
+      if (i >= total) resolve();
+    });
+    ticker.on('error', reject);
+    ticker.on('exit', (code) =>
+      i >= total ? resolve() : reject(new Error(`open-loop clock exited (${code}) after ${i} of ${total} sends`)),
+    );
+  });
   await Promise.all(pending);
   return { total, t0, errors };
 }
