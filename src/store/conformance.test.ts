@@ -790,6 +790,8 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     const withUrgent = await store.loadCandidates(T0, 2, T0 + 6000);
     expect(withUrgent.map((t) => t.id)).toEqual([ts[1]!.id, ts[2]!.id, ts[4]!.id]);
     expect((await store.loadCandidates(T0, 10, T0)).map((t) => t.id)).not.toContain(ts[3]!.id);
+    // A window larger than the queue holds every due task once, best first (the urgent one in its place).
+    expect((await store.loadCandidates(T0, 10, T0 + 6000)).map((t) => t.id)).toEqual([ts[1]!.id, ts[2]!.id, ts[0]!.id, ts[4]!.id]);
     expect(await store.nextDueAt()).toBe(T0);
   });
 

@@ -1053,6 +1053,32 @@ export class KyselyStore implements Store {
     // hide the in-time ones the planner serves first (lateDemotionMs).
     // The walks read ids only (they overlap: a task high in its band is often also urgent); each task's
     // whole row is then read once, under the first walk that found it.
+    if (this.backend.kind === 'sqlite') {
+      // A short queue (the usual case at a steady rate): when the first walk finds fewer than `limit` due
+      // tasks it has found them all, and the deadline walks can only find some of them again. On SQLite
+      // statements cost no round trip, so asking it alone first saves the union, its grouping and join
+      // (~100 of ~130 µs a pass with two tasks waiting); a full window still takes the statement below.
+      const ids = await ex.all<{ id: number }>(
+        "SELECT id FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
+        [now, limit],
+      );
+      if (ids.length < limit) {
+        const byId = new Map(
+          (
+            await this.selectIn<TaskRow>(
+              ex,
+              'SELECT * FROM tasks WHERE id IN',
+              ids.map((r) => Number(r.id)),
+            )
+          ).map((t) => [Number(t.id), t]),
+        );
+        // (A row gone between the two statements, should retention prune it, is simply left out.)
+        return ids.flatMap((r) => {
+          const t = byId.get(Number(r.id));
+          return t ? [taskFromRow(t)] : [];
+        });
+      }
+    }
     const rows = await ex.all<TaskRow & { walk: number }>(
       'SELECT c.walk, t.* FROM (SELECT MIN(walk) AS walk, id FROM (' +
         "SELECT * FROM (SELECT 0 AS walk, id FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?) AS best " +
