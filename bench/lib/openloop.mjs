@@ -40,7 +40,9 @@ export async function openLoop({ rate, durationMs, send, startDelayMs = 20 }) {
   const pending = [];
   const errors = [];
   let i = 0;
-  const ticker = new Worker(TICKER, { eval: true, workerData: { startAt: performance.timeOrigin + t0, interval, total } });
+  // Both threads read the same clock as timeOrigin + now(); each origin is rounded to a microsecond, so the
+  // thread starts 5 µs late rather than risk a send before its time.
+  const ticker = new Worker(TICKER, { eval: true, workerData: { startAt: performance.timeOrigin + t0 + 0.005, interval, total } });
   await new Promise((resolve, reject) => {
     ticker.on('message', (upTo) => {
       for (; i < upTo; i++) {
