@@ -286,8 +286,7 @@ export class PostgresBackend implements Backend {
     this.kysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
     this.exec = PostgresBackend.execOf(this.kysely);
     this.group = new PgGroupCommit(
-      pool,
-      PostgresBackend.execOfClient,
+      (fn) => this.onClient(fn),
       (fn) => this.txAlone(fn),
       (e) => RETRYABLE_PG.has((e as { code?: string }).code ?? ''),
     );
@@ -339,7 +338,10 @@ export class PostgresBackend implements Backend {
     }
   }
 
-  /** One transaction on a pooled client of its own, pipelined like a group-commit batch (pg-group-commit.ts). */
+  /**
+   * One transaction on a pooled client of its own, its statements pipelined (a group-commit batch, or one
+   * transaction of txAlone's). A failed ROLLBACK (the connection lost) is thrown instead of fn's error.
+   */
   private async onClient<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
@@ -353,9 +355,12 @@ export class PostgresBackend implements Backend {
         await begin;
       } catch (e) {
         await begin.catch(() => {});
-        await client.query('ROLLBACK').catch(() => {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackError) {
           broken = true;
-        });
+          throw rollbackError;
+        }
         throw e;
       }
       await client.query('COMMIT');

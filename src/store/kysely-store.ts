@@ -159,8 +159,8 @@ const RUN_INSERT_COLUMNS = [
 export class KyselyStore implements Store {
   private readonly random: () => number;
   private lastPrune = 0;
-  /** Why the last scheduling pass placed nothing, if it skipped (PostgreSQL: whether to walk early). */
-  private lastPassSkipped: PassResult['skipped'] = null;
+  /** Whether the last scheduling pass found every worker full (PostgreSQL: then the walk waits for room). */
+  private lastPassNoRoom = false;
   /** Keeps PostgreSQL's statistics of the hot tables fresh through bursts (see stats-refresher.ts). */
   private readonly stats: StatsRefresher;
 
@@ -1114,12 +1114,12 @@ export class KyselyStore implements Store {
   async schedulePass(q: PassQuery, planner: Planner, ctx: ApplyContext): Promise<PassResult> {
     const res = await this.backend.tx(async (ex): Promise<PassResult> => {
       const skip = (skipped: PassResult['skipped']): PassResult => {
-        this.lastPassSkipped = skipped;
+        this.lastPassNoRoom = skipped === 'no_room';
         return { skipped, tasks: [], runs: [], rejected: [] };
       };
       // On PostgreSQL the candidate walk goes out with the snapshot reads (pipelined: one round trip for
       // three) unless the last pass found every worker full, when it is likely wasted.
-      const early = this.backend.kind === 'postgres' && this.lastPassSkipped !== 'no_room';
+      const early = this.backend.kind === 'postgres' && !this.lastPassNoRoom;
       const walk = early ? this.candidates(ex, ctx.now, q.limit, q.urgentBefore) : null;
       walk?.catch(() => {}); // its error, if any, is met below or goes with the batch
       const workers = await this.workersWithLoad(ex, true);
@@ -1128,7 +1128,7 @@ export class KyselyStore implements Store {
       // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
       if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0)) return skip('no_room');
       const tasks = await (walk ?? this.candidates(ex, ctx.now, q.limit, q.urgentBefore));
-      this.lastPassSkipped = tasks.length === 0 ? 'no_tasks' : null;
+      this.lastPassNoRoom = false;
       if (tasks.length === 0) return skip('no_tasks');
       const decisions = planner({ workers, tasks });
       if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };

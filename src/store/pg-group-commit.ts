@@ -13,11 +13,11 @@
 // right behind a write sees it (kickAfter) and shares its commit, as on SQLite. Two batches on two
 // connections could also lock rows in crossing orders; one batch cannot deadlock with itself.
 //
-// The batch runs on a pooled pg client of its own, not through Kysely's single-connection provider, which
-// runs one statement at a time: the connection is in pipeline mode (postgres.ts), so statements an op sends
-// together (independent reads under Promise.all) and the BEGIN before the first one share a round trip.
+// The batch runs on a pooled pg client of its own (PostgresBackend.onClient), not through Kysely's
+// single-connection provider, which runs one statement at a time: the connection is in pipeline mode
+// (postgres.ts), so statements an op sends together (independent reads under Promise.all) and the BEGIN
+// before the first one share a round trip.
 
-import type pg from 'pg';
 import type { Exec } from './backend.js';
 
 export interface QueuedTx {
@@ -29,6 +29,11 @@ export interface QueuedTx {
 /** Most operations in one transaction: bounds how long the first one's row locks are held. */
 const MAX_BATCH = 200;
 
+/** Thrown inside a batch's transaction to roll it back and say which op failed. */
+class OpFailed {
+  constructor(readonly index: number) {}
+}
+
 /** The batch committed; or the op at `index` threw (rolled back); or the transaction itself failed. */
 type Attempt = { ok: true } | { ok: false; index: number } | { ok: false; index: null; error: unknown };
 
@@ -39,14 +44,12 @@ export class PgGroupCommit {
   static stats = { tx: 0, batches: 0, alone: 0, splits: 0 };
 
   /**
-   * @param pool the pool
-   * @param execOf an Exec over one pooled client
+   * @param once runs one function in one transaction on a connection of its own (pipelined), no retries
    * @param alone runs one function in a transaction of its own, rerun on deadlock
    * @param retryable whether a failed COMMIT left nothing behind and may be rerun
    */
   constructor(
-    private readonly pool: pg.Pool,
-    private readonly execOf: (c: pg.PoolClient) => Exec,
+    private readonly once: <T>(fn: (ex: Exec) => Promise<T>) => Promise<T>,
     private readonly alone: <T>(fn: (ex: Exec) => Promise<T>) => Promise<T>,
     private readonly retryable: (e: unknown) => boolean,
   ) {}
@@ -117,46 +120,26 @@ export class PgGroupCommit {
     const values: unknown[] = [];
     let r: Attempt;
     try {
-      const client = await this.pool.connect();
-      try {
-        r = await this.inTransaction(client, ops, values);
-      } finally {
-        // A client whose connection broke is discarded by the pool (it checks that it is still queryable).
-        client.release();
-      }
+      await this.once(async (ex) => {
+        for (const [index, op] of ops.entries()) {
+          try {
+            values.push(await op.fn(ex));
+          } catch {
+            // Its own error comes back when it runs again alone.
+            throw new OpFailed(index);
+          }
+        }
+      });
+      r = { ok: true };
     } catch (error) {
-      r = { ok: false, index: null, error };
+      // An op threw (rolled back); or BEGIN, ROLLBACK or COMMIT failed, or the connection did: every op's
+      // answer then, unless retryable (see runInOrder).
+      r = error instanceof OpFailed ? { ok: false, index: error.index } : { ok: false, index: null, error };
     }
     if (r.ok) {
       PgGroupCommit.stats.tx += ops.length;
       for (const [i, op] of ops.entries()) op.resolve(values[i]);
     }
     return r;
-  }
-
-  private async inTransaction(client: pg.PoolClient, ops: QueuedTx[], values: unknown[]): Promise<Attempt> {
-    const ex = this.execOf(client);
-    // Pipelined with the first op's first statement. Should BEGIN fail, so does every statement sent after
-    // it on this connection (it is lost), and the batch fails as a whole below.
-    const begin = client.query('BEGIN');
-    begin.catch(() => {});
-    for (const [index, op] of ops.entries()) {
-      try {
-        values.push(await op.fn(ex));
-      } catch {
-        // Its own error comes back when it runs again alone. A failed ROLLBACK (the connection lost)
-        // throws on: the pool drops the broken connection, and every op gets that error.
-        await begin.catch(() => {});
-        await client.query('ROLLBACK');
-        return { ok: false, index };
-      }
-    }
-    try {
-      await begin;
-      await client.query('COMMIT');
-    } catch (error) {
-      return { ok: false, index: null, error };
-    }
-    return { ok: true };
   }
 }
