@@ -1,25 +1,27 @@
-// The spawner helper against real processes: events in order, exec failures with their errno, output split
-// anywhere (even inside a UTF-8 character), and a helper that dies mid-run.
+// The spawner helper against real processes, for both builds (native and Perl): events in order, exec
+// failures with their errno, output split anywhere (even inside a UTF-8 character), and a helper that dies
+// mid-run. A build this machine cannot run is skipped with a notice, and fails the run under CI=true.
 
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Spawner, type SpawnRequest } from './spawner.js';
+import { NATIVE_SPAWNER, Spawner, type SpawnerKind, type SpawnRequest } from './spawner.js';
 
 let dir: string;
-let sp: Spawner | null;
 
 beforeAll(async () => {
   dir = await fsp.mkdtemp(join(tmpdir(), 'tsched-spawner-'));
-  sp = await Spawner.start();
-  if (!sp) console.warn('[worker tests] no perl here: the spawner helper is not tested (the executor uses Node spawn)');
 });
 
 afterAll(async () => {
-  await sp?.close();
   await fsp.rm(dir, { recursive: true, force: true });
 });
+
+const MISSING: Record<SpawnerKind, string> = {
+  native: `the native spawner helper is not built (${NATIVE_SPAWNER}; npm run build needs a C compiler)`,
+  perl: 'no perl here',
+};
 
 interface Seen {
   events: string[];
@@ -67,7 +69,22 @@ function run(s: Spawner, req: Partial<SpawnRequest> & { argv: string[] }): Promi
   });
 }
 
-describe('spawner helper', () => {
+describe.each(['native', 'perl'] as const)('spawner helper (%s)', (kind) => {
+  let sp: Spawner | null = null;
+  beforeAll(async () => {
+    sp = await Spawner.start(undefined, kind);
+    if (!sp && process.env.CI === 'true') throw new Error(`CI=true: ${MISSING[kind]}`);
+    if (!sp) console.warn(`[worker tests] SKIPPING the ${kind} spawner helper's tests: ${MISSING[kind]}`);
+  });
+  afterAll(async () => {
+    await sp?.close();
+  });
+
+  it('starts the build it was asked for', () => {
+    if (!sp) return;
+    expect(sp.kind).toBe(kind);
+  });
+
   it('runs a task in its own session and a directory it makes, with only the given env', async () => {
     if (!sp) return;
     const cwd = join(dir, 'made-here');
@@ -92,6 +109,85 @@ describe('spawner helper', () => {
     expect(r.fail).toMatch(/^ENOENT /);
   });
 
+  it("finds a bare command on the task's own PATH, not the worker's", async () => {
+    if (!sp) return;
+    const bin = join(dir, `bin-${kind}`);
+    await fsp.mkdir(bin);
+    await fsp.writeFile(join(bin, 'only-here'), '#!/bin/sh\necho found "$1"\n', { mode: 0o755 });
+    const ok = await run(sp, { argv: ['only-here', 'it'], env: { PATH: `${bin}:/usr/bin:/bin` } });
+    expect(ok.events).toEqual(['P', 'X', 'D']);
+    expect(ok.out).toBe('found it\n');
+    const missing = await run(sp, { argv: ['only-here'], env: { PATH: '/usr/bin:/bin' } });
+    expect(missing.fail).toMatch(/^ENOENT /);
+  });
+
+  it('fails a run whose cgroup or directory cannot be entered, naming it', async () => {
+    if (!sp) return;
+    const noCgroup = await run(sp, { argv: ['/bin/true'], procsFiles: [join(dir, 'no-such-cgroup', 'cgroup.procs')] });
+    expect(noCgroup.events).toEqual(['F', 'X', 'D']);
+    expect(noCgroup.fail).toContain('ECGROUP could not join cgroup');
+    expect(noCgroup.fail).toContain('no-such-cgroup');
+    expect(noCgroup.exit).toEqual({ code: 127, signal: null });
+    const file = join(dir, `a-file-${kind}`);
+    await fsp.writeFile(file, '');
+    const noDir = await run(sp, { argv: ['/bin/true'], cwd: join(file, 'run') });
+    expect(noDir.events).toEqual(['F', 'X', 'D']);
+    expect(noDir.fail).toMatch(/^ENOTDIR mkdir .*a-file-/);
+  });
+
+  it('ends a run whose escaped child keeps its output open a second or two after its exit', async () => {
+    if (!sp) return;
+    const t0 = Date.now();
+    let exitedAt = 0;
+    const r = await new Promise<Seen & { doneAt: number }>((resolve) => {
+      const seen = { events: [] as string[], pid: null, out: '', err: '', fail: null, exit: null, doneAt: 0 };
+      sp?.spawn(
+        {
+          runId: 7,
+          cwd: join(dir, `escape-${kind}`),
+          procsFiles: [],
+          env: { PATH: '/usr/bin:/bin' },
+          argv: ['/bin/sh', '-c', 'echo hi; sleep 5 & exit 0'],
+        },
+        {
+          onPid: () => seen.events.push('P'),
+          onFail: () => seen.events.push('F'),
+          onData: (_s, d) => {
+            seen.out += d;
+          },
+          onExit: () => {
+            seen.events.push('X');
+            exitedAt = Date.now();
+          },
+          onDone: () => {
+            seen.events.push('D');
+            seen.doneAt = Date.now();
+            resolve(seen);
+          },
+        },
+      );
+    });
+    expect(r.events).toEqual(['P', 'X', 'D']);
+    expect(r.out).toBe('hi\n');
+    expect(exitedAt - t0).toBeLessThan(1000);
+    expect(r.doneAt - exitedAt).toBeGreaterThanOrEqual(900);
+    expect(r.doneAt - exitedAt).toBeLessThan(4000);
+  });
+
+  it('runs many at once, each with its own output and exit code', async () => {
+    if (!sp) return;
+    const s = sp;
+    const all = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => run(s, { argv: ['/bin/sh', '-c', `echo out${i}; echo err${i} >&2; exit ${i % 7}`] })),
+    );
+    all.forEach((r, i) => {
+      expect(r.events).toEqual(['P', 'X', 'D']);
+      expect(r.out).toBe(`out${i}\n`);
+      expect(r.err).toBe(`err${i}\n`);
+      expect(r.exit).toEqual({ code: i % 7, signal: null });
+    });
+  });
+
   it('reports a signal death by name and keeps multi-byte characters whole', async () => {
     if (!sp) return;
     // 70 000 × "é" (2 bytes) crosses the helper's 64 KiB reads at an odd offset.
@@ -103,7 +199,7 @@ describe('spawner helper', () => {
   });
 
   it('ends the runs it held when it dies, and refuses new ones', async () => {
-    const own = await Spawner.start();
+    const own = await Spawner.start(undefined, kind);
     if (!own) return;
     let pid = 0;
     const ended = new Promise<Seen>((resolve) => {

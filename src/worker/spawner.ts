@@ -1,13 +1,17 @@
-// The spawner: one small long-lived Perl helper per shell executor that forks and execs runs on the worker's
-// behalf (script in spawner-script.ts). Why: Node's spawn forks the whole worker process (copying its page
-// tables) and blocks the event loop until the child has exec'd, and joining a cgroup took an extra /bin/sh
-// exec. The helper is ~5 MB, its child joins the run's cgroups itself and execs the task directly, and the
-// worker only writes a request into a pipe. Output, exec failures and exits come back as framed events.
-// When perl is missing, start() returns null and the executor uses Node's spawn.
+// The spawner: one small long-lived helper per shell executor that forks and execs runs on the worker's
+// behalf. Why: Node's spawn forks the whole worker process (copying its page tables) and blocks the event
+// loop until the child has exec'd, and joining a cgroup took an extra /bin/sh exec. The helper is small, its
+// child joins the run's cgroups itself and execs the task directly, and the worker only writes a request
+// into a pipe. Output, exec failures and exits come back as framed events.
+// Two builds speak the same protocol: the native one (spawner.c, built by `npm run build` when a C compiler
+// is present), and the Perl script (spawner-script.ts), which costs about twice the CPU per run. When
+// neither can start, start() returns null and the executor uses Node's spawn.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
+import { fileURLToPath } from 'node:url';
 import { SPAWNER_SCRIPT } from './spawner-script.js';
 
 export interface SpawnRequest {
@@ -40,6 +44,21 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, n]) => [n as number, name as NodeJS.Signals]),
 );
 
+/** Which helper runs: the native build, the Perl script, or (null from start) neither. */
+export type SpawnerKind = 'native' | 'perl';
+
+/** Where `npm run build` puts the native helper; the same path from src/worker and dist/worker. */
+export const NATIVE_SPAWNER = fileURLToPath(new URL('../../dist/native/tsched-spawner', import.meta.url));
+
+function nativeAvailable(): boolean {
+  try {
+    accessSync(NATIVE_SPAWNER, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 let perlOk: Promise<boolean> | null = null;
 /** Whether perl with POSIX and Errno runs here; asked once per process, without blocking the event loop. */
 function perlAvailable(): Promise<boolean> {
@@ -61,6 +80,7 @@ export class Spawner {
 
   private constructor(
     private readonly proc: ChildProcess,
+    readonly kind: SpawnerKind,
     private readonly onWarning?: (msg: string, err?: unknown) => void,
   ) {
     proc.stdout?.on('data', (d: Buffer) => this.parse(d));
@@ -69,11 +89,20 @@ export class Spawner {
     proc.once('error', (e) => this.died(`spawner helper failed: ${e.message}`));
   }
 
-  /** The helper, or null when this machine has no usable perl (then use Node's spawn). */
-  static async start(onWarning?: (msg: string, err?: unknown) => void): Promise<Spawner | null> {
-    if (process.platform !== 'linux' || process.env.TSCHED_NO_SPAWNER === '1' || !(await perlAvailable())) return null;
+  /**
+   * The helper: the native build when it was built, else the Perl script; null when neither can run here
+   * (then use Node's spawn). `only` asks for one of them (tests; TSCHED_SPAWNER=native|perl does the same).
+   */
+  static async start(onWarning?: (msg: string, err?: unknown) => void, only?: SpawnerKind): Promise<Spawner | null> {
+    if (process.platform !== 'linux' || process.env.TSCHED_NO_SPAWNER === '1') return null;
+    const want = only ?? (process.env.TSCHED_SPAWNER as SpawnerKind | undefined);
+    if (want !== 'perl' && nativeAvailable()) {
+      const proc = spawn(NATIVE_SPAWNER, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+      return new Spawner(proc, 'native', onWarning);
+    }
+    if (want === 'native' || !(await perlAvailable())) return null;
     const proc = spawn('perl', ['-e', SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
-    return new Spawner(proc, onWarning);
+    return new Spawner(proc, 'perl', onWarning);
   }
 
   /** The helper's pid. */
