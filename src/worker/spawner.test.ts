@@ -2,7 +2,7 @@
 // failures with their errno, output split anywhere (even inside a UTF-8 character), and a helper that dies
 // mid-run. A build this machine cannot run is skipped with a notice, and fails the run under CI=true.
 
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -196,6 +196,31 @@ describe.each(['native', 'perl'] as const)('spawner helper (%s)', (kind) => {
     });
     expect(r.out).toBe('é'.repeat(70000));
     expect(r.exit).toEqual({ code: null, signal: 'SIGTERM' });
+  });
+
+  it('removes run directories (the native build parks an untouched one for the next run) and no other', async () => {
+    if (!sp) return;
+    const parent = join(dir, `parent-${kind}`);
+    await fsp.mkdir(parent);
+    const first = join(parent, '1');
+    const a = await run(sp, { cwd: first, argv: ['/bin/true'] });
+    expect(a.exit).toEqual({ code: 0, signal: null });
+    const ino = (await fsp.stat(first)).ino;
+    expect(await sp.rmdir(first)).toBeNull();
+    expect(existsSync(first)).toBe(false);
+    const parked = (await fsp.readdir(parent)).filter((n) => n.startsWith('.tsched-free-'));
+    expect(parked.length).toBe(kind === 'native' ? 1 : 0);
+    const second = join(parent, '2');
+    const b = await run(sp, { cwd: second, argv: ['/bin/sh', '-c', 'ls -A; echo x > mine'] });
+    expect(b.out).toBe(''); // it starts empty
+    if (kind === 'native') expect((await fsp.stat(second)).ino).toBe(ino);
+    expect(await fsp.readdir(parent)).toEqual(['2']);
+    // One the task left files in, or changed, is not parked: the worker removes it itself.
+    expect(await sp.rmdir(second)).toBe('ENOTEMPTY');
+    await fsp.rm(join(second, 'mine'));
+    await fsp.chmod(second, 0o700);
+    expect(await sp.rmdir(second)).toBeNull();
+    expect(await fsp.readdir(parent)).toEqual([]); // removed, not parked
   });
 
   it('ends the runs it held when it dies, and refuses new ones', async () => {
