@@ -3,7 +3,7 @@
 // The agent, its executor and its processes are all real.
 
 import { spawn } from 'node:child_process';
-import { existsSync, promises as fsp, readdirSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -131,6 +131,12 @@ class FakeControlPlane {
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
+/** What the results spool holds: its active segment is emptied in place, not deleted, once all is acked. */
+function spooledBytes(workDir: string): number {
+  const dir = join(workDir, 'spool');
+  return readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+}
+
 async function waitFor(cond: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
@@ -192,7 +198,7 @@ describe('worker agent', () => {
     const resultIdx = cp.reports.findIndex((r) => r.results?.some((x) => x.runId === ok.runId));
     const lastLogIdx = cp.reports.map((r, i) => (r.logs?.some((l) => l.runId === ok.runId) ? i : -1)).reduce((a, b) => Math.max(a, b));
     expect(lastLogIdx).toBeLessThanOrEqual(resultIdx);
-    await waitFor(() => readdirSync(join(workDir, 'spool')).length === 0, 2000, 'spool emptied after acks');
+    await waitFor(() => spooledBytes(workDir) === 0, 2000, 'spool emptied after acks');
     expect(worker.running()).toBe(0);
   });
 
@@ -276,11 +282,11 @@ describe('worker agent', () => {
     cp.downUntil = 0;
     await waitFor(() => worker?.running() === 1 || cp.queue.length === 0, 3000, 'the assignment taken');
     cp.downUntil = Date.now() + 1500;
-    await waitFor(() => existsSync(join(workDir, 'spool')) && readdirSync(join(workDir, 'spool')).length > 0, 3000, 'a spool segment');
+    await waitFor(() => existsSync(join(workDir, 'spool')) && spooledBytes(workDir) > 0, 3000, 'a spooled result');
     const seg = readdirSync(join(workDir, 'spool'))[0] as string;
     expect(await fsp.readFile(join(workDir, 'spool', seg), 'utf8')).toContain(`"runId":${a.runId}`);
     await waitFor(() => cp.results.some((r) => r.runId === a.runId), 15_000, 'the result after the server came back');
-    await waitFor(() => readdirSync(join(workDir, 'spool')).length === 0, 2000, 'the spool emptied');
+    await waitFor(() => spooledBytes(workDir) === 0, 2000, 'the spool emptied');
   });
 
   it('on start, resends spooled results and kills what a previous life left behind', async () => {
@@ -307,7 +313,7 @@ describe('worker agent', () => {
     expect(existsSync(join(workDir, 'pids', '777'))).toBe(false);
     await waitFor(() => cp.results.some((r) => r.runId === 424242), 5000, 'the spooled result resent');
     expect(cp.results.find((r) => r.runId === 424242)).toEqual(old);
-    await waitFor(() => readdirSync(join(workDir, 'spool')).length === 0, 2000, 'the spool emptied');
+    await waitFor(() => spooledBytes(workDir) === 0, 2000, 'the spool emptied');
   });
 
   it('a pid record whose process is not that run’s is left alone (pid reuse)', async () => {

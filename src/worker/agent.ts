@@ -651,6 +651,7 @@ class Agent {
     await this.pollLoop?.catch(() => {});
     await Promise.all([...this.executors.values()].map((e) => e.close?.()));
     await this.cgroups?.close?.().catch(() => {});
+    await this.spool.close().catch(() => {});
     this.client.close();
     this.rss?.close();
   }
