@@ -156,6 +156,18 @@ const RUN_INSERT_COLUMNS = [
   'usage',
 ] as const satisfies ReadonlyArray<keyof RunRow>;
 
+/** Candidates in each walk's own order: the best walk by band, then start deadline; the deadline walks by start deadline. */
+function byWalkOrder(out: Array<{ walk: number; task: Task }>): Task[] {
+  out.sort(
+    (a, b) =>
+      a.walk - b.walk ||
+      (a.walk === 0 ? b.task.priority - a.task.priority : 0) ||
+      a.task.startDeadline - b.task.startDeadline ||
+      a.task.id - b.task.id,
+  );
+  return out.map((c) => c.task);
+}
+
 export class KyselyStore implements Store {
   private readonly random: () => number;
   private lastPrune = 0;
@@ -1054,30 +1066,33 @@ export class KyselyStore implements Store {
     // The walks read ids only (they overlap: a task high in its band is often also urgent); each task's
     // whole row is then read once, under the first walk that found it.
     if (this.backend.kind === 'sqlite') {
-      // A short queue (the usual case at a steady rate): when the first walk finds fewer than `limit` due
-      // tasks it has found them all, and the deadline walks can only find some of them again. On SQLite
-      // statements cost no round trip, so asking it alone first saves the union, its grouping and join
-      // (~100 of ~130 µs a pass with two tasks waiting); a full window still takes the statement below.
-      const ids = await ex.all<{ id: number }>(
+      // On SQLite statements cost no round trip, so the walks go one at a time and nothing is read twice.
+      // The walk in band order first: when it finds fewer than `limit` due tasks it has found them all (the
+      // deadline walks filter the same rows further; the usual case at a steady rate). When it is full, the
+      // two deadline walks add the ids it missed. Then each row is read once, by id. Against the one
+      // statement below this skips its union, grouping and join, and the band walk it would run again
+      // (~130 µs of a pass with two tasks waiting; 64-row windows: see docs/store.md).
+      const walkOf = new Map<number, number>();
+      const best = await ex.all<{ id: number }>(
         "SELECT id FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?",
         [now, limit],
       );
-      if (ids.length < limit) {
-        const byId = new Map(
-          (
-            await this.selectIn<TaskRow>(
-              ex,
-              'SELECT * FROM tasks WHERE id IN',
-              ids.map((r) => Number(r.id)),
-            )
-          ).map((t) => [Number(t.id), t]),
+      for (const r of best) walkOf.set(Number(r.id), 0);
+      if (best.length >= limit) {
+        const deadline = await ex.all<{ walk: number; id: number }>(
+          "SELECT 1 AS walk, id FROM (SELECT id FROM tasks WHERE status = 'waiting' AND start_deadline >= ? AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) " +
+            "UNION ALL SELECT 2 AS walk, id FROM (SELECT id FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?)",
+          [now, urgentBefore, now, limit, Math.min(now, urgentBefore), now, limit],
         );
-        // (A row gone between the two statements, should retention prune it, is simply left out.)
-        return ids.flatMap((r) => {
-          const t = byId.get(Number(r.id));
-          return t ? [taskFromRow(t)] : [];
-        });
+        for (const r of deadline) {
+          const id = Number(r.id);
+          const w = walkOf.get(id);
+          if (w === undefined || Number(r.walk) < w) walkOf.set(id, Number(r.walk));
+        }
       }
+      const rows = await this.selectIn<TaskRow>(ex, 'SELECT * FROM tasks WHERE id IN', [...walkOf.keys()]);
+      // (A row gone between the statements, should retention prune it, is simply left out.)
+      return byWalkOrder(rows.map((r) => ({ walk: walkOf.get(Number(r.id)) as number, task: taskFromRow(r) })));
     }
     const rows = await ex.all<TaskRow & { walk: number }>(
       'SELECT c.walk, t.* FROM (SELECT MIN(walk) AS walk, id FROM (' +
@@ -1087,16 +1102,7 @@ export class KyselyStore implements Store {
         ') AS w GROUP BY id) AS c JOIN tasks t ON t.id = c.id',
       [now, limit, now, urgentBefore, now, limit, Math.min(now, urgentBefore), now, limit],
     );
-    // Each walk's own order: the best walk by band, then start deadline; the deadline walks by start deadline.
-    const out = rows.map((r) => ({ walk: Number(r.walk), task: taskFromRow(r) }));
-    out.sort(
-      (a, b) =>
-        a.walk - b.walk ||
-        (a.walk === 0 ? b.task.priority - a.task.priority : 0) ||
-        a.task.startDeadline - b.task.startDeadline ||
-        a.task.id - b.task.id,
-    );
-    return out.map((c) => c.task);
+    return byWalkOrder(rows.map((r) => ({ walk: Number(r.walk), task: taskFromRow(r) })));
   }
 
   async nextDueAt(): Promise<number | null> {
