@@ -8,7 +8,7 @@
 // tiny /bin/sh wrapper without it): the task is inside before its first instruction, so nothing it forks
 // can escape.
 
-import { existsSync, promises as fsp, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, promises as fsp, mkdirSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunUsage } from '../domain/task.js';
 
@@ -64,19 +64,85 @@ interface V1Run {
   cpuQuota: number;
   /** oom_kill count seen at the end of the previous run (it cannot be reset). */
   oomBase: number;
+  /** Counter files kept open for the cgroup's pooled life (see CounterFile). */
+  files: Map<string, CounterFile>;
+}
+
+/**
+ * A cgroupfs counter file held open: a read is one pread at offset 0 (the kernel renders the value afresh
+ * for a read from the start), a write one pwrite, where readFileSync or writeFileSync cost an open, a stat
+ * and a close besides, and a path join in JS; a pooled cgroup serves thousands of runs. Not for
+ * cgroup.procs: on v1 an open file caches its pid list (for a second) across reads.
+ */
+class CounterFile {
+  private fd: number | null = null;
+  private failed = false;
+  private static readonly buf = Buffer.alloc(4096);
+  constructor(private readonly path: string) {}
+
+  private open(): number | null {
+    if (this.fd === null && !this.failed) {
+      try {
+        this.fd = openSync(this.path, 'r+');
+      } catch {
+        try {
+          this.fd = openSync(this.path, 'r');
+        } catch {
+          this.failed = true; // absent (memsw without swap accounting, say): reads null, writes no-op
+        }
+      }
+    }
+    return this.fd;
+  }
+
+  read(): string | null {
+    const fd = this.open();
+    if (fd === null) return null;
+    try {
+      const n = readSync(fd, CounterFile.buf, 0, CounterFile.buf.length, 0);
+      return CounterFile.buf.toString('latin1', 0, n);
+    } catch {
+      return null;
+    }
+  }
+
+  readNum(): number | null {
+    const text = this.read();
+    if (text === null) return null;
+    const n = Number(text.trim());
+    return Number.isFinite(n) ? n : null;
+  }
+
+  /** Writes a value; false when the file is absent or refused it. */
+  write(value: string): boolean {
+    const fd = this.open();
+    if (fd === null) return false;
+    try {
+      writeSync(fd, value, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+function counter(c: V1Run, dir: string, name: string): CounterFile {
+  const path = join(dir, name);
+  let f = c.files.get(path);
+  if (!f) {
+    f = new CounterFile(path);
+    c.files.set(path, f);
+  }
+  return f;
 }
 
 // cgroupfs files live in the kernel: synchronous reads and writes take microseconds, far less than a round
 // trip through libuv's thread pool.
-function readNumSync(file: string): number | null {
-  try {
-    const n = Number(readFileSync(file, 'utf8').trim());
-    return Number.isFinite(n) ? n : null;
-  } catch {
-    return null;
-  }
-}
-
 function readPidsSync(dir: string): number[] {
   try {
     return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
@@ -88,17 +154,15 @@ function readPidsSync(dir: string): number[] {
   }
 }
 
-function oomCount(memDir: string): number {
-  try {
-    for (const line of readFileSync(join(memDir, 'memory.oom_control'), 'utf8').split('\n')) {
+/** oom_kill of memory.oom_control (kernels without that counter: memory.failcnt, hitting the limit at all). */
+function oomCountOf(control: string | null, failcnt: () => number | null): number {
+  if (control !== null) {
+    for (const line of control.split('\n')) {
       const [k, v] = line.split(' ');
       if (k === 'oom_kill') return Number(v);
     }
-  } catch {
-    /* absent */
   }
-  // Kernels without the oom_kill counter: hitting the limit at all counts.
-  return readNumSync(join(memDir, 'memory.failcnt')) ?? 0;
+  return failcnt() ?? 0;
 }
 
 function trySync(f: () => void): void {
@@ -273,8 +337,14 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
     const memDir = mem ? join(mem.dir, leaf) : null;
     const cpuDir = cpu ? join(cpu.dir, leaf) : null;
     const acctDir = acct ? join(acct.dir, leaf) : cpuHasAcct ? cpuDir : null;
-    return { dirs, memDir, cpuDir, acctDir, memLimit: -1, cpuQuota: -1, oomBase: memDir ? oomCount(memDir) : 0 };
+    const c: V1Run = { dirs, memDir, cpuDir, acctDir, memLimit: -1, cpuQuota: -1, oomBase: 0, files: new Map() };
+    c.oomBase = runOom(c);
+    return c;
   };
+  const runOom = (c: V1Run): number =>
+    c.memDir
+      ? oomCountOf(counter(c, c.memDir, 'memory.oom_control').read(), () => counter(c, c.memDir as string, 'memory.failcnt').readNum())
+      : 0;
   const setLimits = (c: V1Run, limits: RunLimits) => {
     if (c.memDir) {
       const want = limits.memory > 0 ? limits.memory : -1;
@@ -297,7 +367,11 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
       }
     }
   };
-  const destroy = (c: V1Run) => removeDirs(c.dirs);
+  const destroy = (c: V1Run) => {
+    for (const f of c.files.values()) f.close();
+    c.files.clear();
+    return removeDirs(c.dirs);
+  };
 
   return {
     mode: 'cgroup-v1',
@@ -308,8 +382,8 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
       let c = pool.pop();
       if (c) {
         // Counters of the previous run: peak back to the current usage, CPU time to zero.
-        if (c.memDir) trySync(() => writeFileSync(join(c?.memDir as string, 'memory.max_usage_in_bytes'), '0'));
-        if (c.acctDir) trySync(() => writeFileSync(join(c?.acctDir as string, 'cpuacct.usage'), '0'));
+        if (c.memDir) counter(c, c.memDir, 'memory.max_usage_in_bytes').write('0');
+        if (c.acctDir) counter(c, c.acctDir, 'cpuacct.usage').write('0');
       } else c = fresh();
       try {
         setLimits(c, limits);
@@ -320,22 +394,28 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
       const run = c;
       const { dirs, memDir, acctDir } = run;
       let released = false;
+      // Set when killAll found the cgroup empty: once it is, nothing can enter it again but our next spawn.
+      let emptied = false;
       return {
         procsFiles: procsOf(dirs),
         pids: async () => [...new Set(dirs.flatMap(readPidsSync))],
         // Every process of the run joined all hierarchies, so one of them tells whether anything is left.
         killAll: async () => {
-          if (readPidsSync(dirs[0] as string).length === 0) return;
+          if (readPidsSync(dirs[0] as string).length === 0) {
+            emptied = true;
+            return;
+          }
           await killDirs(dirs, false);
+          emptied = readPidsSync(dirs[0] as string).length === 0;
         },
         async usage() {
-          const peak = memDir ? readNumSync(join(memDir, 'memory.max_usage_in_bytes')) : null;
-          const cpuNs = acctDir ? readNumSync(join(acctDir, 'cpuacct.usage')) : null;
+          const peak = memDir ? counter(run, memDir, 'memory.max_usage_in_bytes').readNum() : null;
+          const cpuNs = acctDir ? counter(run, acctDir, 'cpuacct.usage').readNum() : null;
           return { peakMemory: peak, cpuSeconds: cpuNs === null ? null : cpuNs / 1e9 };
         },
         async oomKilled() {
           if (!memDir) return false;
-          const n = oomCount(memDir);
+          const n = runOom(run);
           const fired = n > run.oomBase;
           run.oomBase = n;
           return fired;
@@ -343,9 +423,9 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
         async remove() {
           if (released) return;
           released = true;
-          const empty = readPidsSync(dirs[0] as string).length === 0;
+          const empty = emptied || readPidsSync(dirs[0] as string).length === 0;
           // Memory still charged (page cache the run left) would count against the next run: start afresh.
-          const charged = memDir ? (readNumSync(join(memDir, 'memory.usage_in_bytes')) ?? 0) : 0;
+          const charged = memDir ? (counter(run, memDir, 'memory.usage_in_bytes').readNum() ?? 0) : 0;
           if (empty && charged <= POOL_MAX_CHARGED && pool.length < POOL_MAX) pool.push(run);
           else await destroy(run);
         },

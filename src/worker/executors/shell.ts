@@ -213,9 +213,10 @@ export class ShellExecutor implements Executor {
 
         const { code, signal } = await proc.exited;
         const spawnError = proc.spawnError();
-        // Whatever the leader left behind in its group or cgroup dies with it.
-        if (pid !== undefined) killGroup(pid, 'SIGKILL');
+        // Whatever the leader left behind in its group or cgroup dies with it. The cgroup holds the whole
+        // group (and what left it); killing a group that is gone costs a thrown ESRCH per run.
         if (cg) await cg.killAll();
+        else if (pid !== undefined) killGroup(pid, 'SIGKILL');
         // Drain the pipes, but never wait on a process that escaped with our pipe open.
         await Promise.race([proc.closed, new Promise((r) => setTimeout(r, 1000).unref())]);
         proc.dropPipes();
