@@ -69,6 +69,28 @@ function run(s: Spawner, req: Partial<SpawnRequest> & { argv: string[] }): Promi
   });
 }
 
+describe('spawner helper start', () => {
+  it('falls back to the Perl helper, with a warning, when the native build does not run here', async () => {
+    const broken = join(dir, 'broken-spawner');
+    // Stands for a binary built against another C library: it exits before answering anything.
+    await fsp.writeFile(broken, '#!/bin/sh\necho "cannot load" >&2\nexit 1\n', { mode: 0o755 });
+    const warnings: string[] = [];
+    const sp = await Spawner.start((m) => warnings.push(m), undefined, broken);
+    if (!sp) {
+      if (process.env.CI === 'true') throw new Error('CI=true: no perl here');
+      console.warn('[worker tests] SKIPPING the fallback check: no perl here');
+      return;
+    }
+    try {
+      expect(sp.kind).toBe('perl');
+      expect(warnings).toEqual([expect.stringContaining('does not run here (EHELPER); using the Perl helper')]);
+    } finally {
+      await sp.close();
+    }
+    expect(await Spawner.start(undefined, 'native', broken)).toBeNull();
+  });
+});
+
 describe.each(['native', 'perl'] as const)('spawner helper (%s)', (kind) => {
   let sp: Spawner | null = null;
   beforeAll(async () => {

@@ -50,9 +50,12 @@ export type SpawnerKind = 'native' | 'perl';
 /** Where `npm run build` puts the native helper; the same path from src/worker and dist/worker. */
 export const NATIVE_SPAWNER = fileURLToPath(new URL('../../dist/native/tsched-spawner', import.meta.url));
 
-function nativeAvailable(): boolean {
+/** How long the native helper has to answer its first request before the Perl one is used instead. */
+const PROBE_TIMEOUT_MS = 5000;
+
+function nativeAvailable(path: string): boolean {
   try {
-    accessSync(NATIVE_SPAWNER, fsConstants.X_OK);
+    accessSync(path, fsConstants.X_OK);
     return true;
   } catch {
     return false;
@@ -93,12 +96,34 @@ export class Spawner {
    * The helper: the native build when it was built, else the Perl script; null when neither can run here
    * (then use Node's spawn). `only` asks for one of them (tests; TSCHED_SPAWNER=native|perl does the same).
    */
-  static async start(onWarning?: (msg: string, err?: unknown) => void, only?: SpawnerKind): Promise<Spawner | null> {
+  static async start(
+    onWarning?: (msg: string, err?: unknown) => void,
+    only?: SpawnerKind,
+    nativePath = NATIVE_SPAWNER,
+  ): Promise<Spawner | null> {
     if (process.platform !== 'linux' || process.env.TSCHED_NO_SPAWNER === '1') return null;
     const want = only ?? (process.env.TSCHED_SPAWNER as SpawnerKind | undefined);
-    if (want !== 'perl' && nativeAvailable()) {
-      const proc = spawn(NATIVE_SPAWNER, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-      return new Spawner(proc, 'native', onWarning);
+    if (want !== 'perl' && nativeAvailable(nativePath)) {
+      const proc = spawn(nativePath, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const sp = new Spawner(proc, 'native', onWarning);
+      // One answered request proves it runs here (a binary built against another C library would not
+      // even load): an rmdir of a path that cannot exist. Otherwise the Perl helper takes over.
+      sp.closing = true; // a helper that fails the probe is not a lost helper: no warning from died()
+      let timer: NodeJS.Timeout | undefined;
+      const answer = await Promise.race([
+        sp.rmdir(`/nonexistent-tsched-probe-${process.pid}/run`),
+        new Promise<string>((r) => {
+          timer = setTimeout(() => r('ETIMEDOUT'), PROBE_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (answer !== 'EHELPER' && answer !== 'ETIMEDOUT') {
+        sp.closing = false;
+        return sp;
+      }
+      onWarning?.(`the native spawner helper (${nativePath}) does not run here (${answer}); using the Perl helper`);
+      proc.kill('SIGKILL');
+      if (want === 'native') return null;
     }
     if (want === 'native' || !(await perlAvailable())) return null;
     const proc = spawn('perl', ['-e', SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
