@@ -53,6 +53,7 @@ export class PgBus implements Bus {
   private readonly subs: Array<(m: BusMessage) => void> = [];
   private pending = { kick: false, workers: new Set<string>(), logs: new Set<number>() };
   private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
   readonly stats = { published: 0, notifies: 0, received: 0, dropped: 0, reconnects: 0 };
 
   constructor(private readonly opts: PgBusOptions) {
@@ -123,8 +124,19 @@ export class PgBus implements Bus {
     return out;
   }
 
-  private async flush(): Promise<void> {
+  /**
+   * One flush at a time on the one connection: a flush that starts while another is still sending waits
+   * for it, then sends whatever is pending by then. Overlapping queries on a pg Client are queued with a
+   * deprecation warning by pg 8 (pg 9 refuses them); under load a new flush timer can fire mid-send.
+   */
+  private flush(): Promise<void> {
     this.flushTimer = undefined;
+    const next = this.flushing.then(() => this.send());
+    this.flushing = next.catch(() => {});
+    return next;
+  }
+
+  private async send(): Promise<void> {
     const { kick, workers, logs } = this.pending;
     this.pending = { kick: false, workers: new Set(), logs: new Set() };
     const payloads = PgBus.payloads(this.id, kick, [...workers], [...logs]);

@@ -126,6 +126,42 @@ describe.runIf(enabled)('PgBus', () => {
     for (const b of buses.splice(0)) await b.stop();
   });
 
+  it('sends one NOTIFY at a time when flushes overlap, each message once', async () => {
+    const schema = `tsched_it_${randomBytes(6).toString('hex')}`;
+    const a = new PgBus({ url: PG_URL, schema, coalesceMs: 1000 });
+    const b = new PgBus({ url: PG_URL, schema, coalesceMs: 1000 });
+    buses.push(a, b);
+    const gotB: BusMessage[] = [];
+    b.subscribe((m) => gotB.push(m));
+    await Promise.all([a.start(), b.start()]);
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      // Three flushes at once, as flush timers firing while a NOTIFY is still in flight do under load.
+      const flush = () => (a as unknown as { flush(): Promise<void> }).flush();
+      a.publish({ kind: 'workers', ids: ['w1'] });
+      const f1 = flush();
+      a.publish({ kind: 'workers', ids: ['w2'] });
+      const f2 = flush();
+      a.publish({ kind: 'logs', runIds: [5] });
+      const f3 = flush();
+      await Promise.all([f1, f2, f3]);
+      const heard = () => ({
+        workers: gotB.flatMap((m) => (m.kind === 'workers' ? m.ids : [])).sort(),
+        logs: gotB.flatMap((m) => (m.kind === 'logs' ? m.runIds : [])),
+      });
+      await until('b to hear every message', () => heard().workers.length >= 2 && heard().logs.length >= 1);
+      await sleep(50);
+      // Waiting flushes send what is pending when their turn comes: fewer NOTIFYs, nothing twice.
+      expect(heard()).toEqual({ workers: ['w1', 'w2'], logs: [5] });
+      expect(a.stats.notifies).toBeLessThanOrEqual(3);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((m) => m.includes('already executing a query'))).toEqual([]);
+  });
+
   it('delivers coalesced wake-ups to the other replicas only, and reconnects after its connection is killed', async () => {
     const schema = `tsched_it_${randomBytes(6).toString('hex')}`;
     const a = new PgBus({ url: PG_URL, schema, coalesceMs: 5 });
