@@ -58,14 +58,21 @@ interface V1Run {
   dirs: string[];
   memDir: string | null;
   cpuDir: string | null;
-  acctDir: string | null;
   /** What was last written (-1: unlimited), so that a reuse writes only what differs. */
   memLimit: number;
   cpuQuota: number;
   /** oom_kill count seen at the end of the previous run (it cannot be reset). */
   oomBase: number;
-  /** Counter files kept open for the cgroup's pooled life (see CounterFile). */
-  files: Map<string, CounterFile>;
+  /** Counter files kept open for the cgroup's pooled life (see CounterFile); null without their controller. */
+  counters: V1Counters;
+}
+
+interface V1Counters {
+  peak: CounterFile | null;
+  usage: CounterFile | null;
+  oomControl: CounterFile | null;
+  failcnt: CounterFile | null;
+  cpu: CounterFile | null;
 }
 
 /**
@@ -129,16 +136,6 @@ class CounterFile {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
   }
-}
-
-function counter(c: V1Run, dir: string, name: string): CounterFile {
-  const path = join(dir, name);
-  let f = c.files.get(path);
-  if (!f) {
-    f = new CounterFile(path);
-    c.files.set(path, f);
-  }
-  return f;
 }
 
 // cgroupfs files live in the kernel: synchronous reads and writes take microseconds, far less than a round
@@ -337,14 +334,20 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
     const memDir = mem ? join(mem.dir, leaf) : null;
     const cpuDir = cpu ? join(cpu.dir, leaf) : null;
     const acctDir = acct ? join(acct.dir, leaf) : cpuHasAcct ? cpuDir : null;
-    const c: V1Run = { dirs, memDir, cpuDir, acctDir, memLimit: -1, cpuQuota: -1, oomBase: 0, files: new Map() };
+    const file = (dir: string | null, name: string) => (dir ? new CounterFile(join(dir, name)) : null);
+    const counters: V1Counters = {
+      peak: file(memDir, 'memory.max_usage_in_bytes'),
+      usage: file(memDir, 'memory.usage_in_bytes'),
+      oomControl: file(memDir, 'memory.oom_control'),
+      failcnt: file(memDir, 'memory.failcnt'),
+      cpu: file(acctDir, 'cpuacct.usage'),
+    };
+    const c: V1Run = { dirs, memDir, cpuDir, memLimit: -1, cpuQuota: -1, oomBase: 0, counters };
     c.oomBase = runOom(c);
     return c;
   };
   const runOom = (c: V1Run): number =>
-    c.memDir
-      ? oomCountOf(counter(c, c.memDir, 'memory.oom_control').read(), () => counter(c, c.memDir as string, 'memory.failcnt').readNum())
-      : 0;
+    c.memDir ? oomCountOf(c.counters.oomControl?.read() ?? null, () => c.counters.failcnt?.readNum() ?? null) : 0;
   const setLimits = (c: V1Run, limits: RunLimits) => {
     if (c.memDir) {
       const want = limits.memory > 0 ? limits.memory : -1;
@@ -368,8 +371,7 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
     }
   };
   const destroy = (c: V1Run) => {
-    for (const f of c.files.values()) f.close();
-    c.files.clear();
+    for (const f of Object.values(c.counters)) f?.close();
     return removeDirs(c.dirs);
   };
 
@@ -382,8 +384,8 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
       let c = pool.pop();
       if (c) {
         // Counters of the previous run: peak back to the current usage, CPU time to zero.
-        if (c.memDir) counter(c, c.memDir, 'memory.max_usage_in_bytes').write('0');
-        if (c.acctDir) counter(c, c.acctDir, 'cpuacct.usage').write('0');
+        c.counters.peak?.write('0');
+        c.counters.cpu?.write('0');
       } else c = fresh();
       try {
         setLimits(c, limits);
@@ -392,7 +394,7 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
         throw e;
       }
       const run = c;
-      const { dirs, memDir, acctDir } = run;
+      const { dirs, memDir } = run;
       let released = false;
       // Set when killAll found the cgroup empty: once it is, nothing can enter it again but our next spawn.
       let emptied = false;
@@ -409,8 +411,8 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
           emptied = readPidsSync(dirs[0] as string).length === 0;
         },
         async usage() {
-          const peak = memDir ? counter(run, memDir, 'memory.max_usage_in_bytes').readNum() : null;
-          const cpuNs = acctDir ? counter(run, acctDir, 'cpuacct.usage').readNum() : null;
+          const peak = run.counters.peak?.readNum() ?? null;
+          const cpuNs = run.counters.cpu?.readNum() ?? null;
           return { peakMemory: peak, cpuSeconds: cpuNs === null ? null : cpuNs / 1e9 };
         },
         async oomKilled() {
@@ -425,7 +427,7 @@ async function detectV1(workerName: string): Promise<Cgroups | null> {
           released = true;
           const empty = emptied || readPidsSync(dirs[0] as string).length === 0;
           // Memory still charged (page cache the run left) would count against the next run: start afresh.
-          const charged = memDir ? (counter(run, memDir, 'memory.usage_in_bytes').readNum() ?? 0) : 0;
+          const charged = run.counters.usage?.readNum() ?? 0;
           if (empty && charged <= POOL_MAX_CHARGED && pool.length < POOL_MAX) pool.push(run);
           else await destroy(run);
         },
