@@ -89,6 +89,19 @@ describe('spawner helper start', () => {
     }
     expect(await Spawner.start(undefined, 'native', broken)).toBeNull();
   });
+
+  it('names TSCHED_SPAWNER and what it takes when its value is wrong, and starts the default', async () => {
+    const warnings: string[] = [];
+    process.env.TSCHED_SPAWNER = 'fast';
+    let sp: Spawner | null = null;
+    try {
+      sp = await Spawner.start((m) => warnings.push(m));
+    } finally {
+      delete process.env.TSCHED_SPAWNER;
+    }
+    await sp?.close();
+    expect(warnings).toContain('TSCHED_SPAWNER: expected native or perl, got "fast"; using the default (native when built, else perl)');
+  });
 });
 
 describe.each(['native', 'perl'] as const)('spawner helper (%s)', (kind) => {

@@ -102,7 +102,10 @@ export class Spawner {
     nativePath = NATIVE_SPAWNER,
   ): Promise<Spawner | null> {
     if (process.platform !== 'linux' || process.env.TSCHED_NO_SPAWNER === '1') return null;
-    const want = only ?? (process.env.TSCHED_SPAWNER as SpawnerKind | undefined);
+    const env = process.env.TSCHED_SPAWNER;
+    if (env !== undefined && env !== '' && env !== 'native' && env !== 'perl')
+      onWarning?.(`TSCHED_SPAWNER: expected native or perl, got "${env}"; using the default (native when built, else perl)`);
+    const want = only ?? (env === 'native' || env === 'perl' ? env : undefined);
     if (want !== 'perl' && nativeAvailable(nativePath)) {
       const proc = spawn(nativePath, [], { stdio: ['pipe', 'pipe', 'inherit'] });
       const sp = new Spawner(proc, 'native', onWarning);
