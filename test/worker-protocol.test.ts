@@ -123,6 +123,34 @@ describe('worker protocol: a report riding on a poll (real server)', () => {
     expect(await status(y!)).toBe('in_progress');
   });
 
+  it('a poll right after a report takes mailed work without a write, and never hands those runs out again', async () => {
+    const wid = await register('ride-5', 3);
+    const [x] = await submit(1, 'ride-5');
+    const first = await poll(wid, { max: 3, wait: 2000 });
+    expect(first.json.assignments.map((a: { taskId: number }) => a.taskId)).toEqual([x]);
+    // The report heartbeats: the polls just after it write nothing, and the delivered marks of what they
+    // take from the mail wait for the worker's next write.
+    const rep = await poll(wid, { max: 3, wait: 0, results: [ok(first.json.assignments[0])] });
+    expect(rep.json.results).toEqual([{ runId: first.json.assignments[0].runId, ok: true }]);
+    const take = async (wait: number) => {
+      const parked = poll(wid, { max: 3, wait });
+      await new Promise((r) => setTimeout(r, 150));
+      const [id] = await submit(1, 'ride-5');
+      return { id: id!, res: await parked };
+    };
+    const y = await take(3000);
+    expect(y.res.json.assignments.map((a: { taskId: number }) => a.taskId)).toEqual([y.id]);
+    // Its mark is not written yet; a plain poll must still not hand it out again.
+    const again = await poll(wid, { max: 3, wait: 0 });
+    expect(again.json.assignments).toEqual([]);
+    const z = await take(3000);
+    expect(z.res.json.assignments.map((a: { taskId: number }) => a.taskId)).toEqual([z.id]);
+    const done = await poll(wid, { max: 3, wait: 0, results: [...y.res.json.assignments, ...z.res.json.assignments].map(ok) });
+    expect(done.json.results.map((a: { ok: boolean }) => a.ok)).toEqual([true, true]);
+    expect(await status(y.id)).toBe('done');
+    expect(await status(z.id)).toBe('done');
+  });
+
   it('refuses a stale token item by item, and a malformed result by field, changing nothing', async () => {
     const wid = await register('ride-3', 1);
     const [id] = await submit(1, 'ride-3');

@@ -15,6 +15,7 @@ export class Wakeups {
   private anyWorker = new Set<Waiter>();
   private mail = new Map<string, Array<{ a: Assignment; at: number }>>();
   private mailed = new Map<string, number[]>();
+  private marking = new Map<string, Set<number>>();
   private takenFromStore = new Map<string, Set<number>>();
 
   /**
@@ -73,16 +74,43 @@ export class Wakeups {
     }, MAIL_TTL_MS).unref();
   }
 
-  /** Runs handed out from memory whose delivered mark is not written yet (a poll must not take them again). */
-  pendingMailed(workerId: string): number[] {
-    return this.mailed.get(workerId) ?? [];
+  /** How many assignments wait in this worker's mail (fresh or not): a bound for a look at the store. */
+  mailCount(workerId: string): number {
+    return this.mail.get(workerId)?.length ?? 0;
   }
 
-  /** Runs handed out from memory since the last call, for the store to mark delivered. */
+  /**
+   * Runs handed out from memory whose delivered mark is not committed yet, including marks a write is
+   * carrying now: a poll must not take them from the store again (it would wait on a write of its own to
+   * learn that they are gone).
+   */
+  pendingMailed(workerId: string): number[] {
+    const mailed = this.mailed.get(workerId) ?? [];
+    const marking = this.marking.get(workerId);
+    return marking ? [...mailed, ...marking] : mailed;
+  }
+
+  /** Runs handed out from memory since the last call, for a write to mark delivered; then call `marked`. */
   takeMailed(workerId: string): number[] {
     const ids = this.mailed.get(workerId) ?? [];
     this.mailed.delete(workerId);
+    if (ids.length > 0) {
+      const set = this.marking.get(workerId) ?? new Set<number>();
+      for (const id of ids) set.add(id);
+      this.marking.set(workerId, set);
+    }
     return ids;
+  }
+
+  /** The write carrying these marks has ended: committed, or not (then the next write carries them). */
+  marked(workerId: string, ids: number[], committed: boolean): void {
+    if (ids.length === 0) return;
+    const set = this.marking.get(workerId);
+    if (set) {
+      for (const id of ids) set.delete(id);
+      if (set.size === 0) this.marking.delete(workerId);
+    }
+    if (!committed) this.mailed.set(workerId, [...(this.mailed.get(workerId) ?? []), ...ids]);
   }
 
   /** Resolves when the worker is woken or the timeout passes; `signal` ends it early. */

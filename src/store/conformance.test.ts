@@ -623,6 +623,27 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     await expect(store.cancelTask(424242, null, { now: T0, actor: 'a', reason: '' })).rejects.toMatchObject({ code: 'TASK_NOT_FOUND' });
   });
 
+  it('looks at a worker in one read: its state, its first undelivered runs in order, its runs to cancel', async () => {
+    expect(await store.lookAtWorker('nobody', 5)).toEqual({ state: null, undelivered: [], cancel: [] });
+    const [a, b, c] = (await store.submitTasks('alice', [task(), task(), task()], { now: T0, actor: 'alice' })).tasks;
+    const { worker } = await store.registerWorker(workerReg('w1'), T0);
+    const res = await store.applyPlan(
+      [a!, b!, c!].map((t) => ({ taskId: t.id, workerId: worker.id, allocation: alloc(100, MB) })),
+      ctx(),
+    );
+    const ids = res.runs.map((r) => r.id).sort((x, y) => x - y);
+    expect(await store.lookAtWorker(worker.id, 5)).toEqual({ state: 'active', undelivered: ids, cancel: [] });
+    // The limit bounds the read; the first ids come back.
+    expect((await store.lookAtWorker(worker.id, 2)).undelivered).toEqual(ids.slice(0, 2));
+    // A delivered run is no longer undelivered; a cancelled task's live run is to be stopped.
+    await store.takeAssignments(worker.id, 1, T0);
+    await store.cancelTask(c!.id, null, { now: T0 + 10, actor: 'alice', reason: 'stop' });
+    const runOfC = res.runs.find((r) => r.taskId === c!.id)!.id;
+    expect(await store.lookAtWorker(worker.id, 5)).toEqual({ state: 'active', undelivered: ids.slice(1), cancel: [runOfC] });
+    await store.setWorkerState(worker.id, 'draining', T0 + 20);
+    expect((await store.lookAtWorker(worker.id, 5)).state).toBe('draining');
+  });
+
   it('cancels a running task: the run is asked to stop and keeps its resources until it reports', async () => {
     const { run, worker, task: t } = await placed();
     const c = await store.cancelTask(t.id, null, { now: T0 + 10, actor: 'alice', reason: 'stop' });

@@ -46,6 +46,7 @@ import type {
   SubmitResult,
   TaskQuery,
   TokenRecord,
+  WorkerLook,
   WorkerPollResult,
   WorkerReportInput,
   WorkerReportResult,
@@ -1563,6 +1564,38 @@ export class KyselyStore implements Store {
       ]),
     );
     return rows.map((r) => Number(r.id));
+  }
+
+  async lookAtWorker(workerId: string, undeliveredLimit: number): Promise<WorkerLook> {
+    if (this.backend.kind === 'postgres') {
+      // One round trip: a woken poll's three questions used to cost three.
+      const [w] = await this.backend.read((ex) =>
+        ex.all<{ state: WorkerState; undelivered: unknown[]; cancel: unknown[] }>(
+          'SELECT w.state, ' +
+            "ARRAY(SELECT id FROM runs WHERE worker_id = w.id AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?) AS undelivered, " +
+            `ARRAY(SELECT id FROM runs WHERE worker_id = w.id AND state IN ${LIVE} AND cancel_requested = 1 ORDER BY id) AS cancel ` +
+            'FROM workers w WHERE w.id = ?',
+          [undeliveredLimit, workerId],
+        ),
+      );
+      if (!w) return { state: null, undelivered: [], cancel: [] };
+      return { state: w.state, undelivered: w.undelivered.map(Number), cancel: w.cancel.map(Number) };
+    }
+    // SQLite reads are in-process: three plain statements (each walks its own index) cost less than one
+    // statement aggregating into JSON.
+    return this.backend.read(async (ex) => {
+      const [w] = await ex.all<{ state: WorkerState }>('SELECT state FROM workers WHERE id = ?', [workerId]);
+      if (!w) return { state: null, undelivered: [], cancel: [] };
+      const undelivered = await ex.all<{ id: number }>(
+        "SELECT id FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?",
+        [workerId, undeliveredLimit],
+      );
+      const cancel = await ex.all<{ id: number }>(
+        `SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1 ORDER BY id`,
+        [workerId],
+      );
+      return { state: w.state, undelivered: undelivered.map((r) => Number(r.id)), cancel: cancel.map((r) => Number(r.id)) };
+    });
   }
 
   async takeAssignments(workerId: string, max: number, now: number): Promise<Assignment[]> {

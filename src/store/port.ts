@@ -146,6 +146,13 @@ export interface HeartbeatResult {
   stateBefore: WorkerState;
 }
 
+/** See Store.lookAtWorker. */
+export interface WorkerLook {
+  state: WorkerState | null;
+  undelivered: number[];
+  cancel: number[];
+}
+
 export interface FinishResult {
   acks: ItemAck[];
   /** Tasks that changed status, for wake-ups and notifications. */
@@ -284,6 +291,12 @@ export interface Store {
   ): Promise<WorkerReportResult>;
   /** Live runs of this worker that must be stopped (cancel requested). Read-only: proves nothing about liveness. */
   pendingCancels(workerId: string): Promise<number[]>;
+  /**
+   * What a poll that does not heartbeat must know, in one read (one round trip on PostgreSQL): the worker's
+   * state (null: not registered), the ids of its first `undeliveredLimit` assigned runs not yet delivered
+   * (ascending), and its live runs whose cancel was requested (ascending).
+   */
+  lookAtWorker(workerId: string, undeliveredLimit: number): Promise<WorkerLook>;
   /** Assigned runs not yet delivered to this worker; marks them delivered. */
   takeAssignments(workerId: string, max: number, now: number): Promise<Assignment[]>;
   /** assigned → running. */

@@ -68,6 +68,21 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
     return w;
   };
 
+  /** Tells the mail when the write carrying a worker's delivered marks has ended (see Wakeups.marked). */
+  const marking = <T>(workerId: string, ids: number[], write: Promise<T>): Promise<T> => {
+    if (ids.length === 0) return write;
+    return write.then(
+      (v) => {
+        c.wakeups.marked(workerId, ids, true);
+        return v;
+      },
+      (e) => {
+        c.wakeups.marked(workerId, ids, false);
+        throw e;
+      },
+    );
+  };
+
   app.post(
     '/v1/workers/register',
     { schema: { summary: 'Register (or re-register) a worker', tags: ['worker protocol'], body: WorkerRegisterSchema } },
@@ -129,14 +144,6 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       const max = b.max ?? 100;
       const wait = Math.min(b.wait ?? 0, c.config.maxPollWaitMs);
       const carriesReport = Boolean(b.started?.length || b.logs?.length || b.results?.length);
-      // A poll that carries a report learns the worker's state from the report's heartbeat (one read fewer
-      // per cycle); a bare poll reads it first.
-      let state: WorkerState = carriesReport ? 'active' : (await mustWorker(id)).state;
-      let now = await c.now();
-      // A lost worker that speaks again (back from a partition or a pause) is active again: the heartbeat
-      // re-activates it. Its old runs already ended as lost, and their late results will be refused.
-      let wasLost = state === 'lost';
-      let takes = state === 'active' || wasLost;
       // Listen before looking, so that an assignment committed between the look and the wait still wakes us.
       // (A poll that carries a report never parks.)
       const w = wait > 0 && !carriesReport ? c.wakeups.waitWorker(id, wait) : null;
@@ -150,15 +157,41 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         );
         return list;
       };
-      /** Runs in the store not yet in hand: neither in this poll's mail nor handed out from memory before. */
-      const topUp = async () => {
-        if (
-          takes &&
-          assignments.length < max &&
-          (await c.store.hasUndelivered(id, [...inHand(assignments), ...c.wakeups.pendingMailed(id)]))
-        )
+      /** Takes what the store holds beyond what is in hand, if `beyond` says there is any. */
+      const topUp = async (beyond: (known: Set<number>) => boolean | Promise<boolean>) => {
+        if (!takes || assignments.length >= max) return;
+        const known = new Set([...inHand(assignments), ...c.wakeups.pendingMailed(id)]);
+        if (await beyond(known))
           assignments = merge(assignments, fromStore(await c.store.takeAssignments(id, max - assignments.length, now)));
       };
+      const inStore = (known: Set<number>) => c.store.hasUndelivered(id, [...known]);
+      // A look read at most `limit` ids: all of them known means there is none other only if it read fewer.
+      const seenBeyond = (l: { undelivered: number[]; limit: number }) => (known: Set<number>) =>
+        l.undelivered.some((r) => !known.has(r)) || (l.undelivered.length === l.limit && known.size >= l.limit);
+      /** One read for a poll that does not heartbeat: state, undelivered runs, cancels. */
+      const look = async () => {
+        const limit = c.wakeups.pendingMailed(id).length + c.wakeups.mailCount(id) + assignments.length + 1;
+        const l = await c.store.lookAtWorker(id, limit);
+        if (!l.state) throw new TschedError('WORKER_NOT_FOUND', `no worker ${id}; register again`);
+        return { ...l, state: l.state, limit };
+      };
+      // A poll that carries a report learns the worker's state from the report's heartbeat (one read fewer
+      // per cycle); a bare poll looks first.
+      let seen: Awaited<ReturnType<typeof look>> | null = null;
+      if (!carriesReport) {
+        try {
+          seen = await look();
+        } catch (e) {
+          w?.cancel();
+          throw e;
+        }
+      }
+      let state: WorkerState = seen ? seen.state : 'active';
+      let now = await c.now();
+      // A lost worker that speaks again (back from a partition or a pause) is active again: the heartbeat
+      // re-activates it. Its old runs already ended as lost, and their late results will be refused.
+      let wasLost = state === 'lost';
+      let takes = state === 'active' || wasLost;
       if (carriesReport) {
         // Report and poll in one request: the report is the heartbeat, and the pass its results kick rides
         // the same commit (SQLite); once that pass has ended, what it placed here is in the mail.
@@ -170,23 +203,23 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         state = wasLost ? 'active' : r.stateBefore;
         await r.passed;
         if (takes) assignments = c.wakeups.takeMail(id, max);
-        await topUp();
+        await topUp(inStore);
       } else {
-        const delivered = c.wakeups.takeMailed(id);
         if (takes) assignments = c.wakeups.takeMail(id, max);
         const last = beats.get(id) ?? 0;
-        if (!wasLost && delivered.length === 0 && Date.now() - last < BEAT_SKIP_MS) {
-          // Its report heartbeated a moment ago: spare the write, only look for cancels and undelivered runs.
-          hb = { acks: [], cancel: await c.store.pendingCancels(id) };
-          await topUp();
+        if (!wasLost && Date.now() - last < BEAT_SKIP_MS && seen) {
+          // Its report heartbeated a moment ago: spare the write; the look already read the cancels and
+          // the undelivered runs. Delivered marks wait for the worker's next write (its report of those
+          // runs, or a poll past BEAT_SKIP_MS): a write here would hold this poll for a commit before it
+          // parks, while the mail it would catch waits.
+          hb = { acks: [], cancel: seen.cancel };
+          await topUp(seenBeyond(seen));
         } else {
-          const polled = await c.store.workerPoll(
+          const delivered = c.wakeups.takeMailed(id);
+          const polled = await marking(
             id,
-            b.running ?? [],
-            takes ? max - assignments.length : 0,
-            now,
-            c.config.leaseMs,
             delivered,
+            c.store.workerPoll(id, b.running ?? [], takes ? max - assignments.length : 0, now, c.config.leaseMs, delivered),
           );
           beats.set(id, Date.now());
           hb = polled.heartbeat;
@@ -217,15 +250,16 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
           if (gone || req.raw.socket?.destroyed) break;
           // Listen again before looking, as above, in case this wake turns out to bring nothing.
           waiter = c.wakeups.waitWorker(id, Math.max(1, until - Date.now()));
-          state = (await mustWorker(id)).state;
+          // Not a heartbeat: the request proves the worker was alive when it was sent, not now (a paused or
+          // partitioned worker's poll can sit here), so only read what must be stopped.
+          const l = await look();
+          state = l.state;
           now = await c.now();
           if (state === 'active') {
             assignments = c.wakeups.takeMail(id, max);
-            await topUp();
+            await topUp(seenBeyond(l));
           }
-          // Not a heartbeat: the request proves the worker was alive when it was sent, not now (a paused or
-          // partitioned worker's poll can sit here), so only read what must be stopped.
-          hb.cancel.push(...(await c.store.pendingCancels(id)));
+          hb.cancel.push(...l.cancel);
           // A wake whose news another request of this worker already took (its report-and-poll got the
           // mail) parks again rather than answering empty-handed and costing the worker another round trip.
           if (assignments.length > 0 || hb.cancel.length > 0 || state !== 'active' || Date.now() >= until || gone) break;
@@ -250,6 +284,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
    * pass its results kicked has ended (at once when there were none).
    */
   async function report(id: string, b: WorkerReportBody, now: number) {
+    const delivered = c.wakeups.takeMailed(id);
     const pending = c.store.workerReport(
       id,
       {
@@ -261,11 +296,12 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
           usage: r.usage ?? { peakMemory: null, cpuSeconds: null },
         })),
         running: b.running ?? [],
-        delivered: c.wakeups.takeMailed(id),
+        delivered,
       },
       now,
       { leaseMs: c.config.leaseMs, maxLogBytesPerRun: c.config.maxLogBytesPerRun },
     );
+    marking(id, delivered, pending).catch(() => {});
     // Results free resources and may make retries due.
     const passed = b.results?.length ? c.kickAfter(pending) : Promise.resolve();
     const rep = await pending;
