@@ -778,7 +778,7 @@ export class KyselyStore implements Store {
       // One round trip: the submitted events are written by the same statement, matched to the new rows by
       // position (ids are drawn in insertion order, as below).
       const [insert] = await this.insertStatements(ex, 'tasks', TASK_INSERT_COLUMNS, values, '*');
-      const rows = await ex.all<TaskRow>(
+      const rows = await ex.last<TaskRow>(
         `WITH t AS (${insert!.sql}), e AS (INSERT INTO events (task_id, run_id, at, actor, type, from_state, to_state, reason) ` +
           "SELECT x.id, NULL, a.at, a.actor, 'task.submitted', NULL, x.status, NULL " +
           'FROM (SELECT id, status, row_number() OVER (ORDER BY id) AS n FROM t) AS x ' +
@@ -1445,16 +1445,25 @@ export class KyselyStore implements Store {
    * A heartbeat that also marks runs handed out from memory as delivered (see markDelivered). On PostgreSQL
    * the marks and the runs to cancel ride on the worker's update: one round trip for the three.
    */
-  private beat(workerId: string, runs: RunToken[], now: number, leaseMs: number, delivered: number[]): Promise<HeartbeatResult> {
+  private beat(
+    workerId: string,
+    runs: RunToken[],
+    now: number,
+    leaseMs: number,
+    delivered: number[],
+    endsOp = false,
+  ): Promise<HeartbeatResult> {
     return this.tx(async (ex) => {
       const pg = this.backend.kind === 'postgres';
+      // Ending its operation (a report) with no runs to check, the worker update is the op's last statement.
+      const update = pg && endsOp && runs.length === 0 ? ex.last.bind(ex) : ex.all.bind(ex);
       if (!pg) await this.markDelivered(ex, workerId, delivered);
       // A heartbeat proves the worker is alive: a worker marked lost by silence becomes active again.
       // cancel_requested is not changed below, and the marks touch other rows than what they read.
       // The state before the update comes back too (the poll route needs no read of its own): on PostgreSQL
       // every part of one statement sees the same snapshot, so the CTE reads the row as it was.
       const [before] = pg ? [] : await ex.all<{ state: WorkerState }>('SELECT state FROM workers WHERE id = ?', [workerId]);
-      const [w] = await ex.all<{ id: string; was?: WorkerState; cancel?: number[] }>(
+      const [w] = await update<{ id: string; was?: WorkerState; cancel?: number[] }>(
         pg
           ? "WITH d AS (UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id = ANY(?)), " +
               'o AS (SELECT state FROM workers WHERE id = ?) ' +
@@ -1534,7 +1543,7 @@ export class KyselyStore implements Store {
         const results = await this.finishRuns(r.results, now);
         // Delivered marks last: they matter only for runs still assigned, which nothing above ends or starts
         // without making the mark moot.
-        const running = await this.beat(workerId, r.running, now, opts.leaseMs, r.delivered ?? []);
+        const running = await this.beat(workerId, r.running, now, opts.leaseMs, r.delivered ?? [], true);
         return { started, logs, results, running };
       }),
     );

@@ -148,6 +148,47 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     expect(await keys()).toEqual(expect.arrayContaining([50, 51, 52]));
   });
 
+  it("an op's last statement lets the next op start behind it, before its answer; the next op still sees it", async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    let firstAnswered = false;
+    let nextStartedBeforeAnswer: boolean | null = null;
+    const [, seen] = await Promise.all([
+      store.backend.tx(async (ex) => {
+        await ex.last('INSERT INTO gc (k, v) VALUES (?, ?)', [60, 'x']);
+        firstAnswered = true;
+      }),
+      store.backend.tx((ex) => {
+        nextStartedBeforeAnswer = !firstAnswered;
+        return ex.all<{ k: number }>('SELECT k FROM gc');
+      }),
+    ]);
+    expect(nextStartedBeforeAnswer).toBe(true);
+    expect(seen.map((r) => Number(r.k))).toEqual([60]);
+  });
+
+  it('an op that throws after its last statement, or sends one after it, is rolled back alone', async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    const results = await settle([
+      store.backend.tx(async (ex) => {
+        await ex.last('INSERT INTO gc (k, v) VALUES (?, ?)', [70, 'x']);
+        throw new TschedError('TASK_NOT_FOUND', 'checked after the last statement');
+      }),
+      store.backend.tx(put(71)),
+      store.backend.tx(async (ex) => {
+        await ex.last('INSERT INTO gc (k, v) VALUES (?, ?)', [72, 'x']);
+        await put(73)(ex);
+      }),
+      // A duplicate key as the last statement: the op behind it, already sent, is refused with it and rerun.
+      store.backend.tx((ex) => ex.last('INSERT INTO gc (k, v) VALUES (?, ?)', [71, 'dup'])),
+      store.backend.tx(put(74)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'TASK_NOT_FOUND' });
+    expect(String((results[2] as PromiseRejectedResult).reason)).toMatch(/after the operation's last one/);
+    expect((results[3] as PromiseRejectedResult).reason).toMatchObject({ code: '23505' });
+    expect(await keys()).toEqual([71, 74]);
+  });
+
   it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {
     const [, other] = await Promise.all([
       store.backend.tx((ex) => ex.all("SET LOCAL application_name = 'alone'"), { alone: true }),

@@ -16,7 +16,10 @@
 // The batch runs on a pooled pg client of its own (PostgresBackend.onClient), not through Kysely's
 // single-connection provider, which runs one statement at a time: the connection is in pipeline mode
 // (postgres.ts), so statements an op sends together (independent reads under Promise.all) and the BEGIN
-// before the first one share a round trip.
+// before the first one share a round trip. Ops are pipelined too: once an op has sent its last statement
+// (Exec.last: a submit's insert, a report's worker update), the next op starts and its statements go out
+// behind it; they still run after it on the server, so the next op sees its writes. Nothing commits before
+// every op has answered, so an op may still throw after its last statement.
 
 import type { Exec } from './backend.js';
 
@@ -108,7 +111,8 @@ export class PgGroupCommit {
     PgGroupCommit.stats.tx++;
     PgGroupCommit.stats.alone++;
     try {
-      op.resolve(await this.alone(op.fn));
+      // The same rule as in a batch: nothing after an op's last statement.
+      op.resolve(await this.alone((ex) => op.fn(lastAware(ex, () => {}))));
     } catch (e) {
       op.reject(e);
     }
@@ -117,18 +121,37 @@ export class PgGroupCommit {
   /** One transaction for every op; on success answers them all after COMMIT. */
   private async attempt(ops: QueuedTx[]): Promise<Attempt> {
     PgGroupCommit.stats.batches++;
-    const values: unknown[] = [];
+    const values: unknown[] = new Array(ops.length);
     let r: Attempt;
     try {
       await this.once(async (ex) => {
+        // Each op runs until it has sent its last statement (Exec.last) or ended; the next one starts then,
+        // its statements pipelined behind. Nothing is committed before every op has ended.
+        const running: Array<Promise<void>> = [];
+        let failed = false;
         for (const [index, op] of ops.entries()) {
-          try {
-            values.push(await op.fn(ex));
-          } catch {
-            // Its own error comes back when it runs again alone.
-            throw new OpFailed(index);
-          }
+          let sentLast!: () => void;
+          const lastSent = new Promise<void>((res) => {
+            sentLast = res;
+          });
+          const p = op.fn(lastAware(ex, sentLast)).then(
+            (v) => {
+              values[index] = v;
+            },
+            () => {
+              failed = true;
+              // Its own error comes back when it runs again alone.
+              throw new OpFailed(index);
+            },
+          );
+          p.catch(() => {});
+          running.push(p);
+          await Promise.race([lastSent, p.catch(() => {})]);
+          if (failed) break;
         }
+        // In queue order: the first op that failed is the one to run alone (those behind it may have failed
+        // only because it aborted the transaction).
+        for (const p of running) await p;
       });
       r = { ok: true };
     } catch (error) {
@@ -142,4 +165,20 @@ export class PgGroupCommit {
     }
     return r;
   }
+}
+
+/** `ex` for one op of a batch: `last` reports that the op has sent its last statement; nothing may follow. */
+function lastAware(ex: Exec, sentLast: () => void): Exec {
+  let done = false;
+  const after = () => Promise.reject(new Error("store: a statement sent after the operation's last one"));
+  return {
+    all: <T>(sql: string, params?: unknown[]) => (done ? after() : ex.all<T>(sql, params)),
+    last: <T>(sql: string, params?: unknown[]) => {
+      if (done) return after();
+      done = true;
+      const rows = ex.all<T>(sql, params);
+      sentLast();
+      return rows;
+    },
+  };
 }
