@@ -124,8 +124,8 @@ describe('worker protocol: a report riding on a poll (real server)', () => {
   });
 
   it('a poll right after a report takes mailed work without a write, and never hands those runs out again', async () => {
-    const wid = await register('ride-5', 3);
-    const [x] = await submit(1, 'ride-5');
+    const wid = await register('ride-7', 3);
+    const [x] = await submit(1, 'ride-7');
     const first = await poll(wid, { max: 3, wait: 2000 });
     expect(first.json.assignments.map((a: { taskId: number }) => a.taskId)).toEqual([x]);
     // The report heartbeats: the polls just after it write nothing, and the delivered marks of what they
@@ -135,7 +135,7 @@ describe('worker protocol: a report riding on a poll (real server)', () => {
     const take = async (wait: number) => {
       const parked = poll(wid, { max: 3, wait });
       await new Promise((r) => setTimeout(r, 150));
-      const [id] = await submit(1, 'ride-5');
+      const [id] = await submit(1, 'ride-7');
       return { id: id!, res: await parked };
     };
     const y = await take(3000);
@@ -149,6 +149,47 @@ describe('worker protocol: a report riding on a poll (real server)', () => {
     expect(done.json.results.map((a: { ok: boolean }) => a.ok)).toEqual([true, true]);
     expect(await status(y.id)).toBe('done');
     expect(await status(z.id)).toBe('done');
+  });
+
+  it('the work a report-and-poll made room for comes back in its response; the parked long poll is not woken for it', async () => {
+    const wid = await register('ride-8', 1);
+    const [x, y] = await submit(2, 'ride-8');
+    const first = await poll(wid, { max: 1, wait: 2000 });
+    expect(first.json.assignments.map((a: { taskId: number }) => a.taskId)).toEqual([x]);
+    const t0 = Date.now();
+    const parked = poll(wid, { max: 1, wait: 1500 }).then((r) => ({ ...r, ms: Date.now() - t0 }));
+    await new Promise((r) => setTimeout(r, 150));
+    const rider = await poll(wid, { max: 1, wait: 0, results: [ok(first.json.assignments[0])] });
+    expect(rider.json.assignments.map((a: { taskId: number }) => a.taskId)).toEqual([y]);
+    const long = await parked;
+    expect(long.json.assignments).toEqual([]);
+    expect(long.ms).toBeGreaterThanOrEqual(1400);
+  });
+
+  it('a parked long poll is answered at once with a cancel of a run it holds, and with a drain', async () => {
+    const wid = await register('ride-9', 2);
+    const [x] = await submit(1, 'ride-9');
+    const first = await poll(wid, { max: 2, wait: 2000 });
+    const run = first.json.assignments[0];
+    expect(run.taskId).toBe(x);
+    // The parked poll read the worker's state and cancels before it parked; a cancel must reach it anyway.
+    let t0 = Date.now();
+    const parked = poll(wid, { max: 2, wait: 10_000 });
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await user('POST', `/v1/tasks/${x}/cancel`, {})).status).toBe(200);
+    const woke = await parked;
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(woke.json.cancel).toEqual([run.runId]);
+    // The worker stops it and says so; then it parks again, and a drain must reach it too.
+    const stopped = await poll(wid, { max: 2, wait: 0, results: [{ ...ok(run), outcome: 'cancelled', exitCode: null }] });
+    expect(stopped.json.results).toEqual([{ runId: run.runId, ok: true }]);
+    t0 = Date.now();
+    const parked2 = poll(wid, { max: 2, wait: 10_000 });
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await worker('POST', `/v1/workers/${wid}/drain`)).status).toBe(200);
+    const drained = await parked2;
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(drained.json.drain).toBe(true);
   });
 
   it('refuses a stale token item by item, and a malformed result by field, changing nothing', async () => {

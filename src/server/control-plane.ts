@@ -82,6 +82,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       // Both stores commit queued writes in order (group commit), so a pass queued now sees the write.
       return scheduler.kick();
     },
+    claimMail: (workerId) => (leadership.isLeader() && scheduler ? wakeups.claimMail(workerId, scheduler.nextPass()) : () => {}),
     // A follower relies on the leader's 1 s occurrence tick.
     kickOccurrences: () => (leadership.isLeader() ? occurrences?.kick() : undefined),
     notifyWorkers: (ids) => bus.publish({ kind: 'workers', ids }),

@@ -26,6 +26,11 @@ export interface Control {
    * follower, whose kick goes to the leader, after the write's commit).
    */
   kickAfter(pending: Promise<unknown>): Promise<void>;
+  /**
+   * Before a kickAfter whose answer will take the worker's mail: mail the pass it kicks posts then does not
+   * wake the worker's parked poll (see Wakeups.claimMail). Returns the release. A no-op on a follower.
+   */
+  claimMail(workerId: string): () => void;
   /** A recurring task was submitted, edited or resumed: ask the occurrence loop for a pass. */
   kickOccurrences?(): void;
   /** Why a waiting task is not running. */

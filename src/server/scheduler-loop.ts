@@ -57,9 +57,16 @@ export class SchedulerLoop {
     return this.loop.kick();
   }
 
+  private passes = 0;
+  /** The number the next pass to start will have: a kick made now is answered when that pass ends. */
+  nextPass(): number {
+    return this.passes + 1;
+  }
+
   /** One pass. Returns true when it placed a whole batch (so another pass should follow at once). */
   async pass(): Promise<boolean> {
     const { store, config } = this.deps;
+    const seq = ++this.passes;
     const t0 = performance.now();
     const now = await this.deps.now();
     // Load a window sized to what could start, not the whole batch: most passes free a few slots.
@@ -113,7 +120,7 @@ export class SchedulerLoop {
     }
     for (const id of workerIds) {
       const box = mail.get(id);
-      if (box) this.deps.wakeups.post(id, box);
+      if (box) this.deps.wakeups.post(id, box, Date.now(), seq);
       else this.deps.wakeups.wakeWorker(id);
     }
     if (workerIds.length > 0) this.deps.onAssigned?.(workerIds);

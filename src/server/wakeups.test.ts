@@ -48,4 +48,45 @@ describe('Wakeups mail', () => {
     await other.promise;
     expect(Date.now() - t0).toBeGreaterThanOrEqual(40);
   });
+
+  it('counts wakes for anything but fresh mail', () => {
+    const w = new Wakeups();
+    expect(w.nudges('w1')).toBe(0);
+    w.post('w1', [assignment(1)]);
+    expect(w.nudges('w1')).toBe(0);
+    w.wakeWorker('w1'); // a cancel, a drain, runs placed by another replica
+    expect(w.nudges('w1')).toBe(1);
+    const parked = w.waitWorker('w2', 1000);
+    w.wakeAllWorkers();
+    expect(w.nudges('w2')).toBe(1);
+    parked.cancel();
+  });
+
+  it('mail from the pass a report-and-poll waits for does not wake the parked poll; leftovers do at release', async () => {
+    const w = new Wakeups();
+    let woke = 0;
+    const park = () => {
+      const p = w.waitWorker('w1', 5000);
+      void p.promise.then(() => woke++);
+      return p;
+    };
+    let parked = park();
+    const release = w.claimMail('w1', 7);
+    w.post('w1', [assignment(1)], Date.now(), 6); // an earlier pass: not the claimant's
+    await Promise.resolve();
+    expect(woke).toBe(1);
+    w.takeMail('w1', 10);
+    parked = park();
+    w.post('w1', [assignment(2)], Date.now(), 7); // the claimant's pass
+    await Promise.resolve();
+    expect(woke).toBe(1);
+    // The claimant took one run only (no room for more): what is left wakes the parked poll.
+    w.post('w1', [assignment(3)], Date.now(), 7);
+    expect(w.takeMail('w1', 1).map((a) => a.run.id)).toEqual([2]);
+    release();
+    await Promise.resolve();
+    expect(woke).toBe(2);
+    release(); // twice is a no-op
+    parked.cancel();
+  });
 });

@@ -16,6 +16,8 @@ export class Wakeups {
   private mail = new Map<string, Array<{ a: Assignment; at: number }>>();
   private mailed = new Map<string, number[]>();
   private marking = new Map<string, Set<number>>();
+  private nudged = new Map<string, number>();
+  private claims = new Map<string, number[]>();
   private takenFromStore = new Map<string, Set<number>>();
 
   /**
@@ -23,7 +25,7 @@ export class Wakeups {
    * a store round trip. The store still holds them (not yet marked delivered): a poll on another replica,
    * or after this mail expired, takes them from there; the agent ignores a run it already has.
    */
-  post(workerId: string, items: Assignment[], now = Date.now()): void {
+  post(workerId: string, items: Assignment[], now = Date.now(), pass?: number): void {
     const taken = this.takenFromStore.get(workerId);
     const fresh = taken ? items.filter((a) => !taken.has(a.run.id)) : items;
     if (fresh.length === 0) {
@@ -33,7 +35,10 @@ export class Wakeups {
     const box = this.mail.get(workerId) ?? [];
     for (const a of fresh) box.push({ a, at: now });
     this.mail.set(workerId, box);
-    this.wakeWorker(workerId);
+    // A report-and-poll of this worker that waits for this pass takes the mail when the pass ends: waking
+    // the parked poll too would only race it for the mail (and cost the worker another poll).
+    const claimed = pass !== undefined && (this.claims.get(workerId) ?? []).some((t) => t <= pass);
+    if (!claimed) this.fire(this.workers, workerId);
   }
 
   /** Up to `max` fresh mailed assignments; remembers them until the next store poll marks them delivered. */
@@ -72,6 +77,26 @@ export class Wakeups {
       for (const id of ids) t.delete(id);
       if (t.size === 0) this.takenFromStore.delete(workerId);
     }, MAIL_TTL_MS).unref();
+  }
+
+  /**
+   * A report-and-poll of this worker will take the mail once scheduling pass `pass` (or a later one) has
+   * ended: mail posted by such a pass does not wake its parked poll. Call the returned release once the
+   * request has taken its mail, or failed; mail still waiting then wakes the parked poll.
+   */
+  claimMail(workerId: string, pass: number): () => void {
+    const list = this.claims.get(workerId) ?? [];
+    list.push(pass);
+    this.claims.set(workerId, list);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const rest = this.claims.get(workerId) ?? [];
+      rest.splice(rest.indexOf(pass), 1);
+      if (rest.length === 0) this.claims.delete(workerId);
+      if (this.mailCount(workerId) > 0) this.fire(this.workers, workerId);
+    };
   }
 
   /** How many assignments wait in this worker's mail (fresh or not): a bound for a look at the store. */
@@ -118,12 +143,23 @@ export class Wakeups {
     return this.wait(this.workers, workerId, timeoutMs);
   }
 
+  /** A wake for anything but fresh mail (a cancel, a drain, runs placed by another replica): see nudges. */
   wakeWorker(workerId: string): void {
+    this.nudged.set(workerId, (this.nudged.get(workerId) ?? 0) + 1);
     this.fire(this.workers, workerId);
   }
 
+  /**
+   * How many times this worker was woken for anything but fresh mail. While the count stays the same, what a
+   * parked poll last read of the store (the worker's state, its cancels, runs placed elsewhere) still holds:
+   * a wake for mail needs no new read.
+   */
+  nudges(workerId: string): number {
+    return this.nudged.get(workerId) ?? 0;
+  }
+
   wakeAllWorkers(): void {
-    for (const id of [...this.workers.keys()]) this.fire(this.workers, id);
+    for (const id of [...this.workers.keys()]) this.wakeWorker(id);
     for (const w of [...this.anyWorker]) w();
   }
 

@@ -146,6 +146,8 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       const carriesReport = Boolean(b.started?.length || b.logs?.length || b.results?.length);
       // Listen before looking, so that an assignment committed between the look and the wait still wakes us.
       // (A poll that carries a report never parks.)
+      // What the look below reads stays true until a nudge (see Wakeups.nudges).
+      let nudges = c.wakeups.nudges(id);
       const w = wait > 0 && !carriesReport ? c.wakeups.waitWorker(id, wait) : null;
       let assignments: Assignment[] = [];
       let hb: Pick<HeartbeatResult, 'acks' | 'cancel'>;
@@ -195,14 +197,20 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       if (carriesReport) {
         // Report and poll in one request: the report is the heartbeat, and the pass its results kick rides
         // the same commit (SQLite); once that pass has ended, what it placed here is in the mail.
-        const r = await report(id, b, now);
-        acks = { started: r.started, logs: r.logs, results: r.results };
-        hb = { acks: r.running, cancel: r.cancel };
-        wasLost = r.stateBefore === 'lost';
-        takes = r.stateBefore === 'active' || wasLost;
-        state = wasLost ? 'active' : r.stateBefore;
-        await r.passed;
-        if (takes) assignments = c.wakeups.takeMail(id, max);
+        // The pass its results kick posts its runs for this worker here, not to the parked poll.
+        const release = b.results?.length ? c.claimMail(id) : () => {};
+        try {
+          const r = await report(id, b, now);
+          acks = { started: r.started, logs: r.logs, results: r.results };
+          hb = { acks: r.running, cancel: r.cancel };
+          wasLost = r.stateBefore === 'lost';
+          takes = r.stateBefore === 'active' || wasLost;
+          state = wasLost ? 'active' : r.stateBefore;
+          await r.passed;
+          if (takes) assignments = c.wakeups.takeMail(id, max);
+        } finally {
+          release();
+        }
         await topUp(inStore);
       } else {
         if (takes) assignments = c.wakeups.takeMail(id, max);
@@ -248,15 +256,24 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
         for (;;) {
           await waiter.promise;
           if (gone || req.raw.socket?.destroyed) break;
-          // Listen again before looking, as above, in case this wake turns out to bring nothing.
-          waiter = c.wakeups.waitWorker(id, Math.max(1, until - Date.now()));
+          if (c.wakeups.nudges(id) === nudges && Date.now() < until) {
+            // Woken for mail alone: the state and cancels this poll read still hold, so it takes the mail
+            // without reading the store.
+            const mailed = c.wakeups.mailCount(id);
+            assignments = c.wakeups.takeMail(id, max);
+            waiter = c.wakeups.waitWorker(id, Math.max(1, until - Date.now()));
+            if (assignments.length > 0 && (assignments.length === max || assignments.length === mailed)) break;
+            // Nothing left for it (park again), or mail that expired unread: those runs are in the store.
+            if (assignments.length === 0 && mailed === 0) continue;
+          } else waiter = c.wakeups.waitWorker(id, Math.max(1, until - Date.now()));
+          nudges = c.wakeups.nudges(id);
           // Not a heartbeat: the request proves the worker was alive when it was sent, not now (a paused or
           // partitioned worker's poll can sit here), so only read what must be stopped.
           const l = await look();
           state = l.state;
           now = await c.now();
           if (state === 'active') {
-            assignments = c.wakeups.takeMail(id, max);
+            assignments = merge(assignments, c.wakeups.takeMail(id, max - assignments.length));
             await topUp(seenBeyond(l));
           }
           hb.cancel.push(...l.cancel);
