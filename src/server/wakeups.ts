@@ -93,7 +93,8 @@ export class Wakeups {
       if (released) return;
       released = true;
       const rest = this.claims.get(workerId) ?? [];
-      rest.splice(rest.indexOf(pass), 1);
+      const at = rest.indexOf(pass);
+      if (at >= 0) rest.splice(at, 1);
       if (rest.length === 0) this.claims.delete(workerId);
       if (this.mailCount(workerId) > 0) this.fire(this.workers, workerId);
     };
