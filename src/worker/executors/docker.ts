@@ -58,6 +58,9 @@ export interface DockerExecutorOptions {
   onWarning?: (msg: string, err?: unknown) => void;
 }
 
+/** How often, and how far apart, an unexplained SIGKILL's container is inspected again for Docker's OOM flag. */
+const OOM_FLAG_RECHECKS = 10;
+const OOM_FLAG_RECHECK_MS = 50;
 const MIN_MEMORY = 6 * 1024 * 1024;
 const MIN_NANO_CPUS = 10_000_000;
 const NO_USAGE: RunUsage = { peakMemory: null, cpuSeconds: null };
@@ -295,10 +298,16 @@ export class DockerExecutor implements Executor {
         err.end();
         const usage = stats.stop();
 
-        const info = await c.inspect();
+        let info = await c.inspect();
         const code = info.State?.ExitCode ?? waited.StatusCode ?? null;
         const killedRes = killedResult();
         if (killedRes) return { ...killedRes, exitCode: code, usage };
+        // containerd can publish a container's exit before its OOM event when the kill comes right after the
+        // start (containerd/containerd#8180): a SIGKILL we did not send gets a moment for the flag to land.
+        for (let i = 0; code === 137 && !info.State?.OOMKilled && i < OOM_FLAG_RECHECKS; i++) {
+          await new Promise((r) => setTimeout(r, OOM_FLAG_RECHECK_MS));
+          info = await c.inspect();
+        }
         if (info.State?.OOMKilled) {
           ctx.logs.write('system', `[tsched] killed: memory limit of ${a.allocation.memory} bytes exceeded\n`);
           return finish({ outcome: 'failed', exitCode: code, reason: 'resource_exceeded: memory', usage });
