@@ -74,7 +74,6 @@ export class SimWorker {
         if (this.stopped) break;
         await new Promise((r) => {
           this.wakeReporter = r;
-          this.stopWait = r;
         });
         this.wakeReporter = null;
         continue;
@@ -104,6 +103,6 @@ export class SimWorker {
 
   stop() {
     this.stopped = true;
-    this.stopWait?.();
+    this.wakeReporter?.();
   }
 }

@@ -986,7 +986,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(r2.created).toHaveLength(1);
     expect(r2.runsToStop.map((r) => r.id)).toEqual([placedRun.id]);
     expect((await store.getTask(r1.id, null))!.status).toBe('cancelled');
-    expect(await store.pendingCancels(worker.id)).toEqual([placedRun.id]);
+    expect((await store.lookAtWorker(worker.id, 1)).cancel).toEqual([placedRun.id]);
   });
 
   it('maxOccurrences ends a definition as done; pause, resume, edit and cancel behave', async () => {

@@ -1556,21 +1556,16 @@ export class KyselyStore implements Store {
 
   async hasUndelivered(workerId: string, except: number[] = []): Promise<boolean> {
     // Walks runs_undelivered (worker_id, id): at most |except| + 1 rows.
-    const rows = await this.backend.read((ex) =>
-      ex.all<{ id: number }>("SELECT id FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?", [
-        workerId,
-        except.length + 1,
-      ]),
-    );
+    const ids = await this.backend.read((ex) => this.undeliveredIds(ex, workerId, except.length + 1));
     const inHand = new Set(except);
-    return rows.some((r) => !inHand.has(Number(r.id)));
+    return ids.some((id) => !inHand.has(id));
   }
 
-  async pendingCancels(workerId: string): Promise<number[]> {
-    const rows = await this.backend.read((ex) =>
-      ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1 ORDER BY id`, [
-        workerId,
-      ]),
+  /** The first `limit` assigned runs of this worker not yet delivered, ascending. */
+  private async undeliveredIds(ex: Exec, workerId: string, limit: number): Promise<number[]> {
+    const rows = await ex.all<{ id: number }>(
+      "SELECT id FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?",
+      [workerId, limit],
     );
     return rows.map((r) => Number(r.id));
   }
@@ -1595,15 +1590,12 @@ export class KyselyStore implements Store {
     return this.backend.read(async (ex) => {
       const [w] = await ex.all<{ state: WorkerState }>('SELECT state FROM workers WHERE id = ?', [workerId]);
       if (!w) return { state: null, undelivered: [], cancel: [] };
-      const undelivered = await ex.all<{ id: number }>(
-        "SELECT id FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?",
-        [workerId, undeliveredLimit],
-      );
+      const undelivered = await this.undeliveredIds(ex, workerId, undeliveredLimit);
       const cancel = await ex.all<{ id: number }>(
         `SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1 ORDER BY id`,
         [workerId],
       );
-      return { state: w.state, undelivered: undelivered.map((r) => Number(r.id)), cancel: cancel.map((r) => Number(r.id)) };
+      return { state: w.state, undelivered, cancel: cancel.map((r) => Number(r.id)) };
     });
   }
 

@@ -289,8 +289,6 @@ export interface Store {
     now: number,
     opts: { leaseMs: number; maxLogBytesPerRun: number },
   ): Promise<WorkerReportResult>;
-  /** Live runs of this worker that must be stopped (cancel requested). Read-only: proves nothing about liveness. */
-  pendingCancels(workerId: string): Promise<number[]>;
   /**
    * What a poll that does not heartbeat must know, in one read (one round trip on PostgreSQL): the worker's
    * state (null: not registered), the ids of its first `undeliveredLimit` assigned runs not yet delivered
