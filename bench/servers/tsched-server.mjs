@@ -7,6 +7,19 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 
 const [mode, where] = process.argv.slice(2);
+// TSCHED_BENCH_STATS=1 also counts HTTP requests by route (ids folded), printed at stop.
+const requests = new Map();
+if (process.env.TSCHED_BENCH_STATS) {
+  const http = await import('node:http');
+  const emit = http.Server.prototype.emit;
+  http.Server.prototype.emit = function (event, req, ...rest) {
+    if (event === 'request') {
+      const key = `${req.method} ${req.url.replace(/\?.*/, '').replace(/\/[0-9a-f-]{8,}|\/\d+/g, '/:id')}`;
+      requests.set(key, (requests.get(key) ?? 0) + 1);
+    }
+    return emit.call(this, event, req, ...rest);
+  };
+}
 const log = pino({ level: process.env.TSCHED_LOG_LEVEL ?? 'warn' }, pino.destination({ dest: 2, sync: false }));
 let server;
 if (mode === 'sqlite') {
@@ -49,6 +62,7 @@ process.on('message', async (msg) => {
     console.error('backend stats', stats, `server cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`);
     const rows = [...(statementStats ?? new Map())].sort((a, b) => b[1].ms - a[1].ms);
     for (const [sql, e] of rows) console.error(`${String(e.n).padStart(8)} ${e.ms.toFixed(0).padStart(6)} ms  ${sql}`);
+    for (const [route, n] of [...requests].sort((a, b) => b[1] - a[1])) console.error(`${String(n).padStart(8)} requests  ${route}`);
   }
   await server.close();
   process.send({ type: 'stopped' }, () => process.exit(0));

@@ -816,6 +816,29 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(await store.nextDueAt()).toBe(T0);
   });
 
+  it('reads a candidate again from its held spec and its current state', async () => {
+    const spec = { env: { A: '1' }, labels: { team: 'x' }, constraints: { zone: 'a' }, priority: 70, totalAttempts: 2 };
+    const [t] = (await store.submitTasks('alice', [task(spec)], { now: T0, actor: 'alice' })).tasks;
+    const first = await store.loadCandidates(T0, 10, T0);
+    expect(first).toEqual([await store.getTask(t!.id, null)]);
+    const { worker } = await store.registerWorker(workerReg('w1'), T0);
+    const [run] = (await store.applyPlan([{ taskId: t!.id, workerId: worker.id, allocation: alloc(500, 64 * MB) }], ctx())).runs;
+    await store.finishRuns([result(run!, 'failed', 1)], T0 + 1000);
+    // Waiting again for its second attempt: the state columns changed, the spec did not.
+    const again = (await store.getTask(t!.id, null))!;
+    expect(again).toMatchObject({ status: 'waiting', attempts: 1 });
+    expect(again.updatedAt).toBeGreaterThan(first[0]!.updatedAt);
+    const hits = store.candidateSpecs.hits;
+    const second = await store.loadCandidates(again.dueAt, 10, again.dueAt);
+    expect(second).toEqual([again]);
+    expect(store.candidateSpecs.hits).toBe(hits + 1);
+    // A held spec is shared by every pass that reads the task: nothing may change it in place.
+    expect(Object.isFrozen(second[0]!.env)).toBe(true);
+    expect(() => {
+      (second[0]!.env as Record<string, string>).A = '2';
+    }).toThrow(TypeError);
+  });
+
   it('loads urgent tasks that can still start in time even behind a backlog of late ones', async () => {
     // Three low-priority tasks already late (deadlines T0-3000 … T0-1000), one due in 2 s, limit 2.
     const late = (

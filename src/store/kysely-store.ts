@@ -54,6 +54,7 @@ import type {
 import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
 import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
 import { StatsRefresher } from './stats-refresher.js';
+import { TASK_SPEC_COLUMNS, TASK_STATE_SELECT, TaskSpecCache } from './task-spec-cache.js';
 import { TxCombiner } from './tx-combiner.js';
 
 export interface StoreOptions {
@@ -70,6 +71,11 @@ const LEADER_ROW = { alone: true } as const;
 const composite = new AsyncLocalStorage<Exec>();
 const TASK_STATE_COLUMNS =
   'id, owner, name, status, attempts, current_run_id, due_at, start_deadline, delay_tolerance, total_attempts, retry, execution_cap, paused, updated_at, finished_at, last_error, deadline_missed, notify, on_deadline_miss';
+/** A PostgreSQL candidate's columns: spec columns NULL where the pass holds the spec (c.held). */
+const CANDIDATE_COLUMNS_PG = [
+  ...TASK_STATE_SELECT.split(', ').map((c) => `t.${c}`),
+  ...TASK_SPEC_COLUMNS.map((c) => `CASE WHEN c.held THEN NULL ELSE t.${c} END AS ${c}`),
+].join(', ');
 const DAY = 86_400_000;
 /** Bound on bound parameters per statement (SQLite allows 32766, PostgreSQL 65535). */
 const MAX_PARAMS = 30_000;
@@ -1104,19 +1110,74 @@ export class KyselyStore implements Store {
           if (w === undefined || Number(r.walk) < w) walkOf.set(id, Number(r.walk));
         }
       }
-      const rows = await this.selectIn<TaskRow>(ex, 'SELECT * FROM tasks WHERE id IN', [...walkOf.keys()]);
+      // Tasks whose spec is held need only their state columns (see task-spec-cache.ts); the rest whole.
+      const ids = [...walkOf.keys()];
+      const held = ids.filter((id) => this.specs.has(id));
+      const whole = held.length === ids.length ? [] : ids.filter((id) => !this.specs.has(id));
+      const out: Array<{ walk: number; task: Task }> = [];
+      if (held.length > 0) {
+        for (const r of await this.selectIn<TaskRow>(ex, `SELECT ${TASK_STATE_SELECT} FROM tasks WHERE id IN`, held)) {
+          const task = this.specs.task(r);
+          if (task) out.push({ walk: walkOf.get(task.id) as number, task });
+          else whole.push(Number(r.id));
+        }
+      }
       // (A row gone between the statements, should retention prune it, is simply left out.)
-      return byWalkOrder(rows.map((r) => ({ walk: walkOf.get(Number(r.id)) as number, task: taskFromRow(r) })));
+      for (const task of await this.wholeCandidates(ex, whole)) out.push({ walk: walkOf.get(task.id) as number, task });
+      return byWalkOrder(out);
     }
-    const rows = await ex.all<TaskRow & { walk: number }>(
-      'SELECT c.walk, t.* FROM (SELECT MIN(walk) AS walk, id FROM (' +
+    // One statement, as a pass's first round trip: the spec columns of the tasks the last pass read (most of
+    // this window when a few slots free up) come back NULL, and their held specs stand in.
+    const recent = this.recentCandidates;
+    const rows = await ex.all<TaskRow & { walk: number; held: boolean }>(
+      `SELECT c.walk, c.held, ${CANDIDATE_COLUMNS_PG} FROM (SELECT MIN(walk) AS walk, id, id = ANY(?::bigint[]) AS held FROM (` +
         "SELECT * FROM (SELECT 0 AS walk, id FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ?) AS best " +
         "UNION ALL SELECT * FROM (SELECT 1 AS walk, id FROM tasks WHERE status = 'waiting' AND start_deadline >= ? AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS urgent " +
         "UNION ALL SELECT * FROM (SELECT 2 AS walk, id FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ?) AS late" +
         ') AS w GROUP BY id) AS c JOIN tasks t ON t.id = c.id',
-      [now, limit, now, urgentBefore, now, limit, Math.min(now, urgentBefore), now, limit],
+      [recent, now, limit, now, urgentBefore, now, limit, Math.min(now, urgentBefore), now, limit],
     );
-    return byWalkOrder(rows.map((r) => ({ walk: Number(r.walk), task: taskFromRow(r) })));
+    const out: Array<{ walk: number; task: Task }> = [];
+    const walkOf = new Map<number, number>();
+    const whole: number[] = [];
+    for (const r of rows) {
+      const walk = Number(r.walk);
+      if (!r.held) {
+        const task = taskFromRow(r);
+        this.specs.put(task);
+        out.push({ walk, task });
+        continue;
+      }
+      const task = this.specs.task(r);
+      if (task) out.push({ walk, task });
+      else {
+        whole.push(Number(r.id)); // evicted since, or another task's: read it whole
+        walkOf.set(Number(r.id), walk);
+      }
+    }
+    for (const task of await this.wholeCandidates(ex, whole)) out.push({ walk: walkOf.get(task.id) as number, task });
+    this.recentCandidates = out.map((c) => c.task.id);
+    return byWalkOrder(out);
+  }
+
+  /** How often a candidate came from a held spec (tests, bench work). */
+  get candidateSpecs(): { hits: number; misses: number; held: number } {
+    return { ...this.specs.stats, held: this.specs.size };
+  }
+
+  /** Held task specs (see task-spec-cache.ts), and the ids the last PostgreSQL pass read. */
+  private readonly specs = new TaskSpecCache();
+  private recentCandidates: number[] = [];
+
+  /** Candidates read whole, by id; their specs are kept for the next passes. */
+  private async wholeCandidates(ex: Exec, ids: number[]): Promise<Task[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.selectIn<TaskRow>(ex, 'SELECT * FROM tasks WHERE id IN', ids);
+    return rows.map((r) => {
+      const task = taskFromRow(r);
+      this.specs.put(task);
+      return task;
+    });
   }
 
   async nextDueAt(): Promise<number | null> {
