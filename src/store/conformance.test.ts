@@ -111,6 +111,53 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     return { task: t!, worker, run: res.runs[0]! };
   }
 
+  it('a report that starts and ends a run writes it once, with both events, and acks every start in order', async () => {
+    const { task: a, run: ra, worker } = await placed();
+    const [b] = (await store.submitTasks('alice', [task()], { now: T0, actor: 'alice' })).tasks;
+    const [c] = (await store.submitTasks('alice', [task()], { now: T0, actor: 'alice' })).tasks;
+    const { runs } = await store.applyPlan(
+      [b!, c!].map((t) => ({ taskId: t.id, workerId: worker.id, allocation: alloc(100, MB) })),
+      ctx(),
+    );
+    const [rb, rc] = runs;
+    const rep = await store.workerReport(
+      worker.id,
+      {
+        // a: started and ended here; b: only started; c: its start carries a stale token, its result the right one.
+        started: [
+          { runId: ra.id, token: ra.leaseToken, at: T0 + 10 },
+          { runId: rb!.id, token: rb!.leaseToken, at: T0 + 20 },
+          { runId: rc!.id, token: 'stale', at: T0 + 30 },
+        ],
+        logs: [],
+        results: [result(ra, 'succeeded', 0), result(rc!, 'failed', 1)],
+        running: [],
+      },
+      T0 + 1000,
+      { leaseMs: 30_000, maxLogBytesPerRun: 1024 },
+    );
+    expect(rep.started).toEqual([
+      { runId: ra.id, ok: true },
+      { runId: rb!.id, ok: true },
+      { runId: rc!.id, ok: false, code: 'LEASE_STALE' },
+    ]);
+    expect(rep.results.acks.map((x) => x.ok)).toEqual([true, true]);
+    expect((await store.getRun(ra.id))!).toMatchObject({ state: 'succeeded', startedAt: T0 + 10, finishedAt: T0 + 1000 });
+    expect((await store.getRun(rb!.id))!).toMatchObject({ state: 'running', startedAt: T0 + 20 });
+    expect((await store.getRun(rc!.id))!).toMatchObject({ state: 'failed', startedAt: T0 });
+    const runEvents = async (taskId: number) =>
+      (await store.listEvents(taskId)).filter((e) => e.type.startsWith('run.')).map((e) => [e.type, e.from, e.to]);
+    expect(await runEvents(a.id)).toEqual([
+      ['run.assigned', null, 'assigned'],
+      ['run.started', 'assigned', 'running'],
+      ['run.succeeded', 'running', 'succeeded'],
+    ]);
+    expect(await runEvents(c!.id)).toEqual([
+      ['run.assigned', null, 'assigned'],
+      ['run.failed', 'assigned', 'failed'],
+    ]);
+  });
+
   const result = (
     run: { id: number; leaseToken: string },
     outcome: RunResultInput['outcome'],
@@ -513,7 +560,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
       { runId: run.id, ok: false, code: 'LEASE_STALE' },
     ]);
     const fin = await store.finishRuns([{ ...result(run, 'succeeded', 0), token: bad.token }], T0);
-    expect(fin).toEqual({ acks: [{ runId: run.id, ok: false, code: 'LEASE_STALE' }], changed: [] });
+    expect(fin).toEqual({ acks: [{ runId: run.id, ok: false, code: 'LEASE_STALE' }], changed: [], startAcks: [] });
     expect(await store.getRun(run.id)).toEqual(run);
     expect((await store.getTask(t.id, null))!.status).toBe('in_progress');
     expect((await store.readLogs(run.id, 0, 100)).chunks).toEqual([]);

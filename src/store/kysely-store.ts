@@ -141,6 +141,19 @@ const isLive = (s: string): boolean => s === 'assigned' || s === 'running';
  * The fencing rule, in one place: an item from a worker counts only if its run exists, is still live, and
  * carries the run's current lease token. Returns the refusal, or null when the item may change the run.
  */
+function startedEvent(r: RunRow, now: number): EventIn {
+  return {
+    taskId: Number(r.task_id),
+    runId: Number(r.id),
+    at: now,
+    actor: `worker:${r.worker_name}`,
+    type: 'run.started',
+    from: 'assigned',
+    to: 'running',
+    reason: null,
+  };
+}
+
 function fence(r: RunRow | undefined, item: RunToken): ItemAck | null {
   if (!r) return { runId: item.runId, ok: false, code: 'RUN_NOT_FOUND' };
   if (r.lease_token !== item.token || !isLive(r.state)) return { runId: item.runId, ok: false, code: 'LEASE_STALE' };
@@ -506,8 +519,14 @@ export class KyselyStore implements Store {
    * The queue manager: ends live runs and moves each task by the domain rules (afterRun + the state machine).
    * Rows must be locked by the caller. Mutates them, writes them and the events.
    */
-  private async endRuns(ex: Exec, endings: Ending[], tasks: Map<number, TaskRow>, now: number): Promise<ReapResult['ended']> {
-    const events: EventIn[] = [];
+  /** `events`: written first, in the same statement (the start events of runs started and ended in one report). */
+  private async endRuns(
+    ex: Exec,
+    endings: Ending[],
+    tasks: Map<number, TaskRow>,
+    now: number,
+    events: EventIn[] = [],
+  ): Promise<ReapResult['ended']> {
     const dirtyTasks = new Map<number, TaskRow>();
     const ended: ReapResult['ended'] = [];
     for (const e of endings) {
@@ -1599,9 +1618,22 @@ export class KyselyStore implements Store {
   ): Promise<WorkerReportResult> {
     return this.backend.tx((ex) =>
       composite.run(ex, async () => {
-        const started = await this.startRuns(r.started, now);
+        // A run that started and ended since the last report (most short tasks) is started inside its
+        // finish: one lock read and one run write instead of two each; both events are still written.
+        const ending = new Set(r.results.map((x) => x.runId));
+        const starts = new Map<number, number>();
+        for (const s of r.started) starts.set(s.runId, (starts.get(s.runId) ?? 0) + 1);
+        const foldable = (s: RunToken) => ending.has(s.runId) && starts.get(s.runId) === 1;
+        const folded = r.started.filter(foldable);
+        const alone = folded.length === 0 ? r.started : r.started.filter((s) => !foldable(s));
+        const startAcks = await this.startRuns(alone, now);
         const logs = await this.appendLogs(r.logs, opts.maxLogBytesPerRun);
-        const results = await this.finishRuns(r.results, now);
+        const results = await this.finishRuns(r.results, now, folded);
+        let started = startAcks;
+        if (folded.length > 0) {
+          const byRun = new Map([...startAcks, ...results.startAcks].map((a) => [a.runId, a]));
+          started = r.started.map((s) => byRun.get(s.runId)!);
+        }
         // Delivered marks last: they matter only for runs still assigned, which nothing above ends or starts
         // without making the mark moot.
         const running = await this.beat(workerId, r.running, now, opts.leaseMs, r.delivered ?? [], true);
@@ -1715,16 +1747,7 @@ export class KyselyStore implements Store {
         r.state = 'running';
         r.started_at = item.at;
         changed.push(r);
-        events.push({
-          taskId: Number(r.task_id),
-          runId: Number(r.id),
-          at: now,
-          actor: `worker:${r.worker_name}`,
-          type: 'run.started',
-          from: 'assigned',
-          to: 'running',
-          reason: null,
-        });
+        events.push(startedEvent(r, now));
       }
       await this.saveRuns(ex, changed);
       await this.insertEvents(ex, events);
@@ -1788,13 +1811,28 @@ export class KyselyStore implements Store {
     });
   }
 
-  async finishRuns(results: RunResultInput[], now: number): Promise<FinishResult> {
-    if (results.length === 0) return { acks: [], changed: [] };
+  /**
+   * `starts`: start reports of runs among `results` (one each), applied first as startRuns would apply them
+   * (their acks in `startAcks`), so that such a run is locked and written once.
+   */
+  async finishRuns(results: RunResultInput[], now: number, starts: Array<RunToken & { at: number }> = []): Promise<FinishResult> {
+    if (results.length === 0) return { acks: [], changed: [], startAcks: [] };
     return this.tx(async (ex) => {
       const { runs, tasks } = await this.lockRunsWithTasks(
         ex,
         results.map((r) => r.runId),
       );
+      const startAcks: ItemAck[] = [];
+      const startEvents: EventIn[] = [];
+      for (const item of starts) {
+        const r = runs.get(item.runId);
+        const refused = fence(r, item);
+        startAcks.push(refused ?? { runId: item.runId, ok: true });
+        if (refused || !r || r.state !== 'assigned') continue; // a repeated start is acked and changes nothing
+        r.state = 'running';
+        r.started_at = item.at;
+        startEvents.push(startedEvent(r, now));
+      }
       const acks: ItemAck[] = [];
       const endings: Ending[] = [];
       const ending = new Set<number>();
@@ -1820,10 +1858,10 @@ export class KyselyStore implements Store {
         });
       }
       const before = new Map([...tasks.values()].map((t) => [Number(t.id), t.status]));
-      await this.endRuns(ex, endings, tasks, now);
+      await this.endRuns(ex, endings, tasks, now, startEvents);
       const changed: FinishResult['changed'] = [];
       for (const t of tasks.values()) if (before.get(Number(t.id)) !== t.status) changed.push({ taskId: Number(t.id), status: t.status });
-      return { acks, changed };
+      return { acks, changed, startAcks };
     });
   }
 

@@ -157,6 +157,8 @@ export interface FinishResult {
   acks: ItemAck[];
   /** Tasks that changed status, for wake-ups and notifications. */
   changed: Array<{ taskId: number; status: TaskStatus }>;
+  /** Acks of the start reports applied with the results (`starts`), in their order. */
+  startAcks: ItemAck[];
 }
 
 export interface CancelResult {
@@ -301,7 +303,8 @@ export interface Store {
   startRuns(items: Array<RunToken & { at: number }>, now: number): Promise<ItemAck[]>;
   appendLogs(chunks: LogChunkInput[], maxBytesPerRun: number): Promise<ItemAck[]>;
   /** Ends runs and lets the queue manager decide each task's fate (done / retry with backoff / failed). */
-  finishRuns(results: RunResultInput[], now: number): Promise<FinishResult>;
+  /** `starts`: start reports of runs among `results`, applied first (a run started and ended since the last report). */
+  finishRuns(results: RunResultInput[], now: number, starts?: Array<RunToken & { at: number }>): Promise<FinishResult>;
   /** Log of one run from a byte offset. */
   readLogs(runId: number, offset: number, limit: number): Promise<{ chunks: LogChunk[]; nextOffset: number; ended: boolean }>;
 
