@@ -52,9 +52,9 @@ import type {
   WorkerReportResult,
 } from './port.js';
 import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
-import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
+import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, TASK_SPEC_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
 import { StatsRefresher } from './stats-refresher.js';
-import { TASK_SPEC_COLUMNS, TASK_STATE_SELECT, TaskSpecCache } from './task-spec-cache.js';
+import { TASK_STATE_SELECT, TaskSpecCache } from './task-spec-cache.js';
 import { TxCombiner } from './tx-combiner.js';
 
 export interface StoreOptions {

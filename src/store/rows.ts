@@ -108,8 +108,12 @@ const json = (s: string | null): never => (s === null ? null : JSON.parse(s)) as
 const num = (v: unknown): number => Number(v);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-/** Column order of a task insert; values come from `taskInsertValues`. */
-export const TASK_INSERT_COLUMNS = [
+/**
+ * The spec columns: what a task is given at submit, never changed afterwards for a non-definition task
+ * (only a definition's schedule is edited). The scheduling pass holds these per task (task-spec-cache.ts),
+ * so a new column that can change after the insert belongs with the state columns below, not here.
+ */
+export const TASK_SPEC_COLUMNS = [
   'owner',
   'name',
   'command',
@@ -132,10 +136,15 @@ export const TASK_INSERT_COLUMNS = [
   'placement',
   'notify',
   'on_deadline_miss',
-  'due_at',
-  'start_deadline',
   'parent_id',
   'occurrence_at',
+] as const;
+
+/** Column order of a task insert (the spec, then the state); values come from `taskInsertValues`. */
+export const TASK_INSERT_COLUMNS = [
+  ...TASK_SPEC_COLUMNS,
+  'due_at',
+  'start_deadline',
   'status',
   'attempts',
   'created_at',
@@ -175,10 +184,10 @@ export function taskInsertValues(owner: string, t: NewTask, now: number): unknow
     t.placement,
     t.notify === null ? null : JSON.stringify(t.notify),
     t.onDeadlineMiss,
-    dueAt,
-    dueAt + t.delayTolerance,
     t.parentId,
     t.occurrenceAt,
+    dueAt,
+    dueAt + t.delayTolerance,
     def[0] === 1 && def[1] === null ? 'done' : 'waiting',
     0,
     now,

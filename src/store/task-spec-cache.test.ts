@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Task } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
-import { TaskSpecCache } from './task-spec-cache.js';
+import { TASK_INSERT_COLUMNS, TASK_SPEC_COLUMNS } from './rows.js';
+import { TASK_STATE_SELECT, TaskSpecCache } from './task-spec-cache.js';
 
 function task(id: number, over: Partial<Task> = {}): Task {
   return {
@@ -79,5 +80,13 @@ describe('TaskSpecCache', () => {
     expect(() => {
       (again.env as Record<string, string>).N = 'changed';
     }).toThrow(TypeError);
+  });
+
+  it('reads as state every insert column that is not spec, and as spec nothing a pass reads as state', () => {
+    const state = TASK_STATE_SELECT.split(', ');
+    for (const c of TASK_SPEC_COLUMNS) expect(state).not.toContain(c);
+    const definitionOnly = ['is_definition', 'next_occurrence_at', 'last_occurrence_at'];
+    const rest = TASK_INSERT_COLUMNS.filter((c) => !(TASK_SPEC_COLUMNS as readonly string[]).includes(c) && !definitionOnly.includes(c));
+    expect(rest.filter((c) => !state.includes(c))).toEqual([]);
   });
 });

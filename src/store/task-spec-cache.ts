@@ -18,34 +18,6 @@ import { specOfTask, type TaskSpec, type TaskStateRow, taskFromSpec } from './ro
 export const TASK_STATE_SELECT =
   'id, created_at, status, attempts, due_at, start_deadline, updated_at, finished_at, last_error, deadline_missed, paused';
 
-/** The spec columns: every column taskFromRow reads besides the state ones and a definition's. */
-export const TASK_SPEC_COLUMNS = [
-  'owner',
-  'name',
-  'command',
-  'shell',
-  'script',
-  'script_path',
-  'image',
-  'executor',
-  'env',
-  'resources',
-  'constraints',
-  'labels',
-  'priority',
-  'delay_tolerance',
-  'execution_cap',
-  'total_attempts',
-  'retry',
-  'scheduling_type',
-  'schedule',
-  'placement',
-  'notify',
-  'on_deadline_miss',
-  'parent_id',
-  'occurrence_at',
-] as const;
-
 /** Default number of specs kept: a few windows of candidates (a spec is ~1 KB). */
 const DEFAULT_MAX = 4096;
 
