@@ -137,10 +137,7 @@ function flatten(rows: unknown[][]): unknown[] {
 
 const isLive = (s: string): boolean => s === 'assigned' || s === 'running';
 
-/**
- * The fencing rule, in one place: an item from a worker counts only if its run exists, is still live, and
- * carries the run's current lease token. Returns the refusal, or null when the item may change the run.
- */
+/** The event of a run started by its worker. */
 function startedEvent(r: RunRow, now: number): EventIn {
   return {
     taskId: Number(r.task_id),
@@ -154,6 +151,10 @@ function startedEvent(r: RunRow, now: number): EventIn {
   };
 }
 
+/**
+ * The fencing rule, in one place: an item from a worker counts only if its run exists, is still live, and
+ * carries the run's current lease token. Returns the refusal, or null when the item may change the run.
+ */
 function fence(r: RunRow | undefined, item: RunToken): ItemAck | null {
   if (!r) return { runId: item.runId, ok: false, code: 'RUN_NOT_FOUND' };
   if (r.lease_token !== item.token || !isLive(r.state)) return { runId: item.runId, ok: false, code: 'LEASE_STALE' };
@@ -517,9 +518,9 @@ export class KyselyStore implements Store {
 
   /**
    * The queue manager: ends live runs and moves each task by the domain rules (afterRun + the state machine).
-   * Rows must be locked by the caller. Mutates them, writes them and the events.
+   * Rows must be locked by the caller. Mutates them, writes them and the events. `events` are written first,
+   * in the same statement (the start events of runs started and ended in one report).
    */
-  /** `events`: written first, in the same statement (the start events of runs started and ended in one report). */
   private async endRuns(
     ex: Exec,
     endings: Ending[],
