@@ -123,11 +123,13 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     const rep = await store.workerReport(
       worker.id,
       {
-        // a: started and ended here; b: only started; c: its start carries a stale token, its result the right one.
+        // a: started and ended here; b: only started, twice, the second time with a stale token; c: its
+        // start carries a stale token, its result the right one.
         started: [
           { runId: ra.id, token: ra.leaseToken, at: T0 + 10 },
           { runId: rb!.id, token: rb!.leaseToken, at: T0 + 20 },
           { runId: rc!.id, token: 'stale', at: T0 + 30 },
+          { runId: rb!.id, token: 'stale', at: T0 + 40 },
         ],
         logs: [],
         results: [result(ra, 'succeeded', 0), result(rc!, 'failed', 1)],
@@ -140,6 +142,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
       { runId: ra.id, ok: true },
       { runId: rb!.id, ok: true },
       { runId: rc!.id, ok: false, code: 'LEASE_STALE' },
+      { runId: rb!.id, ok: false, code: 'LEASE_STALE' },
     ]);
     expect(rep.results.acks.map((x) => x.ok)).toEqual([true, true]);
     expect((await store.getRun(ra.id))!).toMatchObject({ state: 'succeeded', startedAt: T0 + 10, finishedAt: T0 + 1000 });

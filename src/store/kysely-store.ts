@@ -1632,8 +1632,11 @@ export class KyselyStore implements Store {
         const results = await this.finishRuns(r.results, now, folded);
         let started = startAcks;
         if (folded.length > 0) {
-          const byRun = new Map([...startAcks, ...results.startAcks].map((a) => [a.runId, a]));
-          started = r.started.map((s) => byRun.get(s.runId)!);
+          // Both lists keep the report's order: merge them back by position (a run started twice, with
+          // different tokens, keeps an ack per item).
+          let a = 0;
+          let f = 0;
+          started = r.started.map((s) => (foldable(s) ? results.startAcks[f++]! : startAcks[a++]!));
         }
         // Delivered marks last: they matter only for runs still assigned, which nothing above ends or starts
         // without making the mark moot.
