@@ -52,9 +52,18 @@ import type {
   WorkerReportResult,
 } from './port.js';
 import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
-import { eventFromRow, runFromRow, TASK_INSERT_COLUMNS, TASK_SPEC_COLUMNS, taskFromRow, taskInsertValues, workerFromRow } from './rows.js';
+import {
+  eventFromRow,
+  HELD_TASK_STATE_COLUMNS,
+  runFromRow,
+  TASK_INSERT_COLUMNS,
+  TASK_SPEC_COLUMNS,
+  taskFromRow,
+  taskInsertValues,
+  workerFromRow,
+} from './rows.js';
 import { StatsRefresher } from './stats-refresher.js';
-import { TASK_STATE_SELECT, TaskSpecCache } from './task-spec-cache.js';
+import { TaskSpecCache } from './task-spec-cache.js';
 import { TxCombiner } from './tx-combiner.js';
 
 export interface StoreOptions {
@@ -71,9 +80,11 @@ const LEADER_ROW = { alone: true } as const;
 const composite = new AsyncLocalStorage<Exec>();
 const TASK_STATE_COLUMNS =
   'id, owner, name, status, attempts, current_run_id, due_at, start_deadline, delay_tolerance, total_attempts, retry, execution_cap, paused, updated_at, finished_at, last_error, deadline_missed, notify, on_deadline_miss';
+/** SQLite: the state columns of candidates whose spec the pass holds. */
+const HELD_STATE_SELECT = `SELECT ${HELD_TASK_STATE_COLUMNS.join(', ')} FROM tasks WHERE id IN`;
 /** A PostgreSQL candidate's columns: spec columns NULL where the pass holds the spec (c.held). */
 const CANDIDATE_COLUMNS_PG = [
-  ...TASK_STATE_SELECT.split(', ').map((c) => `t.${c}`),
+  ...HELD_TASK_STATE_COLUMNS.map((c) => `t.${c}`),
   ...TASK_SPEC_COLUMNS.map((c) => `CASE WHEN c.held THEN NULL ELSE t.${c} END AS ${c}`),
 ].join(', ');
 const DAY = 86_400_000;
@@ -1131,12 +1142,12 @@ export class KyselyStore implements Store {
         }
       }
       // Tasks whose spec is held need only their state columns (see task-spec-cache.ts); the rest whole.
-      const ids = [...walkOf.keys()];
-      const held = ids.filter((id) => this.specs.has(id));
-      const whole = held.length === ids.length ? [] : ids.filter((id) => !this.specs.has(id));
+      const held: number[] = [];
+      const whole: number[] = [];
+      for (const id of walkOf.keys()) (this.specs.has(id) ? held : whole).push(id);
       const out: Array<{ walk: number; task: Task }> = [];
       if (held.length > 0) {
-        for (const r of await this.selectIn<TaskRow>(ex, `SELECT ${TASK_STATE_SELECT} FROM tasks WHERE id IN`, held)) {
+        for (const r of await this.selectIn<TaskRow>(ex, HELD_STATE_SELECT, held)) {
           const task = this.specs.task(r);
           if (task) out.push({ walk: walkOf.get(task.id) as number, task });
           else whole.push(Number(r.id));

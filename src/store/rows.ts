@@ -264,21 +264,25 @@ export function taskFromRow(r: TaskRow): Task {
   };
 }
 
-/** The state columns of a task: what changes after its insert (see task-spec-cache.ts). */
-export type TaskStateRow = Pick<
-  TaskRow,
-  | 'id'
-  | 'created_at'
-  | 'status'
-  | 'attempts'
-  | 'due_at'
-  | 'start_deadline'
-  | 'updated_at'
-  | 'finished_at'
-  | 'last_error'
-  | 'deadline_missed'
-  | 'paused'
->;
+/**
+ * The state columns a scheduling pass reads for a task whose spec it holds (task-spec-cache.ts): what
+ * changes after the insert, and created_at, which checks that the held spec is this task's.
+ */
+export const HELD_TASK_STATE_COLUMNS = [
+  'id',
+  'created_at',
+  'status',
+  'attempts',
+  'due_at',
+  'start_deadline',
+  'updated_at',
+  'finished_at',
+  'last_error',
+  'deadline_missed',
+  'paused',
+] as const;
+
+export type TaskStateRow = Pick<TaskRow, (typeof HELD_TASK_STATE_COLUMNS)[number]>;
 
 /**
  * A task from its held spec and its state columns: the fields of taskFromRow in the same order (one object

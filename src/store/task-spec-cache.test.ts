@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Task } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
-import { TASK_INSERT_COLUMNS, TASK_SPEC_COLUMNS } from './rows.js';
-import { TASK_STATE_SELECT, TaskSpecCache } from './task-spec-cache.js';
+import { HELD_TASK_STATE_COLUMNS, TASK_INSERT_COLUMNS, TASK_SPEC_COLUMNS } from './rows.js';
+import { TaskSpecCache } from './task-spec-cache.js';
 
 function task(id: number, over: Partial<Task> = {}): Task {
   return {
@@ -83,7 +83,7 @@ describe('TaskSpecCache', () => {
   });
 
   it('reads as state every insert column that is not spec, and as spec nothing a pass reads as state', () => {
-    const state = TASK_STATE_SELECT.split(', ');
+    const state: readonly string[] = HELD_TASK_STATE_COLUMNS;
     for (const c of TASK_SPEC_COLUMNS) expect(state).not.toContain(c);
     const definitionOnly = ['is_definition', 'next_occurrence_at', 'last_occurrence_at'];
     const rest = TASK_INSERT_COLUMNS.filter((c) => !(TASK_SPEC_COLUMNS as readonly string[]).includes(c) && !definitionOnly.includes(c));

@@ -14,10 +14,6 @@
 import type { Task } from '../domain/task.js';
 import { specOfTask, type TaskSpec, type TaskStateRow, taskFromSpec } from './rows.js';
 
-/** The state columns a pass reads for a task whose spec it holds (created_at checks the entry). */
-export const TASK_STATE_SELECT =
-  'id, created_at, status, attempts, due_at, start_deadline, updated_at, finished_at, last_error, deadline_missed, paused';
-
 /** Default number of specs kept: a few windows of candidates (a spec is ~1 KB). */
 const DEFAULT_MAX = 4096;
 
