@@ -6,7 +6,6 @@
 // leader → tasks → workers → runs, each by id, so replicas rarely deadlock; when they do, the backend reruns
 // the transaction. Event rows are written in the same transaction as the change they describe.
 
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { TschedError, validationError } from '../domain/errors.js';
 import { planOccurrences } from '../domain/occurrences.js';
@@ -76,8 +75,6 @@ const LIVE = "('assigned','running')";
 const PG_NOW = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 /** Writes of the leader row come first in the lock order, so they never share a group commit. */
 const LEADER_ROW = { alone: true } as const;
-/** The transaction of the composite operation in progress on this async path, if any. */
-const composite = new AsyncLocalStorage<Exec>();
 const TASK_STATE_COLUMNS =
   'id, owner, name, status, attempts, current_run_id, due_at, start_deadline, delay_tolerance, total_attempts, retry, execution_cap, paused, updated_at, finished_at, last_error, deadline_missed, notify, on_deadline_miss';
 /** SQLite: the state columns of candidates whose spec the pass holds. */
@@ -249,12 +246,6 @@ export class KyselyStore implements Store {
   }
 
   // ---------------------------------------------------------------- helpers
-
-  /** Inside a composite operation (workerPoll, workerReport) the parts share its transaction. */
-  private tx<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
-    const ex = composite.getStore();
-    return ex ? fn(ex) : this.backend.tx(fn);
-  }
 
   private get lock(): string {
     return this.backend.forUpdate;
@@ -1530,14 +1521,15 @@ export class KyselyStore implements Store {
   }
 
   heartbeat(workerId: string, runs: RunToken[], now: number, leaseMs: number): Promise<HeartbeatResult> {
-    return this.beat(workerId, runs, now, leaseMs, []);
+    return this.backend.tx((ex) => this.beatIn(ex, workerId, runs, now, leaseMs, []));
   }
 
   /**
    * A heartbeat that also marks runs handed out from memory as delivered (see markDelivered). On PostgreSQL
    * the marks and the runs to cancel ride on the worker's update: one round trip for the three.
    */
-  private beat(
+  private async beatIn(
+    ex: Exec,
     workerId: string,
     runs: RunToken[],
     now: number,
@@ -1545,64 +1537,59 @@ export class KyselyStore implements Store {
     delivered: number[],
     endsOp = false,
   ): Promise<HeartbeatResult> {
-    return this.tx(async (ex) => {
-      const pg = this.backend.kind === 'postgres';
-      // Ending its operation (a report) with no runs to check, the worker update is the op's last statement.
-      const update = pg && endsOp && runs.length === 0 ? ex.last.bind(ex) : ex.all.bind(ex);
-      if (!pg) await this.markDelivered(ex, workerId, delivered);
-      // A heartbeat proves the worker is alive: a worker marked lost by silence becomes active again.
-      // cancel_requested is not changed below, and the marks touch other rows than what they read.
-      // The state before the update comes back too (the poll route needs no read of its own): on PostgreSQL
-      // every part of one statement sees the same snapshot, so the CTE reads the row as it was.
-      const [before] = pg ? [] : await ex.all<{ state: WorkerState }>('SELECT state FROM workers WHERE id = ?', [workerId]);
-      const [w] = await update<{ id: string; was?: WorkerState; cancel?: number[] }>(
-        pg
-          ? "WITH d AS (UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id = ANY(?)), " +
-              'o AS (SELECT state FROM workers WHERE id = ?) ' +
-              "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? " +
-              `RETURNING id, (SELECT state FROM o) AS was, ARRAY(SELECT id FROM runs WHERE worker_id = workers.id AND state IN ${LIVE} AND cancel_requested = 1) AS cancel`
-          : "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? RETURNING id",
-        pg ? [workerId, delivered, workerId, now, workerId] : [now, workerId],
-      );
-      if (!w) throw new TschedError('WORKER_NOT_FOUND', `worker ${workerId} is not registered; register again`, { details: { workerId } });
-      const stateBefore = (pg ? w.was : before?.state) as WorkerState;
-      const rows = new Map(
-        (
-          await this.lockRuns(
-            ex,
-            runs.map((r) => r.runId),
-          )
-        ).map((r) => [Number(r.id), r]),
-      );
-      const acks: ItemAck[] = [];
-      const extend: number[] = [];
-      const cancel = new Set<number>();
-      for (const item of runs) {
-        const r = rows.get(item.runId);
-        // Another worker's run is stale for this one, whatever token it names.
-        const refused =
-          fence(r, item) ?? (r?.worker_id !== workerId ? { runId: item.runId, ok: false, code: 'LEASE_STALE' as const } : null);
-        if (refused) {
-          acks.push(refused);
-          cancel.add(item.runId);
-        } else {
-          acks.push({ runId: item.runId, ok: true });
-          extend.push(item.runId);
-        }
+    const pg = this.backend.kind === 'postgres';
+    // Ending its operation (a report) with no runs to check, the worker update is the op's last statement.
+    const update = pg && endsOp && runs.length === 0 ? ex.last.bind(ex) : ex.all.bind(ex);
+    if (!pg) await this.markDelivered(ex, workerId, delivered);
+    // A heartbeat proves the worker is alive: a worker marked lost by silence becomes active again.
+    // cancel_requested is not changed below, and the marks touch other rows than what they read.
+    // The state before the update comes back too (the poll route needs no read of its own): on PostgreSQL
+    // every part of one statement sees the same snapshot, so the CTE reads the row as it was.
+    const [before] = pg ? [] : await ex.all<{ state: WorkerState }>('SELECT state FROM workers WHERE id = ?', [workerId]);
+    const [w] = await update<{ id: string; was?: WorkerState; cancel?: number[] }>(
+      pg
+        ? "WITH d AS (UPDATE runs SET delivered = 1 WHERE worker_id = ? AND state = 'assigned' AND id = ANY(?)), " +
+            'o AS (SELECT state FROM workers WHERE id = ?) ' +
+            "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? " +
+            `RETURNING id, (SELECT state FROM o) AS was, ARRAY(SELECT id FROM runs WHERE worker_id = workers.id AND state IN ${LIVE} AND cancel_requested = 1) AS cancel`
+        : "UPDATE workers SET last_seen_at = ?, state = CASE WHEN state = 'lost' THEN 'active' ELSE state END WHERE id = ? RETURNING id",
+      pg ? [workerId, delivered, workerId, now, workerId] : [now, workerId],
+    );
+    if (!w) throw new TschedError('WORKER_NOT_FOUND', `worker ${workerId} is not registered; register again`, { details: { workerId } });
+    const stateBefore = (pg ? w.was : before?.state) as WorkerState;
+    const rows = new Map(
+      (
+        await this.lockRuns(
+          ex,
+          runs.map((r) => r.runId),
+        )
+      ).map((r) => [Number(r.id), r]),
+    );
+    const acks: ItemAck[] = [];
+    const extend: number[] = [];
+    const cancel = new Set<number>();
+    for (const item of runs) {
+      const r = rows.get(item.runId);
+      // Another worker's run is stale for this one, whatever token it names.
+      const refused = fence(r, item) ?? (r?.worker_id !== workerId ? { runId: item.runId, ok: false, code: 'LEASE_STALE' as const } : null);
+      if (refused) {
+        acks.push(refused);
+        cancel.add(item.runId);
+      } else {
+        acks.push({ runId: item.runId, ok: true });
+        extend.push(item.runId);
       }
-      if (extend.length > 0) {
-        await this.selectIn(ex, 'UPDATE runs SET lease_expires_at = ? WHERE id IN', extend, '', [now + leaseMs]);
-      }
-      const requested = pg
-        ? (w.cancel ?? [])
-        : (
-            await ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1`, [
-              workerId,
-            ])
-          ).map((r) => r.id);
-      for (const id of requested) cancel.add(Number(id));
-      return { acks, cancel: [...cancel].sort((a, b) => a - b), stateBefore };
-    });
+    }
+    if (extend.length > 0) {
+      await this.selectIn(ex, 'UPDATE runs SET lease_expires_at = ? WHERE id IN', extend, '', [now + leaseMs]);
+    }
+    const requested = pg
+      ? (w.cancel ?? [])
+      : (
+          await ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE} AND cancel_requested = 1`, [workerId])
+        ).map((r) => r.id);
+    for (const id of requested) cancel.add(Number(id));
+    return { acks, cancel: [...cancel].sort((a, b) => a - b), stateBefore };
   }
 
   async workerPoll(
@@ -1613,13 +1600,11 @@ export class KyselyStore implements Store {
     leaseMs: number,
     delivered: number[] = [],
   ): Promise<WorkerPollResult> {
-    return this.backend.tx((ex) =>
-      composite.run(ex, async () => {
-        const heartbeat = await this.beat(workerId, running, now, leaseMs, delivered);
-        const assignments = await this.takeAssignments(workerId, max, now);
-        return { heartbeat, assignments };
-      }),
-    );
+    return this.backend.tx(async (ex) => {
+      const heartbeat = await this.beatIn(ex, workerId, running, now, leaseMs, delivered);
+      const assignments = await this.takeAssignmentsIn(ex, workerId, max, now);
+      return { heartbeat, assignments };
+    });
   }
 
   async workerReport(
@@ -1628,33 +1613,31 @@ export class KyselyStore implements Store {
     now: number,
     opts: { leaseMs: number; maxLogBytesPerRun: number },
   ): Promise<WorkerReportResult> {
-    return this.backend.tx((ex) =>
-      composite.run(ex, async () => {
-        // A run that started and ended since the last report (most short tasks) is started inside its
-        // finish: one lock read and one run write instead of two each; both events are still written.
-        const ending = new Set(r.results.map((x) => x.runId));
-        const starts = new Map<number, number>();
-        for (const s of r.started) starts.set(s.runId, (starts.get(s.runId) ?? 0) + 1);
-        const foldable = (s: RunToken) => ending.has(s.runId) && starts.get(s.runId) === 1;
-        const folded = r.started.filter(foldable);
-        const alone = folded.length === 0 ? r.started : r.started.filter((s) => !foldable(s));
-        const startAcks = await this.startRuns(alone, now);
-        const logs = await this.appendLogs(r.logs, opts.maxLogBytesPerRun);
-        const results = await this.finishRuns(r.results, now, folded);
-        let started = startAcks;
-        if (folded.length > 0) {
-          // Both lists keep the report's order: merge them back by position (a run started twice, with
-          // different tokens, keeps an ack per item).
-          let a = 0;
-          let f = 0;
-          started = r.started.map((s) => (foldable(s) ? results.startAcks[f++]! : startAcks[a++]!));
-        }
-        // Delivered marks last: they matter only for runs still assigned, which nothing above ends or starts
-        // without making the mark moot.
-        const running = await this.beat(workerId, r.running, now, opts.leaseMs, r.delivered ?? [], true);
-        return { started, logs, results, running };
-      }),
-    );
+    return this.backend.tx(async (ex) => {
+      // A run that started and ended since the last report (most short tasks) is started inside its
+      // finish: one lock read and one run write instead of two each; both events are still written.
+      const ending = new Set(r.results.map((x) => x.runId));
+      const starts = new Map<number, number>();
+      for (const s of r.started) starts.set(s.runId, (starts.get(s.runId) ?? 0) + 1);
+      const foldable = (s: RunToken) => ending.has(s.runId) && starts.get(s.runId) === 1;
+      const folded = r.started.filter(foldable);
+      const alone = folded.length === 0 ? r.started : r.started.filter((s) => !foldable(s));
+      const startAcks = await this.startRunsIn(ex, alone, now);
+      const logs = await this.appendLogsIn(ex, r.logs, opts.maxLogBytesPerRun);
+      const results = await this.finishRunsIn(ex, r.results, now, folded);
+      let started = startAcks;
+      if (folded.length > 0) {
+        // Both lists keep the report's order: merge them back by position (a run started twice, with
+        // different tokens, keeps an ack per item).
+        let a = 0;
+        let f = 0;
+        started = r.started.map((s) => (foldable(s) ? results.startAcks[f++]! : startAcks[a++]!));
+      }
+      // Delivered marks last: they matter only for runs still assigned, which nothing above ends or starts
+      // without making the mark moot.
+      const running = await this.beatIn(ex, workerId, r.running, now, opts.leaseMs, r.delivered ?? [], true);
+      return { started, logs, results, running };
+    });
   }
 
   private async markDelivered(ex: Exec, workerId: string, ids: number[]): Promise<void> {
@@ -1709,121 +1692,130 @@ export class KyselyStore implements Store {
 
   async takeAssignments(workerId: string, max: number, now: number): Promise<Assignment[]> {
     if (max <= 0) return [];
-    return this.tx(async (ex) => {
-      const runs = await ex.all<RunRow>(
-        `SELECT * FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?${this.lock}`,
-        [workerId, max],
-      );
-      if (runs.length === 0) return [];
-      await this.selectIn(
-        ex,
-        'UPDATE runs SET delivered = 1 WHERE id IN',
-        runs.map((r) => r.id),
-      );
-      const tasks = new Map(
-        (
-          await this.selectIn<TaskRow>(
-            ex,
-            'SELECT * FROM tasks WHERE id IN',
-            runs.map((r) => r.task_id),
-          )
-        ).map((t) => [Number(t.id), taskFromRow(t)]),
-      );
-      return runs.map((r) => {
-        const task = tasks.get(Number(r.task_id))!;
-        return { run: runFromRow(r), task, capRemainingMs: Math.max(0, Number(r.assigned_at) + task.executionCap - now) };
-      });
+    return this.backend.tx((ex) => this.takeAssignmentsIn(ex, workerId, max, now));
+  }
+
+  private async takeAssignmentsIn(ex: Exec, workerId: string, max: number, now: number): Promise<Assignment[]> {
+    if (max <= 0) return [];
+    const runs = await ex.all<RunRow>(
+      `SELECT * FROM runs WHERE worker_id = ? AND state = 'assigned' AND delivered = 0 ORDER BY id LIMIT ?${this.lock}`,
+      [workerId, max],
+    );
+    if (runs.length === 0) return [];
+    await this.selectIn(
+      ex,
+      'UPDATE runs SET delivered = 1 WHERE id IN',
+      runs.map((r) => r.id),
+    );
+    const tasks = new Map(
+      (
+        await this.selectIn<TaskRow>(
+          ex,
+          'SELECT * FROM tasks WHERE id IN',
+          runs.map((r) => r.task_id),
+        )
+      ).map((t) => [Number(t.id), taskFromRow(t)]),
+    );
+    return runs.map((r) => {
+      const task = tasks.get(Number(r.task_id))!;
+      return { run: runFromRow(r), task, capRemainingMs: Math.max(0, Number(r.assigned_at) + task.executionCap - now) };
     });
   }
 
   async startRuns(items: Array<RunToken & { at: number }>, now: number): Promise<ItemAck[]> {
     if (items.length === 0) return [];
-    return this.tx(async (ex) => {
-      const rows = new Map(
-        (
-          await this.lockRuns(
-            ex,
-            items.map((i) => i.runId),
-          )
-        ).map((r) => [Number(r.id), r]),
-      );
-      const acks: ItemAck[] = [];
-      const changed: RunRow[] = [];
-      const events: EventIn[] = [];
-      for (const item of items) {
-        const r = rows.get(item.runId);
-        const refused = fence(r, item);
-        if (refused || !r) {
-          acks.push(refused!);
-          continue;
-        }
-        acks.push({ runId: item.runId, ok: true });
-        if (r.state !== 'assigned') continue; // a repeated start is acked and changes nothing
-        r.state = 'running';
-        r.started_at = item.at;
-        changed.push(r);
-        events.push(startedEvent(r, now));
+    return this.backend.tx((ex) => this.startRunsIn(ex, items, now));
+  }
+
+  private async startRunsIn(ex: Exec, items: Array<RunToken & { at: number }>, now: number): Promise<ItemAck[]> {
+    if (items.length === 0) return [];
+    const rows = new Map(
+      (
+        await this.lockRuns(
+          ex,
+          items.map((i) => i.runId),
+        )
+      ).map((r) => [Number(r.id), r]),
+    );
+    const acks: ItemAck[] = [];
+    const changed: RunRow[] = [];
+    const events: EventIn[] = [];
+    for (const item of items) {
+      const r = rows.get(item.runId);
+      const refused = fence(r, item);
+      if (refused || !r) {
+        acks.push(refused!);
+        continue;
       }
-      await this.saveRuns(ex, changed);
-      await this.insertEvents(ex, events);
-      return acks;
-    });
+      acks.push({ runId: item.runId, ok: true });
+      if (r.state !== 'assigned') continue; // a repeated start is acked and changes nothing
+      r.state = 'running';
+      r.started_at = item.at;
+      changed.push(r);
+      events.push(startedEvent(r, now));
+    }
+    await this.saveRuns(ex, changed);
+    await this.insertEvents(ex, events);
+    return acks;
   }
 
   async appendLogs(input: LogChunkInput[], maxBytesPerRun: number): Promise<ItemAck[]> {
     if (input.length === 0) return [];
-    return this.tx(async (ex) => {
-      const rows = new Map(
-        (
-          await this.lockRuns(
-            ex,
-            input.map((c) => c.runId),
-          )
-        ).map((r) => [Number(r.id), r]),
-      );
-      const acks: ItemAck[] = [];
-      const inserts: unknown[][] = [];
-      const touched = new Map<number, RunRow>();
-      const put = (r: RunRow, stream: string, at: number, data: string, bytes: number) => {
-        const seq = Number(r.log_seq) + 1;
-        const start = Number(r.log_bytes);
-        inserts.push([r.id, seq, start, start + bytes, stream, at, data]);
-        r.log_seq = seq;
-        r.log_bytes = start + bytes;
-        touched.set(Number(r.id), r);
-      };
-      for (const c of input) {
-        const r = rows.get(c.runId);
-        const refused = fence(r, c);
-        if (refused || !r) {
-          acks.push(refused!);
-          continue;
-        }
-        acks.push({ runId: c.runId, ok: true });
-        if (Number(r.log_truncated) === 1 || c.data.length === 0) continue; // past the cap: accepted and dropped
-        const room = maxBytesPerRun - Number(r.log_bytes);
-        const fit = utf8Prefix(c.data, Math.max(0, room));
-        if (fit.bytes > 0) put(r, c.stream, c.at, fit.text, fit.bytes);
-        if (fit.text.length < c.data.length) {
-          const note = `[tsched] log truncated at ${maxBytesPerRun} bytes\n`;
-          put(r, 'system', c.at, note, Buffer.byteLength(note));
-          r.log_truncated = 1;
-        }
+    return this.backend.tx((ex) => this.appendLogsIn(ex, input, maxBytesPerRun));
+  }
+
+  private async appendLogsIn(ex: Exec, input: LogChunkInput[], maxBytesPerRun: number): Promise<ItemAck[]> {
+    if (input.length === 0) return [];
+    const rows = new Map(
+      (
+        await this.lockRuns(
+          ex,
+          input.map((c) => c.runId),
+        )
+      ).map((r) => [Number(r.id), r]),
+    );
+    const acks: ItemAck[] = [];
+    const inserts: unknown[][] = [];
+    const touched = new Map<number, RunRow>();
+    const put = (r: RunRow, stream: string, at: number, data: string, bytes: number) => {
+      const seq = Number(r.log_seq) + 1;
+      const start = Number(r.log_bytes);
+      inserts.push([r.id, seq, start, start + bytes, stream, at, data]);
+      r.log_seq = seq;
+      r.log_bytes = start + bytes;
+      touched.set(Number(r.id), r);
+    };
+    for (const c of input) {
+      const r = rows.get(c.runId);
+      const refused = fence(r, c);
+      if (refused || !r) {
+        acks.push(refused!);
+        continue;
       }
-      await this.insertRows(ex, 'log_chunks', ['run_id', 'seq', 'start_offset', 'end_offset', 'stream', 'at', 'data'], inserts);
-      await this.updateRows(
-        ex,
-        'runs',
-        ['id', 'BIGINT'],
-        [
-          ['log_bytes', 'BIGINT'],
-          ['log_seq', 'INTEGER'],
-          ['log_truncated', 'INTEGER'],
-        ],
-        [...touched.values()].map((r) => [r.id, r.log_bytes, r.log_seq, r.log_truncated]),
-      );
-      return acks;
-    });
+      acks.push({ runId: c.runId, ok: true });
+      if (Number(r.log_truncated) === 1 || c.data.length === 0) continue; // past the cap: accepted and dropped
+      const room = maxBytesPerRun - Number(r.log_bytes);
+      const fit = utf8Prefix(c.data, Math.max(0, room));
+      if (fit.bytes > 0) put(r, c.stream, c.at, fit.text, fit.bytes);
+      if (fit.text.length < c.data.length) {
+        const note = `[tsched] log truncated at ${maxBytesPerRun} bytes\n`;
+        put(r, 'system', c.at, note, Buffer.byteLength(note));
+        r.log_truncated = 1;
+      }
+    }
+    await this.insertRows(ex, 'log_chunks', ['run_id', 'seq', 'start_offset', 'end_offset', 'stream', 'at', 'data'], inserts);
+    await this.updateRows(
+      ex,
+      'runs',
+      ['id', 'BIGINT'],
+      [
+        ['log_bytes', 'BIGINT'],
+        ['log_seq', 'INTEGER'],
+        ['log_truncated', 'INTEGER'],
+      ],
+      [...touched.values()].map((r) => [r.id, r.log_bytes, r.log_seq, r.log_truncated]),
+    );
+    return acks;
   }
 
   /**
@@ -1832,52 +1824,60 @@ export class KyselyStore implements Store {
    */
   async finishRuns(results: RunResultInput[], now: number, starts: Array<RunToken & { at: number }> = []): Promise<FinishResult> {
     if (results.length === 0) return { acks: [], changed: [], startAcks: [] };
-    return this.tx(async (ex) => {
-      const { runs, tasks } = await this.lockRunsWithTasks(
-        ex,
-        results.map((r) => r.runId),
-      );
-      const startAcks: ItemAck[] = [];
-      const startEvents: EventIn[] = [];
-      for (const item of starts) {
-        const r = runs.get(item.runId);
-        const refused = fence(r, item);
-        startAcks.push(refused ?? { runId: item.runId, ok: true });
-        if (refused || !r || r.state !== 'assigned') continue; // a repeated start is acked and changes nothing
-        r.state = 'running';
-        r.started_at = item.at;
-        startEvents.push(startedEvent(r, now));
+    return this.backend.tx((ex) => this.finishRunsIn(ex, results, now, starts));
+  }
+
+  private async finishRunsIn(
+    ex: Exec,
+    results: RunResultInput[],
+    now: number,
+    starts: Array<RunToken & { at: number }> = [],
+  ): Promise<FinishResult> {
+    if (results.length === 0) return { acks: [], changed: [], startAcks: [] };
+    const { runs, tasks } = await this.lockRunsWithTasks(
+      ex,
+      results.map((r) => r.runId),
+    );
+    const startAcks: ItemAck[] = [];
+    const startEvents: EventIn[] = [];
+    for (const item of starts) {
+      const r = runs.get(item.runId);
+      const refused = fence(r, item);
+      startAcks.push(refused ?? { runId: item.runId, ok: true });
+      if (refused || !r || r.state !== 'assigned') continue; // a repeated start is acked and changes nothing
+      r.state = 'running';
+      r.started_at = item.at;
+      startEvents.push(startedEvent(r, now));
+    }
+    const acks: ItemAck[] = [];
+    const endings: Ending[] = [];
+    const ending = new Set<number>();
+    for (const res of results) {
+      const r = runs.get(res.runId);
+      // A duplicate result (even in this same batch) finds the run ended: refused, never recorded twice.
+      const refused = fence(r, res) ?? (ending.has(res.runId) ? { runId: res.runId, ok: false, code: 'LEASE_STALE' as const } : null);
+      if (refused || !r) {
+        acks.push(refused!);
+        continue;
       }
-      const acks: ItemAck[] = [];
-      const endings: Ending[] = [];
-      const ending = new Set<number>();
-      for (const res of results) {
-        const r = runs.get(res.runId);
-        // A duplicate result (even in this same batch) finds the run ended: refused, never recorded twice.
-        const refused = fence(r, res) ?? (ending.has(res.runId) ? { runId: res.runId, ok: false, code: 'LEASE_STALE' as const } : null);
-        if (refused || !r) {
-          acks.push(refused!);
-          continue;
-        }
-        ending.add(res.runId);
-        acks.push({ runId: res.runId, ok: true });
-        endings.push({
-          run: r,
-          outcome: res.outcome,
-          exitCode: res.exitCode,
-          reason: res.reason,
-          startedAt: res.startedAt,
-          finishedAt: res.finishedAt,
-          usage: res.usage,
-          actor: `worker:${r.worker_name}`,
-        });
-      }
-      const before = new Map([...tasks.values()].map((t) => [Number(t.id), t.status]));
-      await this.endRuns(ex, endings, tasks, now, startEvents);
-      const changed: FinishResult['changed'] = [];
-      for (const t of tasks.values()) if (before.get(Number(t.id)) !== t.status) changed.push({ taskId: Number(t.id), status: t.status });
-      return { acks, changed, startAcks };
-    });
+      ending.add(res.runId);
+      acks.push({ runId: res.runId, ok: true });
+      endings.push({
+        run: r,
+        outcome: res.outcome,
+        exitCode: res.exitCode,
+        reason: res.reason,
+        startedAt: res.startedAt,
+        finishedAt: res.finishedAt,
+        usage: res.usage,
+        actor: `worker:${r.worker_name}`,
+      });
+    }
+    const before = new Map([...tasks.values()].map((t) => [Number(t.id), t.status]));
+    await this.endRuns(ex, endings, tasks, now, startEvents);
+    const changed: FinishResult['changed'] = [];
+    for (const t of tasks.values()) if (before.get(Number(t.id)) !== t.status) changed.push({ taskId: Number(t.id), status: t.status });
+    return { acks, changed, startAcks };
   }
 
   async readLogs(runId: number, offset: number, limit: number): Promise<{ chunks: LogChunk[]; nextOffset: number; ended: boolean }> {
