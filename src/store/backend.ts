@@ -278,6 +278,43 @@ function toPg(sql: string): string {
   return out;
 }
 
+/**
+ * Array parameters as PostgreSQL array literals, written here rather than by pg: the batched writes send
+ * one array per column (unnest), and pg quotes and regex-escapes every element of every array (6 % of the
+ * server's CPU at 1,000 submits/s). Numbers need no quotes; a string is quoted, and escaped only if it
+ * holds a quote or a backslash. An array of anything else (nested, buffers, dates, objects) is left to pg.
+ */
+export function pgParams(params: unknown[]): unknown[] {
+  let out: unknown[] | null = null;
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i];
+    if (!Array.isArray(p)) continue;
+    const literal = pgArrayLiteral(p);
+    if (literal === null) continue;
+    out ??= params.slice();
+    out[i] = literal;
+  }
+  return out ?? params;
+}
+
+const NEEDS_ESCAPE = /["\\]/;
+const ESCAPE = /["\\]/g;
+
+/** `{1,"a b",NULL}` for a flat array of numbers, bigints, booleans, strings and nulls; null otherwise. */
+export function pgArrayLiteral(items: readonly unknown[]): string | null {
+  let out = '{';
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0) out += ',';
+    const v = items[i];
+    if (v === null || v === undefined) out += 'NULL';
+    else if (typeof v === 'number' || typeof v === 'bigint') out += String(v);
+    else if (typeof v === 'string') out += NEEDS_ESCAPE.test(v) ? `"${v.replace(ESCAPE, '\\$&')}"` : `"${v}"`;
+    else if (typeof v === 'boolean') out += v ? 'true' : 'false';
+    else return null;
+  }
+  return `${out}}`;
+}
+
 // Deadlock detected, serialization failure, and feature_not_supported: the one the store can meet is "cached
 // plan must not change result type", when another replica's migration reshaped a table under a prepared
 // statement; postgres.ts then stops preparing such statements, so the rerun succeeds.
@@ -306,9 +343,9 @@ export class PostgresBackend implements Backend {
 
   private static execOf(k: Kysely<Record<string, never>>): Exec {
     return execOf(async <T>(sql: string, params: unknown[] = []) => {
-      if (!statementStats) return (await k.executeQuery(CompiledQuery.raw(toPg(sql), params))).rows as T[];
+      if (!statementStats) return (await k.executeQuery(CompiledQuery.raw(toPg(sql), pgParams(params)))).rows as T[];
       const t0 = performance.now();
-      const rows = (await k.executeQuery(CompiledQuery.raw(toPg(sql), params))).rows as T[];
+      const rows = (await k.executeQuery(CompiledQuery.raw(toPg(sql), pgParams(params)))).rows as T[];
       countStatement(sql, performance.now() - t0);
       return rows;
     });
@@ -321,9 +358,9 @@ export class PostgresBackend implements Backend {
   private static execOfClient(client: pg.PoolClient): Exec {
     // The query is queued on the client when `all` is called (before any await): calls go out in call order.
     return execOf(async <T>(sql: string, params: unknown[] = []) => {
-      if (!statementStats) return (await client.query(toPg(sql), params)).rows as T[];
+      if (!statementStats) return (await client.query(toPg(sql), pgParams(params))).rows as T[];
       const t0 = performance.now();
-      const rows = (await client.query(toPg(sql), params)).rows as T[];
+      const rows = (await client.query(toPg(sql), pgParams(params))).rows as T[];
       countStatement(sql, performance.now() - t0);
       return rows;
     });

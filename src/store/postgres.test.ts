@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { submitBurst } from '../../test/helpers/burst.js';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
 import { normalizeTask } from '../domain/task-spec.js';
+import { pgArrayLiteral, pgParams } from './backend.js';
 import { createPostgresStore } from './postgres.js';
 
 const pgUp = requireService('PostgreSQL (prepared statements)', await postgresAvailable());
@@ -129,5 +130,31 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
       await other.end();
       await store.close();
     }
+  });
+
+  it('sends array parameters as literals that PostgreSQL reads back element for element', async () => {
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
+    try {
+      const texts = ['', 'plain', 'a b', ' lead', 'trail ', 'NULL', 'null', '"quoted"', 'back\\slash', '\\"', '{braces}', 'a,b', 'é ✓', '\n', null];
+      const [lit] = pgParams([texts]);
+      expect(typeof lit).toBe('string');
+      const back = await client.query('SELECT unnest($1::text[]) AS v', [lit]);
+      expect(back.rows.map((r) => r.v)).toEqual(texts);
+      const ints = [0, -1, 2 ** 53 - 1, null, 42];
+      const n = await client.query('SELECT unnest($1::int8[])::text AS v', pgParams([ints]));
+      expect(n.rows.map((r) => (r.v === null ? null : Number(r.v)))).toEqual(ints);
+      const b = await client.query('SELECT unnest($1::bool[]) AS v', pgParams([[true, false, null]]));
+      expect(b.rows.map((r) => r.v)).toEqual([true, false, null]);
+      const empty = await client.query('SELECT cardinality($1::text[]) AS v', pgParams([[]]));
+      expect(empty.rows[0].v).toBe(0);
+    } finally {
+      await client.end();
+    }
+    // Not flat scalars: left to pg, and a parameter list without arrays is passed through as it is.
+    expect(pgArrayLiteral([[1], [2]])).toBeNull();
+    expect(pgArrayLiteral([Buffer.from('x')])).toBeNull();
+    const plain = [1, 'a', null];
+    expect(pgParams(plain)).toBe(plain);
   });
 });
