@@ -1592,6 +1592,8 @@ export class KyselyStore implements Store {
     return { acks, cancel: [...cancel].sort((a, b) => a - b), stateBefore };
   }
 
+  // workerPoll and workerReport compose the `…In(ex, …)` forms inside one transaction. The transaction is
+  // passed by hand: an AsyncLocalStorage would install an async hook that every promise of the process pays.
   async workerPoll(
     workerId: string,
     running: RunToken[],
