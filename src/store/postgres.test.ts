@@ -136,7 +136,23 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
     const client = new pg.Client({ connectionString: PG_URL });
     await client.connect();
     try {
-      const texts = ['', 'plain', 'a b', ' lead', 'trail ', 'NULL', 'null', '"quoted"', 'back\\slash', '\\"', '{braces}', 'a,b', 'é ✓', '\n', null];
+      const texts = [
+        '',
+        'plain',
+        'a b',
+        ' lead',
+        'trail ',
+        'NULL',
+        'null',
+        '"quoted"',
+        'back\\slash',
+        '\\"',
+        '{braces}',
+        'a,b',
+        'é ✓',
+        '\n',
+        null,
+      ];
       const [lit] = pgParams([texts]);
       expect(typeof lit).toBe('string');
       const back = await client.query('SELECT unnest($1::text[]) AS v', [lit]);
