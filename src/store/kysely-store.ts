@@ -413,6 +413,18 @@ export class KyselyStore implements Store {
     return this.selectIn<TaskRow>(ex, `SELECT ${TASK_STATE_COLUMNS} FROM tasks WHERE id IN`, [...new Set(ids)], ` ORDER BY id${this.lock}`);
   }
 
+  /** Locks the runs these items name, keyed by id. */
+  private async lockRunsById(ex: Exec, items: ReadonlyArray<{ runId: number }>): Promise<Map<number, RunRow>> {
+    return new Map(
+      (
+        await this.lockRuns(
+          ex,
+          items.map((i) => i.runId),
+        )
+      ).map((r) => [Number(r.id), r]),
+    );
+  }
+
   private lockRuns(ex: Exec, ids: number[]): Promise<RunRow[]> {
     return this.selectIn<RunRow>(ex, 'SELECT * FROM runs WHERE id IN', [...new Set(ids)], ` ORDER BY id${this.lock}`);
   }
@@ -1557,14 +1569,7 @@ export class KyselyStore implements Store {
     );
     if (!w) throw new TschedError('WORKER_NOT_FOUND', `worker ${workerId} is not registered; register again`, { details: { workerId } });
     const stateBefore = (pg ? w.was : before?.state) as WorkerState;
-    const rows = new Map(
-      (
-        await this.lockRuns(
-          ex,
-          runs.map((r) => r.runId),
-        )
-      ).map((r) => [Number(r.id), r]),
-    );
+    const rows = await this.lockRunsById(ex, runs);
     const acks: ItemAck[] = [];
     const extend: number[] = [];
     const cancel = new Set<number>();
@@ -1731,14 +1736,7 @@ export class KyselyStore implements Store {
 
   private async startRunsIn(ex: Exec, items: Array<RunToken & { at: number }>, now: number): Promise<ItemAck[]> {
     if (items.length === 0) return [];
-    const rows = new Map(
-      (
-        await this.lockRuns(
-          ex,
-          items.map((i) => i.runId),
-        )
-      ).map((r) => [Number(r.id), r]),
-    );
+    const rows = await this.lockRunsById(ex, items);
     const acks: ItemAck[] = [];
     const changed: RunRow[] = [];
     const events: EventIn[] = [];
@@ -1768,14 +1766,7 @@ export class KyselyStore implements Store {
 
   private async appendLogsIn(ex: Exec, input: LogChunkInput[], maxBytesPerRun: number): Promise<ItemAck[]> {
     if (input.length === 0) return [];
-    const rows = new Map(
-      (
-        await this.lockRuns(
-          ex,
-          input.map((c) => c.runId),
-        )
-      ).map((r) => [Number(r.id), r]),
-    );
+    const rows = await this.lockRunsById(ex, input);
     const acks: ItemAck[] = [];
     const inserts: unknown[][] = [];
     const touched = new Map<number, RunRow>();
