@@ -7,8 +7,11 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 
 const [mode, where] = process.argv.slice(2);
-// TSCHED_BENCH_STATS=1 also counts HTTP requests by route (ids folded), printed at stop.
+// TSCHED_BENCH_STATS=1 also counts HTTP requests by route (ids folded), printed at stop, and times the
+// worker polls that carry results (a drain's cycle): how long the server held each (arrival to response
+// written) and the gap before the next one arrived (the worker's turn and the network), both at stop.
 const requests = new Map();
+const cycles = [];
 if (process.env.TSCHED_BENCH_STATS) {
   const http = await import('node:http');
   const emit = http.Server.prototype.emit;
@@ -16,10 +19,20 @@ if (process.env.TSCHED_BENCH_STATS) {
     if (event === 'request') {
       const key = `${req.method} ${req.url.replace(/\?.*/, '').replace(/\/[0-9a-f-]{8,}|\/\d+/g, '/:id')}`;
       requests.set(key, (requests.get(key) ?? 0) + 1);
+      // A bare poll's body is a few bytes; one that carries results is bigger.
+      if (key.endsWith('/poll') && Number(req.headers['content-length'] ?? 0) > 200) {
+        const at = performance.now();
+        rest[0].on('finish', () => cycles.push([at, performance.now()]));
+      }
     }
     return emit.call(this, event, req, ...rest);
   };
 }
+/** "p50 / mean" of a list of ms. */
+const summary = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return `${(s[s.length >> 1] ?? 0).toFixed(2)} / ${(s.reduce((a, b) => a + b, 0) / (s.length || 1)).toFixed(2)} ms`;
+};
 const log = pino({ level: process.env.TSCHED_LOG_LEVEL ?? 'warn' }, pino.destination({ dest: 2, sync: false }));
 let server;
 if (mode === 'sqlite') {
@@ -42,6 +55,9 @@ if (process.env.TSCHED_BENCH_PROFILE) {
   profiler = new Session();
   profiler.connect();
   await profiler.post('Profiler.enable');
+  // V8 samples every 1 ms by default: coarse beside a request that takes a fraction of that.
+  // TSCHED_BENCH_PROFILE_US sets the interval (µs).
+  await profiler.post('Profiler.setSamplingInterval', { interval: Number(process.env.TSCHED_BENCH_PROFILE_US ?? 200) });
   await profiler.post('Profiler.start');
 }
 
@@ -63,6 +79,12 @@ process.on('message', async (msg) => {
     const rows = [...(statementStats ?? new Map())].sort((a, b) => b[1].ms - a[1].ms);
     for (const [sql, e] of rows) console.error(`${String(e.n).padStart(8)} ${e.ms.toFixed(0).padStart(6)} ms  ${sql}`);
     for (const [route, n] of [...requests].sort((a, b) => b[1] - a[1])) console.error(`${String(n).padStart(8)} requests  ${route}`);
+    if (cycles.length > 1) {
+      cycles.sort((a, b) => a[0] - b[0]);
+      const held = cycles.map(([at, done]) => done - at);
+      const gaps = cycles.slice(1).map(([at], i) => at - cycles[i][1]);
+      console.error(`polls with results: ${cycles.length}, held p50 / mean ${summary(held)}, gap before the next ${summary(gaps)}`);
+    }
   }
   await server.close();
   process.send({ type: 'stopped' }, () => process.exit(0));
