@@ -21,6 +21,20 @@ describe('Wakeups mail', () => {
     expect(w.pendingMailed('w1')).toEqual([]);
   });
 
+  it('a store take answered after the same runs went out by mail does not hand them out again', () => {
+    const w = new Wakeups();
+    // The pass's commit is answered first: its mail reaches the parked poll…
+    w.post('w1', [assignment(1), assignment(2)]);
+    expect(w.takeMail('w1', 10).map((a) => a.run.id)).toEqual([1, 2]);
+    // …then a report-and-poll's store write, which took runs 2 and 3, is answered.
+    expect([...w.takenFromStoreNow('w1', [2, 3])]).toEqual([2]);
+    // Another worker's runs of the same ids are its own business.
+    expect(w.takenFromStoreNow('w2', [2]).size).toBe(0);
+    // And the other way round: runs a poll took from the store stay out of mail posted after it.
+    w.post('w1', [assignment(3), assignment(4)]);
+    expect(w.takeMail('w1', 10).map((a) => a.run.id)).toEqual([4]);
+  });
+
   it('marks whose write failed go to the next write', () => {
     const w = new Wakeups();
     w.post('w1', [assignment(7)]);

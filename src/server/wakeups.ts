@@ -8,6 +8,7 @@ type Waiter = () => void;
 
 /** Assignments handed over in memory are only good for a moment: after that the store is the truth. */
 const MAIL_TTL_MS = 2000;
+const NONE: ReadonlySet<number> = new Set();
 
 export class Wakeups {
   private workers = new Map<string, Set<Waiter>>();
@@ -19,6 +20,7 @@ export class Wakeups {
   private nudged = new Map<string, number>();
   private claims = new Map<string, number[]>();
   private takenFromStore = new Map<string, Set<number>>();
+  private handedOut = new Map<string, Set<number>>();
 
   /**
    * The scheduler hands new assignments to a worker's parked poll on this replica directly, sparing the poll
@@ -50,16 +52,25 @@ export class Wakeups {
     const rest = fresh.slice(max);
     if (rest.length > 0) this.mail.set(workerId, rest);
     else this.mail.delete(workerId);
-    if (out.length > 0) this.mailed.set(workerId, [...(this.mailed.get(workerId) ?? []), ...out.map((a) => a.run.id)]);
+    if (out.length > 0) {
+      const ids = out.map((a) => a.run.id);
+      this.mailed.set(workerId, [...(this.mailed.get(workerId) ?? []), ...ids]);
+      this.remember(this.handedOut, workerId, ids);
+    }
     return out;
   }
 
   /**
    * A poll took these runs from the store: drop them from the mail, and keep them out of mail posted a
-   * moment later (the scheduler may post after the poll already found its runs in the store).
+   * moment later (the scheduler may post after the poll already found its runs in the store). Returns the
+   * runs of the list that another poll of this worker already took from the mail. The other order happens
+   * too: the pass that placed a run is answered first (its commit came first) and posts it, a parked poll
+   * hands it out, and only then is the store write that also took it answered, perhaps together with the
+   * worker's report of that very run. Handed out again after that report's ack, the run would start a
+   * second time: the worker no longer holds it.
    */
-  takenFromStoreNow(workerId: string, runIds: number[]): void {
-    if (runIds.length === 0) return;
+  takenFromStoreNow(workerId: string, runIds: number[]): ReadonlySet<number> {
+    if (runIds.length === 0) return NONE;
     const ids = new Set(runIds);
     const box = this.mail.get(workerId);
     if (box) {
@@ -67,15 +78,23 @@ export class Wakeups {
       if (rest.length > 0) this.mail.set(workerId, rest);
       else this.mail.delete(workerId);
     }
-    const taken = this.takenFromStore.get(workerId) ?? new Set<number>();
-    for (const id of ids) taken.add(id);
-    this.takenFromStore.set(workerId, taken);
-    // Tombstones only matter for the moment a post can lag a poll.
+    this.remember(this.takenFromStore, workerId, runIds);
+    const handed = this.handedOut.get(workerId);
+    if (!handed) return NONE;
+    const dup = new Set(runIds.filter((r) => handed.has(r)));
+    return dup.size > 0 ? dup : NONE;
+  }
+
+  /** Tombstones only matter for the moment a post can lag a poll, or a poll's store write a post. */
+  private remember(map: Map<string, Set<number>>, workerId: string, ids: number[]): void {
+    const set = map.get(workerId) ?? new Set<number>();
+    for (const id of ids) set.add(id);
+    map.set(workerId, set);
     setTimeout(() => {
-      const t = this.takenFromStore.get(workerId);
+      const t = map.get(workerId);
       if (!t) return;
       for (const id of ids) t.delete(id);
-      if (t.size === 0) this.takenFromStore.delete(workerId);
+      if (t.size === 0) map.delete(workerId);
     }, MAIL_TTL_MS).unref();
   }
 

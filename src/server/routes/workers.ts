@@ -153,11 +153,11 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       let hb: Pick<HeartbeatResult, 'acks' | 'cancel'>;
       let acks: Pick<PollResponse, 'started' | 'logs' | 'results'> = {};
       const fromStore = (list: Assignment[]) => {
-        c.wakeups.takenFromStoreNow(
+        const handed = c.wakeups.takenFromStoreNow(
           id,
           list.map((a) => a.run.id),
         );
-        return list;
+        return handed.size === 0 ? list : list.filter((a) => !handed.has(a.run.id));
       };
       /** Takes what the store holds beyond what is in hand, if `beyond` says there is any. */
       const topUp = async (beyond: (known: Set<number>) => boolean | Promise<boolean>) => {
