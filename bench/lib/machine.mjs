@@ -13,16 +13,33 @@ function pkgVersion(name) {
   }
 }
 
-async function redisVersion() {
+/** Redis's version, and whether it keeps anything on disk (BullMQ's jobs are as durable as that). */
+async function redisInfo() {
   try {
     const { Redis } = await import('ioredis');
     const r = new Redis({ ...REDIS, lazyConnect: true, maxRetriesPerRequest: 1 });
     await r.connect();
-    const info = await r.info('server');
-    r.disconnect();
-    return /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
+    try {
+      const info = await r.info('server');
+      // CONFIG can be renamed away on a managed Redis: then the persistence is unknown, not guessed.
+      const config = async (key) => {
+        try {
+          return (await r.config('GET', key))[1];
+        } catch {
+          return '?';
+        }
+      };
+      return {
+        version: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
+        appendonly: await config('appendonly'),
+        appendfsync: await config('appendfsync'),
+        save: await config('save'),
+      };
+    } finally {
+      r.disconnect();
+    }
   } catch (err) {
-    return `unreachable (${err.message})`;
+    return { version: `unreachable (${err.message})`, appendonly: '?', appendfsync: '?', save: '?' };
   }
 }
 
@@ -49,13 +66,17 @@ function gitCommit() {
 export async function machineInfo() {
   const cpus = os.cpus();
   const pg = await pgInfo();
+  const redis = await redisInfo();
   return {
     cores: cpus.length,
     cpuModel: cpus[0]?.model ?? 'unknown',
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
-    redis: await redisVersion(),
+    redis: redis.version,
+    redisAppendonly: redis.appendonly,
+    redisAppendfsync: redis.appendfsync,
+    redisSave: redis.save,
     postgres: pg.version,
     pgSynchronousCommit: pg.synchronousCommit,
     pgFsync: pg.fsync,

@@ -50,6 +50,15 @@ function ratioTable(results, suite, systems, labels, metrics, variant) {
   return `\n\ntsched ÷ peer (medians):\n\n${table(['', ...peers.map((p) => `÷ ${labels[p]}`)], rows)}`;
 }
 
+/** Redis's version and what it keeps on disk: none of BullMQ's jobs survive a restart of a Redis that keeps nothing. */
+function redisLine(m) {
+  if (m.redisAppendonly === undefined) return m.redis;
+  const aof = m.redisAppendonly === 'yes' ? `appendonly=yes, appendfsync=${m.redisAppendfsync}` : `appendonly=${m.redisAppendonly}`;
+  const save = m.redisSave === '' ? 'no snapshots' : `save="${m.redisSave}"`;
+  const nothing = m.redisAppendonly === 'no' && m.redisSave === '' ? ': keeps nothing on disk' : '';
+  return `${m.redis} (${aof}, ${save}${nothing})`;
+}
+
 export function renderMarkdown({ results, machine, machineEnd, options, labels, backends, systems, startedAt, finishedAt }) {
   const out = [];
   const sys = (suite) => systems.filter((s) => results.some((r) => r.suite === suite && r.system === s));
@@ -73,7 +82,7 @@ export function renderMarkdown({ results, machine, machineEnd, options, labels, 
         ['load average (1, 5, 15 min) at start', machine.loadAvg.map((v) => v.toFixed(2)).join(', ')],
         ['load average at end', machineEnd.loadAvg.map((v) => v.toFixed(2)).join(', ')],
         ['node', machine.node],
-        ['redis', machine.redis],
+        ['redis', redisLine(machine)],
         ['postgres', `${machine.postgres} (synchronous_commit=${machine.pgSynchronousCommit}, fsync=${machine.pgFsync})`],
         [
           'packages',

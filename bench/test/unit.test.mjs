@@ -136,6 +136,9 @@ test('renderMarkdown shows medians with min–max, ratios and targets', () => {
     kernel: 'k',
     node: 'v20',
     redis: '7',
+    redisAppendonly: 'no',
+    redisAppendfsync: 'everysec',
+    redisSave: '',
     postgres: '15',
     pgSynchronousCommit: 'on',
     pgFsync: 'on',
@@ -171,4 +174,5 @@ test('renderMarkdown shows medians with min–max, ratios and targets', () => {
   assert.match(md, /\| tsched \(SQLite\) ≥ 10,000 completions\/s \| 12,000 \| yes \|/);
   assert.match(md, /\| tsched \(SQLite\) p99 ≤ 50 ms at 100\/s \| 40\.0 \| yes \|/);
   assert.match(md, /- throughput, BullMQ, run 2: Error: boom/);
+  assert.match(md, /\| redis \| 7 \(appendonly=no, no snapshots: keeps nothing on disk\) \|/);
 });
