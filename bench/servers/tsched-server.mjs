@@ -5,6 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
+import { percentile } from '../lib/stats.mjs';
 
 const [mode, where] = process.argv.slice(2);
 // TSCHED_BENCH_STATS=1 also counts HTTP requests by route (ids folded), printed at stop, and times the
@@ -29,10 +30,7 @@ if (process.env.TSCHED_BENCH_STATS) {
   };
 }
 /** "p50 / mean" of a list of ms. */
-const summary = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return `${(s[s.length >> 1] ?? 0).toFixed(2)} / ${(s.reduce((a, b) => a + b, 0) / (s.length || 1)).toFixed(2)} ms`;
-};
+const summary = (xs) => `${percentile(xs, 50).toFixed(2)} / ${(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2)} ms`;
 const log = pino({ level: process.env.TSCHED_LOG_LEVEL ?? 'warn' }, pino.destination({ dest: 2, sync: false }));
 let server;
 if (mode === 'sqlite') {
