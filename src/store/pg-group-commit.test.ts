@@ -189,6 +189,80 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     expect(await keys()).toEqual([71, 74]);
   });
 
+  it("a report whose results' write fails (sent without waiting) fails alone with that write's error and keeps nothing", async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    const now = Date.now();
+    const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
+    const [t] = (await store.submitTasks('u', [spec], { now, actor: 'u' })).tasks;
+    const { worker } = await store.registerWorker(
+      {
+        name: 'gc-w',
+        capacity: { cpus: 1000, memory: 1 << 20, ports: null },
+        labels: {},
+        executors: ['shell'],
+        enforcement: { memory: 'none', cpu: 'none' },
+        version: 'test',
+        hostname: 'host',
+      },
+      now,
+    );
+    const { runs } = await store.applyPlan(
+      [{ taskId: t!.id, workerId: worker.id, allocation: { cpus: 1000, memory: 1 << 20, ports: [], namedPorts: {} } }],
+      {
+        now,
+        leaseMs: 30_000,
+        epoch: null,
+        actor: 'scheduler',
+      },
+    );
+    const run = runs[0]!;
+    // The database refuses this run's end: the report's write fails on the server, after the worker update
+    // and the next op's statements have been sent behind it.
+    await store.backend.tx(async (ex) => {
+      await ex.all(
+        "CREATE FUNCTION refuse_end() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'P0001'; END $$",
+      );
+      await ex.all('CREATE TRIGGER refuse_end BEFORE UPDATE OF state ON runs FOR EACH ROW EXECUTE FUNCTION refuse_end()');
+    });
+    const report = () =>
+      store.workerReport(
+        worker.id,
+        {
+          started: [{ runId: run.id, token: run.leaseToken, at: now + 5 }],
+          logs: [],
+          results: [
+            {
+              runId: run.id,
+              token: run.leaseToken,
+              outcome: 'succeeded',
+              exitCode: 0,
+              reason: null,
+              startedAt: now + 5,
+              finishedAt: now + 9,
+            },
+          ],
+          running: [],
+        },
+        now + 10,
+        { leaseMs: 30_000, maxLogBytesPerRun: 1024 },
+      );
+    const before = { ...PgGroupCommit.stats };
+    const results = await settle([store.backend.tx(put(80)), report(), store.backend.tx(put(81))]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    // Its own error, not the "transaction is aborted" of the statements behind it.
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'P0001', message: 'refused by the test' });
+    expect(PgGroupCommit.stats.splits - before.splits).toBe(1);
+    expect(await keys()).toEqual([80, 81]);
+    expect(await store.getRun(run.id)).toMatchObject({ state: 'assigned', startedAt: null, finishedAt: null });
+    expect(await store.getTask(t!.id, null)).toMatchObject({ status: 'in_progress' });
+    expect((await store.getWorker(worker.id))!.lastSeenAt).toBe(now);
+    // Once the database takes it, the same report goes through.
+    await store.backend.tx((ex) => ex.all('DROP TRIGGER refuse_end ON runs'));
+    const ok = await report();
+    expect(ok.results.acks).toEqual([{ runId: run.id, ok: true }]);
+    expect(await store.getTask(t!.id, null)).toMatchObject({ status: 'done' });
+  });
+
   it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {
     const [, other] = await Promise.all([
       store.backend.tx((ex) => ex.all("SET LOCAL application_name = 'alone'"), { alone: true }),
