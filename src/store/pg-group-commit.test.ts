@@ -239,6 +239,7 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
               reason: null,
               startedAt: now + 5,
               finishedAt: now + 9,
+              usage: { peakMemory: null, cpuSeconds: null },
             },
           ],
           running: [],
