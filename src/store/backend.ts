@@ -6,7 +6,7 @@ import type { Writable } from 'node:stream';
 import type Database from 'better-sqlite3';
 import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import type pg from 'pg';
-import { PgGroupCommit } from './pg-group-commit.js';
+import { CommittedThenFailed, PgGroupCommit } from './pg-group-commit.js';
 
 export type Row = Record<string, unknown>;
 
@@ -20,11 +20,18 @@ export interface Exec {
    * still throw (the batch is then rolled back as usual). Elsewhere it is `all`.
    */
   last<T = Row>(sql: string, params?: unknown[]): Promise<T[]>;
+  /**
+   * Like `last`, and nothing of the operation can fail after it (its answer is only read): on PostgreSQL,
+   * when it is the transaction's last statement, COMMIT goes out right behind it instead of after its
+   * answer, one round trip fewer. Should the statement fail, PostgreSQL answers that COMMIT with a rollback
+   * and the operation fails as usual. Elsewhere it is `all`.
+   */
+  final<T = Row>(sql: string, params?: unknown[]): Promise<T[]>;
 }
 
-/** An Exec whose `last` is its `all`. */
+/** An Exec whose `last` and `final` are its `all`. */
 export function execOf(all: Exec['all']): Exec {
-  return { all, last: all };
+  return { all, last: all, final: all };
 }
 
 export interface TxOptions {
@@ -319,7 +326,9 @@ export function pgArrayLiteral(items: readonly unknown[]): string | null {
 // Deadlock detected, serialization failure, and feature_not_supported: the one the store can meet is "cached
 // plan must not change result type", when another replica's migration reshaped a table under a prepared
 // statement; postgres.ts then stops preparing such statements, so the rerun succeeds.
-const RETRYABLE_PG = new Set(['40P01', '40001', '0A000']);
+// ROLLED_BACK_AT_COMMIT (ours): nothing was kept, so the work may run again.
+const ROLLED_BACK_AT_COMMIT = 'TSCHED_ROLLED_BACK';
+const RETRYABLE_PG = new Set(['40P01', '40001', '0A000', ROLLED_BACK_AT_COMMIT]);
 
 /**
  * Holds a connection's writes until the end of this tick: statements sent together (a transaction's BEGIN and
@@ -331,6 +340,14 @@ function coalesceWrites(socket: Writable | undefined): void {
   if (!socket || socket.writableCorked > 0 || typeof socket.cork !== 'function') return;
   socket.cork();
   process.nextTick(() => socket.uncork());
+}
+
+/** COMMIT answered with a rollback: a statement had failed without its operation seeing it. Nothing is kept. */
+class RolledBackAtCommit extends Error {
+  readonly code = ROLLED_BACK_AT_COMMIT;
+  constructor() {
+    super('store: the transaction was rolled back at COMMIT (a statement in it had failed)');
+  }
 }
 
 export class PostgresBackend implements Backend {
@@ -368,10 +385,10 @@ export class PostgresBackend implements Backend {
    * Over one pooled client, calling it at once: statements sent together (Promise.all) are pipelined.
    * (Kysely's connection runs one statement at a time.)
    */
-  private static execOfClient(client: pg.PoolClient): Exec {
+  private static execOfClient(client: pg.PoolClient, commitNow: () => void): Exec {
     const socket = (client as unknown as { connection?: { stream?: Writable } }).connection?.stream;
     // The query is queued on the client when `all` is called (before any await): calls go out in call order.
-    return execOf(async <T>(sql: string, params: unknown[] = []) => {
+    const ex = execOf(async <T>(sql: string, params: unknown[] = []) => {
       coalesceWrites(socket);
       if (!statementStats) return (await client.query(toPg(sql), pgParams(params))).rows as T[];
       const t0 = performance.now();
@@ -379,6 +396,14 @@ export class PostgresBackend implements Backend {
       countStatement(sql, performance.now() - t0);
       return rows;
     });
+    return {
+      ...ex,
+      final: <T>(sql: string, params?: unknown[]) => {
+        const rows = ex.all<T>(sql, params);
+        commitNow();
+        return rows;
+      },
+    };
   }
 
   /** Group commit (pg-group-commit.ts), unless `alone`. */
@@ -406,6 +431,14 @@ export class PostgresBackend implements Backend {
   private async onClient<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
+    // COMMIT sent behind a final statement (Exec.final), before fn has its answer.
+    let early: Promise<pg.QueryResult> | null = null;
+    const commitNow = () => {
+      if (early) return;
+      PgGroupCommit.stats.early++;
+      early = client.query('COMMIT');
+      early.catch(() => {});
+    };
     try {
       coalesceWrites((client as unknown as { connection?: { stream?: Writable } }).connection?.stream);
       // BEGIN goes out with fn's first statement: should it fail, the connection is lost, and so is all after it.
@@ -413,10 +446,23 @@ export class PostgresBackend implements Backend {
       begin.catch(() => {});
       let out: T;
       try {
-        out = await fn(PostgresBackend.execOfClient(client));
+        out = await fn(PostgresBackend.execOfClient(client, commitNow));
         await begin;
       } catch (e) {
         await begin.catch(() => {});
+        const sent = early as Promise<pg.QueryResult> | null;
+        if (sent) {
+          // fn failed after its COMMIT went out. If a statement failed, PostgreSQL answered it with a rollback
+          // and nothing is left to undo; if it committed, fn broke its promise (Exec.final), and the caller must
+          // know that its writes are durable all the same.
+          const r = await sent.catch((err: unknown) => err);
+          if ((r as pg.QueryResult)?.command === 'COMMIT') throw new CommittedThenFailed(e);
+          if (!(r as pg.QueryResult)?.command) {
+            broken = true; // the connection failed while committing: what became of the transaction is unknown
+            throw r;
+          }
+          throw e;
+        }
         try {
           await client.query('ROLLBACK');
         } catch (rollbackError) {
@@ -425,7 +471,9 @@ export class PostgresBackend implements Backend {
         }
         throw e;
       }
-      await client.query('COMMIT');
+      const done = await ((early as Promise<pg.QueryResult> | null) ?? client.query('COMMIT'));
+      // A statement whose failure was not seen by fn leaves the transaction aborted, and COMMIT then rolls back.
+      if (done.command !== 'COMMIT') throw new RolledBackAtCommit();
       return out;
     } finally {
       // A client whose ROLLBACK failed is discarded; one whose connection broke the pool discards itself.

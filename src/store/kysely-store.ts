@@ -335,8 +335,9 @@ export class KyselyStore implements Store {
    * Writes whose results nobody reads, in one round trip on PostgreSQL: each but the last becomes a
    * data-modifying CTE of the last (`WITH w0 AS (…), w1 AS (…) …`). They run on one snapshot and none sees
    * another's rows, so they must touch different rows (here: different tables). SQLite: one after another.
+   * `sent`: an array, to send it without waiting (below); 'final', to send it as the op's final statement.
    */
-  private async writeAll(ex: Exec, stmts: Stmt[], sent?: Array<Promise<unknown>>): Promise<void> {
+  private async writeAll(ex: Exec, stmts: Stmt[], sent?: Array<Promise<unknown>> | 'final'): Promise<void> {
     if (this.backend.kind !== 'postgres') {
       for (const st of stmts) await ex.all(st.sql, st.params);
       return;
@@ -344,11 +345,12 @@ export class KyselyStore implements Store {
     if (stmts.length === 0) return;
     const last = stmts[stmts.length - 1]!;
     const ctes = stmts.slice(0, -1).map((st, i) => `w${i} AS (${st.sql})`);
-    const answer = ex.all(
+    const answer = (sent === 'final' ? ex.final : ex.all).call(
+      ex,
       ctes.length === 0 ? last.sql : `WITH ${ctes.join(', ')} ${last.sql}`,
       ctes.length === 0 ? last.params : stmts.flatMap((st) => st.params),
     );
-    if (!sent) {
+    if (sent === undefined || sent === 'final') {
       await answer;
       return;
     }
@@ -1487,7 +1489,12 @@ export class KyselyStore implements Store {
         },
       );
     }
-    await this.writeAll(ex, [...runInserts, ...this.taskSaves(accepted.map((x) => x.task)), ...(await this.eventInserts(ex, events))]);
+    // The op's last statement, and nothing after it can fail: COMMIT may go out behind it (Exec.final).
+    await this.writeAll(
+      ex,
+      [...runInserts, ...this.taskSaves(accepted.map((x) => x.task)), ...(await this.eventInserts(ex, events))],
+      'final',
+    );
     return { runs: runRows.map(runFromRow), rejected };
   }
 

@@ -264,6 +264,56 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     expect(await store.getTask(t!.id, null)).toMatchObject({ status: 'done' });
   });
 
+  it("COMMIT goes out behind the batch's last op's final statement, before its answer; a failing final statement rolls back alone", async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    const final = (k: number) => (ex: Exec) => ex.final('INSERT INTO gc (k, v) VALUES (?, ?)', [k, 'x']);
+    let before = { ...PgGroupCommit.stats };
+    await Promise.all([store.backend.tx(put(90)), store.backend.tx(final(91))]);
+    expect(PgGroupCommit.stats.early - before.early).toBe(1);
+    expect(await keys()).toEqual([90, 91]);
+    // Not the batch's last op: its final statement is only its last, and COMMIT waits for the ops behind it.
+    before = { ...PgGroupCommit.stats };
+    await Promise.all([store.backend.tx(final(92)), store.backend.tx(put(93))]);
+    expect(PgGroupCommit.stats.early - before.early).toBe(0);
+    expect(await keys()).toEqual([90, 91, 92, 93]);
+    // A duplicate key as the final statement: PostgreSQL answers the COMMIT behind it with a rollback; the
+    // op before it is rerun and kept, the failing one fails alone with its own error.
+    const results = await settle([store.backend.tx(put(94)), store.backend.tx(final(90))]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: '23505' });
+    expect(await keys()).toEqual([90, 91, 92, 93, 94]);
+  });
+
+  it('an op that throws after its final statement, once COMMIT went out, fails with its error and its writes are kept', async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    const results = await settle([
+      store.backend.tx(put(100)),
+      store.backend.tx(async (ex) => {
+        await ex.final('INSERT INTO gc (k, v) VALUES (?, ?)', [101, 'x']);
+        throw new TschedError('INTERNAL', 'thrown after the final statement');
+      }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'INTERNAL' });
+    // Nothing ran twice: the batch committed once, with both writes.
+    expect(await keys()).toEqual([100, 101]);
+  });
+
+  it('a failed statement its op did not see rolls the batch back at COMMIT: no op is answered as committed', async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    await store.backend.tx(put(110));
+    const results = await settle([
+      store.backend.tx(put(111)),
+      // A duplicate key whose error the op swallows: the transaction is aborted, and COMMIT rolls it back.
+      store.backend.tx(async (ex) => {
+        await ex.all('INSERT INTO gc (k, v) VALUES (?, ?)', [110, 'dup']).catch(() => {});
+      }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/rolled back at COMMIT/);
+    expect(await keys()).toEqual([110, 111]);
+  });
+
   it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {
     const [, other] = await Promise.all([
       store.backend.tx((ex) => ex.all("SET LOCAL application_name = 'alone'"), { alone: true }),

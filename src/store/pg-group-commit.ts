@@ -29,12 +29,22 @@ export interface QueuedTx {
   reject: (e: unknown) => void;
 }
 
+/** fn threw after its final statement, and its transaction had already committed (see Exec.final). */
+export class CommittedThenFailed extends Error {
+  constructor(readonly error: unknown) {
+    super(`store: the transaction committed, then its operation failed: ${String(error)}`);
+  }
+}
+
 /** Most operations in one transaction: bounds how long the first one's row locks are held. */
 const MAX_BATCH = 200;
 
 /** Thrown inside a batch's transaction to roll it back and say which op failed. */
 class OpFailed {
-  constructor(readonly index: number) {}
+  constructor(
+    readonly index: number,
+    readonly error: unknown,
+  ) {}
 }
 
 /** The batch committed; or the op at `index` threw (rolled back); or the transaction itself failed. */
@@ -43,8 +53,11 @@ type Attempt = { ok: true } | { ok: false; index: number } | { ok: false; index:
 export class PgGroupCommit {
   private queue: QueuedTx[] = [];
   private flushing = false;
-  /** tx: transactions answered; batches: shared transactions; alone: ops run in one of their own. */
-  static stats = { tx: 0, batches: 0, alone: 0, splits: 0 };
+  /**
+   * tx: transactions answered; batches: shared transactions; alone: ops run in one of their own; early:
+   * COMMITs sent behind a final statement (Exec.final), before its answer.
+   */
+  static stats = { tx: 0, batches: 0, alone: 0, splits: 0, early: 0 };
 
   /**
    * @param once runs one function in one transaction on a connection of its own (pipelined), no retries
@@ -112,9 +125,19 @@ export class PgGroupCommit {
     PgGroupCommit.stats.alone++;
     try {
       // The same rule as in a batch: nothing after an op's last statement.
-      op.resolve(await this.alone((ex) => op.fn(lastAware(ex, () => {}))));
+      op.resolve(
+        await this.alone((ex) =>
+          op.fn(
+            lastAware(
+              ex,
+              () => {},
+              () => true,
+            ),
+          ),
+        ),
+      );
     } catch (e) {
-      op.reject(e);
+      op.reject(e instanceof CommittedThenFailed ? e.error : e);
     }
   }
 
@@ -129,19 +152,23 @@ export class PgGroupCommit {
         // its statements pipelined behind. Nothing is committed before every op has ended.
         const running: Array<Promise<void>> = [];
         let failed = false;
+        let answered = 0;
         for (const [index, op] of ops.entries()) {
           let sentLast!: () => void;
           const lastSent = new Promise<void>((res) => {
             sentLast = res;
           });
-          const p = op.fn(lastAware(ex, sentLast)).then(
+          // COMMIT may follow the batch's last op's final statement at once if every op before it has answered.
+          const mayCommit = () => index === ops.length - 1 && answered === index;
+          const p = op.fn(lastAware(ex, sentLast, mayCommit)).then(
             (v) => {
               values[index] = v;
+              answered++;
             },
-            () => {
+            (e: unknown) => {
               failed = true;
               // Its own error comes back when it runs again alone.
-              throw new OpFailed(index);
+              throw new OpFailed(index, e);
             },
           );
           p.catch(() => {});
@@ -155,6 +182,14 @@ export class PgGroupCommit {
       });
       r = { ok: true };
     } catch (error) {
+      if (error instanceof CommittedThenFailed && error.error instanceof OpFailed) {
+        // The last op threw after its final statement, once COMMIT had gone out and every op before it had
+        // answered (Exec.final forbids this): all of the batch is durable, and the op's error is its answer.
+        PgGroupCommit.stats.tx += ops.length;
+        const last = ops.length - 1;
+        for (const [i, op] of ops.entries()) i === last ? op.reject(error.error.error) : op.resolve(values[i]);
+        return { ok: true };
+      }
       // An op threw (rolled back); or BEGIN, ROLLBACK or COMMIT failed, or the connection did: every op's
       // answer then, unless retryable (see runInOrder).
       r = error instanceof OpFailed ? { ok: false, index: error.index } : { ok: false, index: null, error };
@@ -167,18 +202,25 @@ export class PgGroupCommit {
   }
 }
 
-/** `ex` for one op of a batch: `last` reports that the op has sent its last statement; nothing may follow. */
-function lastAware(ex: Exec, sentLast: () => void): Exec {
+/**
+ * `ex` for one op of a batch: `last` reports that the op has sent its last statement; nothing may follow.
+ * `final` is `last`, with COMMIT sent right behind it when `mayCommit` says the op ends the batch.
+ */
+function lastAware(ex: Exec, sentLast: () => void, mayCommit: () => boolean): Exec {
   let done = false;
   const after = () => Promise.reject(new Error("store: a statement sent after the operation's last one"));
-  return {
-    all: <T>(sql: string, params?: unknown[]) => (done ? after() : ex.all<T>(sql, params)),
-    last: <T>(sql: string, params?: unknown[]) => {
+  const ending =
+    (commit: boolean) =>
+    <T>(sql: string, params?: unknown[]) => {
       if (done) return after();
       done = true;
-      const rows = ex.all<T>(sql, params);
+      const rows = commit && mayCommit() ? ex.final<T>(sql, params) : ex.all<T>(sql, params);
       sentLast();
       return rows;
-    },
+    };
+  return {
+    all: <T>(sql: string, params?: unknown[]) => (done ? after() : ex.all<T>(sql, params)),
+    last: ending(false),
+    final: ending(true),
   };
 }
