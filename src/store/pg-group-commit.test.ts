@@ -2,6 +2,7 @@
 // fails takes nothing of the others with it.
 
 import { randomBytes } from 'node:crypto';
+import { Socket } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
@@ -312,6 +313,40 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/rolled back at COMMIT/);
     expect(await keys()).toEqual([110, 111]);
+  });
+
+  it('statements sent in one tick leave in one socket write, BEGIN with them', async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    // Every write to any socket of this process while the transaction runs; only the pool's client writes.
+    const writes: number[] = [];
+    const proto = Socket.prototype as unknown as Record<'_write' | '_writev', (...a: unknown[]) => unknown>;
+    const { _write, _writev } = proto;
+    proto._write = function (this: Socket, ...a: unknown[]) {
+      writes.push(1);
+      return _write.apply(this, a);
+    };
+    proto._writev = function (this: Socket, ...a: unknown[]) {
+      writes.push((a[0] as unknown[]).length);
+      return _writev.apply(this, a);
+    };
+    try {
+      await store.backend.tx(
+        (ex) =>
+          Promise.all([
+            ex.all('INSERT INTO gc (k, v) VALUES (?, ?)', [120, 'x']),
+            ex.all('INSERT INTO gc (k, v) VALUES (?, ?)', [121, 'x']),
+            ex.all<{ n: number }>('SELECT count(*) AS n FROM gc'),
+          ]),
+        { alone: true },
+      );
+    } finally {
+      proto._write = _write;
+      proto._writev = _writev;
+    }
+    // BEGIN and the three statements (each several protocol messages) in one write; COMMIT in the next.
+    expect(writes.length).toBe(2);
+    expect(writes[0]).toBeGreaterThanOrEqual(4);
+    expect(await keys()).toEqual([120, 121]);
   });
 
   it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {
