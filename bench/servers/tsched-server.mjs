@@ -20,10 +20,17 @@ if (process.env.TSCHED_BENCH_STATS) {
     if (event === 'request') {
       const key = `${req.method} ${req.url.replace(/\?.*/, '').replace(/\/[0-9a-f-]{8,}|\/\d+/g, '/:id')}`;
       requests.set(key, (requests.get(key) ?? 0) + 1);
-      // A bare poll's body is a few bytes; one that carries results is bigger.
-      if (key.endsWith('/poll') && Number(req.headers['content-length'] ?? 0) > 200) {
+      if (key.endsWith('/poll')) {
+        // A poll carried results if its answer acks some (a bare poll's answer has no "results"; a heartbeat
+        // poll's body can be as big as a report's, so the request's size does not tell).
         const at = performance.now();
-        rest[0].on('finish', () => cycles.push([at, performance.now()]));
+        const res = rest[0];
+        const end = res.end;
+        res.end = function (chunk, ...more) {
+          if (chunk !== undefined && typeof chunk !== 'function' && String(chunk).includes('"results":[{'))
+            res.once('finish', () => cycles.push([at, performance.now()]));
+          return end.call(this, chunk, ...more);
+        };
       }
     }
     return emit.call(this, event, req, ...rest);
