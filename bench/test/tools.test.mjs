@@ -1,0 +1,69 @@
+// Unit tests of the diagnostics tools' pure parts (bench/tools): the PostgreSQL trace's transactions and
+// round trips, the CPU tool's process groups, the profile summary's file names.
+// Run: node --test bench/test/
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { groupOf } from '../tools/cpu-by-process.mjs';
+import { roundTrips, transactions } from '../tools/pg-trace-report.mjs';
+import { fileOf, selfTimes, shortPath } from '../tools/profile-top.mjs';
+
+// [sent, answered, backend pid, text]
+const traced = [
+  [0.0, 0.2, 7, 'BEGIN'],
+  [0.1, 0.8, 7, 'SELECT … FOR UPDATE'], // pipelined behind BEGIN
+  [1.0, 2.0, 7, 'WITH w0 AS (UPDATE runs …'], // sent after the answers: a new trip
+  [1.1, 2.1, 7, 'WITH d AS (UPDATE runs SET delivered …'], // behind it
+  [2.5, 3.0, 7, 'INSERT INTO runs …'], // a new trip
+  [2.6, 3.2, 7, 'COMMIT'], // behind it
+  [0.5, 0.6, 9, 'SELECT 1'], // another connection, outside a transaction
+  [4.0, 4.1, 7, 'BEGIN'],
+  [4.05, 4.5, 7, 'ROLLBACK'], // behind BEGIN
+];
+
+test('transactions groups BEGIN…COMMIT/ROLLBACK per connection, in the order they began', () => {
+  const txs = transactions(traced);
+  assert.equal(txs.length, 2);
+  assert.deepEqual(
+    txs[0].map((e) => e[3]),
+    ['BEGIN', 'SELECT … FOR UPDATE', 'WITH w0 AS (UPDATE runs …', 'WITH d AS (UPDATE runs SET delivered …', 'INSERT INTO runs …', 'COMMIT'],
+  );
+  assert.deepEqual(
+    txs[1].map((e) => e[3]),
+    ['BEGIN', 'ROLLBACK'],
+  );
+});
+
+test('roundTrips counts a statement sent before the previous one was answered as the same trip', () => {
+  const [tx, rolledBack] = transactions(traced);
+  assert.equal(roundTrips(tx), 3);
+  assert.equal(roundTrips(rolledBack), 1);
+});
+
+test('groupOf names the benchmark processes by role and leaves the tool itself out', () => {
+  assert.equal(groupOf('node /r/bench/servers/tsched-server.mjs pg postgres://x'), 'tsched server');
+  assert.equal(groupOf('node /r/bench/servers/tsched-worker.mjs'), 'tsched agents');
+  assert.equal(groupOf('/r/dist/native/tsched-spawner'), 'spawner helpers (with the tasks they forked)');
+  assert.equal(groupOf('postgres: postgres test 127.0.0.1(5432) idle'), 'postgres');
+  assert.equal(groupOf('node bench/tools/cpu-by-process.mjs 8'), null);
+  assert.match(groupOf('/usr/bin/something else'), /^other: /);
+});
+
+test('profile summary: self time per node, files folded to packages and dist', () => {
+  const self = selfTimes({ samples: [1, 2, 1, 3], timeDeltas: [10, 20, 30, 40] });
+  assert.deepEqual(
+    [...self],
+    [
+      [1, 40],
+      [2, 20],
+      [3, 40],
+    ],
+  );
+  assert.equal(fileOf('file:///r/node_modules/pg/lib/client.js', 'query'), 'npm:pg');
+  assert.equal(fileOf('file:///r/node_modules/@scope/pkg/x.js', 'f'), 'npm:@scope/pkg');
+  assert.equal(fileOf('file:///r/dist/store/backend.js', 'exec'), 'dist/store/backend.js');
+  assert.equal(fileOf('node:net', 'writeGeneric'), 'node internals');
+  assert.equal(fileOf('', '(garbage collector)'), '(garbage collector)');
+  assert.equal(fileOf('', 'writev'), '(writev)');
+  assert.equal(shortPath('file:///r/node_modules/fastify/lib/reply.js'), 'fastify/lib/reply.js');
+});
