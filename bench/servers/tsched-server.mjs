@@ -80,7 +80,8 @@ process.on('message', async (msg) => {
     const { PgGroupCommit } = await import('../../dist/store/pg-group-commit.js');
     const cpu = process.cpuUsage();
     const stats = mode === 'sqlite' ? SqliteBackend.stats : PgGroupCommit.stats;
-    console.error('backend stats', stats, `server cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`);
+    const rss = process.memoryUsage().rss / 2 ** 20;
+    console.error('backend stats', stats, `server cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms, rss ${rss.toFixed(0)} MiB`);
     const rows = [...(statementStats ?? new Map())].sort((a, b) => b[1].ms - a[1].ms);
     for (const [sql, e] of rows) console.error(`${String(e.n).padStart(8)} ${e.ms.toFixed(0).padStart(6)} ms  ${sql}`);
     for (const [route, n] of [...requests].sort((a, b) => b[1] - a[1])) console.error(`${String(n).padStart(8)} requests  ${route}`);
