@@ -345,8 +345,8 @@ const RETRYABLE_PG = new Set(['40P01', '40001', '0A000', ROLLED_BACK_AT_COMMIT])
 /**
  * Holds a connection's writes until the end of this tick: statements sent together (a transaction's BEGIN and
  * its first reads, an op's last statement and the next op's) leave in one write() instead of one each. pg
- * corks the socket around each statement's messages; this cork spans them. A system call costs 30-100 µs
- * on the small VMs tsched is measured on, and a pipelined round trip sends up to five statements.
+ * corks the socket around each statement's messages; this cork spans them. Each write wakes the PostgreSQL
+ * backend, which on a small machine preempts the server, and a pipelined round trip sends up to five.
  */
 function coalesceWrites(socket: Writable | undefined): void {
   if (!socket || socket.writableCorked > 0 || typeof socket.cork !== 'function') return;
