@@ -348,7 +348,9 @@ const RETRYABLE_PG = new Set(['40P01', '40001', '0A000', ROLLED_BACK_AT_COMMIT])
  * corks the socket around each statement's messages; this cork spans them. Each write wakes the PostgreSQL
  * backend, which on a small machine preempts the server, and a pipelined round trip sends up to five.
  */
-function coalesceWrites(socket: Writable | undefined): void {
+function coalesceWrites(client: pg.PoolClient): void {
+  // pg keeps the socket on the client's connection (not in its typings).
+  const socket = (client as unknown as { connection?: { stream?: Writable } }).connection?.stream;
   if (!socket || socket.writableCorked > 0 || typeof socket.cork !== 'function') return;
   socket.cork();
   process.nextTick(() => socket.uncork());
@@ -398,10 +400,9 @@ export class PostgresBackend implements Backend {
    * (Kysely's connection runs one statement at a time.)
    */
   private static execOfClient(client: pg.PoolClient, commitNow: () => void): Exec {
-    const socket = (client as unknown as { connection?: { stream?: Writable } }).connection?.stream;
     // The query is queued on the client when `all` is called (before any await): calls go out in call order.
     const ex = execOf(async <T>(sql: string, params: unknown[] = []) => {
-      coalesceWrites(socket);
+      coalesceWrites(client);
       if (!statementStats) return (await client.query(toPg(sql), pgParams(params))).rows as T[];
       const t0 = performance.now();
       const rows = (await client.query(toPg(sql), pgParams(params))).rows as T[];
@@ -452,7 +453,7 @@ export class PostgresBackend implements Backend {
       early.catch(() => {});
     };
     try {
-      coalesceWrites((client as unknown as { connection?: { stream?: Writable } }).connection?.stream);
+      coalesceWrites(client);
       // BEGIN goes out with fn's first statement: should it fail, the connection is lost, and so is all after it.
       const begin = client.query('BEGIN');
       begin.catch(() => {});
