@@ -55,7 +55,17 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.stderr.write('no trace: run with NODE_OPTIONS="--import ./bench/tools/pg-trace.mjs" first\n');
     process.exit(2);
   }
-  const log = files.map((f) => JSON.parse(readFileSync(f, 'utf8'))).sort((a, b) => b.length - a.length)[0];
+  const traces = files.map((f) => {
+    try {
+      const t = JSON.parse(readFileSync(f, 'utf8'));
+      if (!Array.isArray(t)) throw new Error('not a list of statements');
+      return t;
+    } catch (e) {
+      process.stderr.write(`${f}: expected a trace written by bench/tools/pg-trace.mjs: ${e.message}\n`);
+      process.exit(2);
+    }
+  });
+  const log = traces.sort((a, b) => b.length - a.length)[0];
   const txs = transactions(log);
   if (txs.length === 0) {
     process.stderr.write(`${log.length} statements, no transaction among them\n`);

@@ -46,7 +46,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     if (args[i] === '--top') top = Number(args[++i]);
     else if (args[i] === '--callers') callers.push(args[++i]);
   }
-  const profile = JSON.parse(readFileSync(file, 'utf8'));
+  let profile;
+  try {
+    profile = JSON.parse(readFileSync(file, 'utf8'));
+    if (!Array.isArray(profile.nodes) || !Array.isArray(profile.samples)) throw new Error('no nodes and samples in it');
+  } catch (e) {
+    process.stderr.write(`${file}: expected a V8 CPU profile (.cpuprofile): ${e.message}\n`);
+    process.exit(2);
+  }
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
