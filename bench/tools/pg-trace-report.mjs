@@ -55,16 +55,17 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.stderr.write('no trace: run with NODE_OPTIONS="--import ./bench/tools/pg-trace.mjs" first\n');
     process.exit(2);
   }
-  const traces = files.map((f) => {
+  const traces = [];
+  for (const f of files) {
     try {
       const t = JSON.parse(readFileSync(f, 'utf8'));
       if (!Array.isArray(t)) throw new Error('not a list of statements');
-      return t;
+      traces.push(t);
     } catch (e) {
       process.stderr.write(`${f}: expected a trace written by bench/tools/pg-trace.mjs: ${e.message}\n`);
       process.exit(2);
     }
-  });
+  }
   const log = traces.sort((a, b) => b.length - a.length)[0];
   const txs = transactions(log);
   if (txs.length === 0) {
