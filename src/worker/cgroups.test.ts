@@ -1,9 +1,11 @@
 // Run cgroups on this machine's real cgroup tree: a pooled cgroup (v1) is reused only with fresh counters and
 // the limits of its new run, and an OOM kill in one run is not blamed on the next.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Cgroups, detectCgroups } from './cgroups.js';
+import { type Cgroups, detectCgroups, V1_CPU_JOIN_DELAY_MS } from './cgroups.js';
 
 let cgroups: Cgroups | null;
 
@@ -77,5 +79,36 @@ describe('run cgroups', () => {
     const next = await cgroups.create(5, { memory: 64 * MiB, cpus: 1000 });
     expect(await next.pids()).toEqual([]);
     await next.remove();
+  });
+
+  it('on v1, moves a run that outlives one CFS period into its cpu cgroup, with what it forked before', async () => {
+    if (!cgroups) return;
+    const c = await cgroups.create(6, { memory: 64 * MiB, cpus: 500 });
+    const leaf = basename(dirname(c.procsFiles[0] as string));
+    // The cgroup a process is in for CPU: the cpu hierarchy's line (v1), or the unified one (v2).
+    const cpuGroupOf = (pid: number) => {
+      const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+      const line = lines.find((l) => (cgroups?.mode === 'cgroup-v1' ? l.split(':')[1]?.split(',').includes('cpu') : l.startsWith('0::')));
+      return basename(line?.split(':')[2] ?? '');
+    };
+    // The leader forks a child at once, then both sleep: the child was born before any cpu join.
+    const sh = spawn('/bin/sh', ['-c', `${c.procsFiles.map((f) => `echo $$ > ${f};`).join(' ')} sleep 5 & exec sleep 5`], {
+      stdio: 'ignore',
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const pids = await c.pids();
+      expect(pids.length).toBe(2);
+      if (cgroups.cpuJoinLate) for (const pid of pids) expect(cpuGroupOf(pid)).not.toBe(leaf);
+      await new Promise((r) => setTimeout(r, V1_CPU_JOIN_DELAY_MS * 2 + 100));
+      // Both are now in the run's cpu cgroup, under its quota (v2: one hierarchy, joined before exec).
+      if (cgroups.cpu) for (const pid of pids) expect(cpuGroupOf(pid)).toBe(leaf);
+      if (!cgroups.cpuJoinLate)
+        console.warn(`[worker tests] the cpu join is not deferred here (mode ${cgroups.mode}): checked that the run is inside`);
+    } finally {
+      await c.killAll();
+      await c.remove();
+      sh.kill('SIGKILL');
+    }
   });
 });

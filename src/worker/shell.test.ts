@@ -258,6 +258,24 @@ describe('shell executor', () => {
     }
   }, 30_000);
 
+  it('holds a run’s processes forked before its cpu cgroup join to its share too (0.5 cores)', async () => {
+    if (!cgroups?.cpu || !cgroups.cpuAccounting) {
+      console.warn(`[worker tests] no cgroup cpu controller here (mode ${cgroups?.mode ?? 'none'}): CPU limits are not enforced`);
+      return;
+    }
+    // Three busy loops forked at once, before the v1 cpu join: unthrottled they would take ~4 CPU-seconds
+    // of two cores in 2 s.
+    const { result } = await run({
+      command: ['/bin/sh', '-c', 'for i in 1 2 3; do (while :; do :; done) & done; wait'],
+      capRemainingMs: 2000,
+      allocation: { cpus: 500, memory: 64 * 1024 * 1024, ports: [], namedPorts: {} },
+    });
+    expect(result.outcome).toBe('timed_out');
+    expect(result.usage.cpuSeconds).not.toBeNull();
+    expect(result.usage.cpuSeconds as number).toBeGreaterThan(0.3);
+    expect(result.usage.cpuSeconds as number).toBeLessThan(1.4);
+  }, 30_000);
+
   it('captures stdout and stderr in order, with timestamps', async () => {
     const { logs } = await run({ command: ['/bin/sh', '-c', 'echo one; sleep 0.05; echo two >&2; sleep 0.05; echo three'] });
     const seq = logs.entries.filter((e) => e.stream !== 'system').map((e) => `${e.stream}:${e.data.trim()}`);
