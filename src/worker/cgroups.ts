@@ -171,7 +171,7 @@ function readPidsSync(dir: string): number[] {
  * they were all there already and there was at least one: from then on, what they fork is born inside. A
  * process forked while its parent was being moved is caught by the next round.
  */
-export function joinLate(from: string, to: string): boolean {
+function joinLate(from: string, to: string): boolean {
   const procs = join(to, 'cgroup.procs');
   for (let round = 0; round < 8; round++) {
     const pids = readPidsSync(from);
