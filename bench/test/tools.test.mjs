@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { groupOf } from '../tools/cpu-by-process.mjs';
 import { roundTrips, transactions } from '../tools/pg-trace-report.mjs';
-import { fileOf, selfTimes, shortPath } from '../tools/profile-top.mjs';
+import { fileOf, inclusiveTimes, selfTimes, shortPath } from '../tools/profile-top.mjs';
+import { parseSet } from '../tools/spawner-cgroups.mjs';
 
 // [sent, answered, backend pid, text]
 const traced = [
@@ -66,4 +67,48 @@ test('profile summary: self time per node, files folded to packages and dist', (
   assert.equal(fileOf('', '(garbage collector)'), '(garbage collector)');
   assert.equal(fileOf('', 'writev'), '(writev)');
   assert.equal(shortPath('file:///r/node_modules/fastify/lib/reply.js'), 'fastify/lib/reply.js');
+});
+
+// root(1) → main(2) → f(3) → f(4, recursion) ; main(2) → g(5). Samples at 10, 30, 60, 100 ms.
+const profile = {
+  nodes: [
+    { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 }, children: [2] },
+    { id: 2, callFrame: { functionName: 'main', url: 'file:///r/dist/a.js', lineNumber: 0 }, children: [3, 5] },
+    { id: 3, callFrame: { functionName: 'f', url: 'file:///r/dist/a.js', lineNumber: 9 }, children: [4] },
+    { id: 4, callFrame: { functionName: 'f', url: 'file:///r/dist/a.js', lineNumber: 9 }, children: [] },
+    { id: 5, callFrame: { functionName: 'g', url: 'file:///r/dist/b.js', lineNumber: 4 }, children: [] },
+  ],
+  samples: [4, 3, 5, 2],
+  timeDeltas: [10_000, 20_000, 30_000, 40_000],
+};
+
+test('profile summary: a window keeps the samples between --from and --to', () => {
+  assert.deepEqual(
+    [...selfTimes(profile, { from: 20, to: 60 })],
+    [
+      [3, 20_000],
+      [5, 30_000],
+    ],
+  );
+  assert.equal(
+    [...selfTimes(profile, { from: 61 }).values()].reduce((a, b) => a + b, 0),
+    40_000,
+  );
+});
+
+test('profile summary: inclusive time counts a recursive function once per sample', () => {
+  const incl = inclusiveTimes(profile);
+  assert.equal(incl.get('main  dist/a.js:1'), 100_000);
+  assert.equal(incl.get('f  dist/a.js:10'), 30_000); // the sample in f → f counts 10 ms, not 20
+  assert.equal(incl.get('g  dist/b.js:5'), 30_000);
+  assert.equal(incl.get('(root)'), 100_000);
+  assert.equal(inclusiveTimes(profile, { to: 30 }).get('main  dist/a.js:1'), 30_000);
+});
+
+test('spawner-cgroups: a set is "none" or hierarchies that are mounted, each named when it is not', () => {
+  const mounted = ['memory', 'cpu', 'cpuacct'];
+  assert.deepEqual(parseSet('none', mounted), []);
+  assert.deepEqual(parseSet('memory,cpu', mounted), ['memory', 'cpu']);
+  assert.throws(() => parseSet('memory,blkio', mounted), /"blkio": expected one of memory, cpu, cpuacct/);
+  assert.throws(() => parseSet(',', mounted), /expected "none" or comma-separated hierarchies/);
 });

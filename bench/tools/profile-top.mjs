@@ -1,18 +1,53 @@
 // What a V8 CPU profile (.cpuprofile: TSCHED_BENCH_PROFILE, TSCHED_BENCH_AGENT_PROFILE, node --cpu-prof)
 // spent its time on, by self time: per source file and per function; with --callers NAME, which call paths
-// a function's self time came from (a native entry such as writev or fdatasync says little alone).
-//   node bench/tools/profile-top.mjs /tmp/server.cpuprofile [--top N] [--callers NAME …]
+// a function's self time came from (a native entry such as writev or fdatasync says little alone); with
+// --inclusive N, the N functions with the most time spent in them and what they called. --from and --to
+// (ms from the first sample) keep one phase of a run: the throughput suite's drain without its submits.
+//   node bench/tools/profile-top.mjs /tmp/server.cpuprofile [--top N] [--callers NAME … [--depth N]]
+//     [--inclusive N] [--from MS] [--to MS]
 
 import { readFileSync } from 'node:fs';
 
-/** Self time (µs) per profile node id. */
-export function selfTimes(profile) {
-  const self = new Map();
+/** Calls f(node id, µs) for each sample whose time (ms from the first sample) lies in [from, to]. */
+function eachSample(profile, window, f) {
+  const from = window?.from ?? Number.NEGATIVE_INFINITY;
+  const to = window?.to ?? Number.POSITIVE_INFINITY;
+  let at = 0;
   for (let i = 0; i < profile.samples.length; i++) {
-    const id = profile.samples[i];
-    self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    const ms = at / 1000;
+    if (ms >= from && ms <= to) f(profile.samples[i], delta);
   }
+}
+
+/** Self time (µs) per profile node id, of the samples in `window` ({ from, to } ms; all when absent). */
+export function selfTimes(profile, window) {
+  const self = new Map();
+  eachSample(profile, window, (id, us) => self.set(id, (self.get(id) ?? 0) + us));
   return self;
+}
+
+/**
+ * Inclusive time (µs) per function (`name file:line`): each sample counts once for every function on its
+ * stack, however often it recurs there.
+ */
+export function inclusiveTimes(profile, window) {
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const label = (c) => (c.url ? `${c.functionName || '(anonymous)'}  ${shortPath(c.url)}:${c.lineNumber + 1}` : fileOf('', c.functionName));
+  const out = new Map();
+  eachSample(profile, window, (id, us) => {
+    const seen = new Set();
+    for (let n = id; n !== undefined; n = parent.get(n)) {
+      const key = label(nodes.get(n).callFrame);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.set(key, (out.get(key) ?? 0) + us);
+    }
+  });
+  return out;
 }
 
 /** A function's file, short: the path inside its npm package or under dist/, or Node's own module. */
@@ -41,10 +76,29 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.exit(2);
   }
   let top = 30;
+  let inclusive = 0;
+  let depth = 4;
   const callers = [];
+  const window = {};
+  const number = (flag, v) => {
+    const n = Number(v);
+    if (v === undefined || !Number.isFinite(n) || n < 0) {
+      process.stderr.write(`${flag}: expected a number ≥ 0, got ${v === undefined ? 'nothing' : `"${v}"`}\n`);
+      process.exit(2);
+    }
+    return n;
+  };
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--top') top = Number(args[++i]);
+    if (args[i] === '--top') top = number('--top', args[++i]);
     else if (args[i] === '--callers') callers.push(args[++i]);
+    else if (args[i] === '--inclusive') inclusive = number('--inclusive', args[++i]);
+    else if (args[i] === '--depth') depth = number('--depth', args[++i]);
+    else if (args[i] === '--from') window.from = number('--from', args[++i]);
+    else if (args[i] === '--to') window.to = number('--to', args[++i]);
+    else {
+      process.stderr.write(`unknown option ${args[i]}: expected --top, --callers, --depth, --inclusive, --from or --to\n`);
+      process.exit(2);
+    }
   }
   let profile;
   try {
@@ -57,7 +111,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const self = selfTimes(profile);
+  const self = selfTimes(profile, window);
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const line = (us, label) => `${(us / 1000).toFixed(0).padStart(8)} ms ${((100 * us) / total).toFixed(1).padStart(5)} %  ${label}`;
   const byFile = new Map();
@@ -74,19 +128,25 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   for (const [k, us] of sorted(byFile)) console.log(line(us, k));
   console.log('-- by function');
   for (const [k, us] of sorted(byFunction)) console.log(line(us, k));
-  for (const name of callers) {
+  for (const given of callers) {
+    // Native entries are printed in parentheses, "(writev)", and named without them in the profile.
+    const name = /^\(.*\)$/.test(given) && !/^\((garbage collector|program|idle|root)\)$/.test(given) ? given.slice(1, -1) : given;
     const paths = new Map();
     for (const [id, us] of self) {
       if (nodes.get(id).callFrame.functionName !== name) continue;
       const chain = [];
-      for (let p = parent.get(id); p !== undefined && chain.length < 4; p = parent.get(p)) {
+      for (let p = parent.get(id); p !== undefined && chain.length < depth; p = parent.get(p)) {
         const c = nodes.get(p).callFrame;
         chain.push(`${c.functionName || '(anonymous)'} ${shortPath(c.url)}:${c.lineNumber + 1}`);
       }
       const key = chain.join(' < ');
       paths.set(key, (paths.get(key) ?? 0) + us);
     }
-    console.log(`-- ${name}, by caller`);
+    console.log(`-- ${given}, by caller`);
     for (const [k, us] of sorted(paths)) console.log(line(us, k));
+  }
+  if (inclusive > 0) {
+    console.log('-- inclusive (the function and what it called)');
+    for (const [k, us] of [...inclusiveTimes(profile, window)].sort((a, b) => b[1] - a[1]).slice(0, inclusive)) console.log(line(us, k));
   }
 }
