@@ -57,8 +57,8 @@ const POOL_MAX = 512;
 /**
  * On cgroup v1 a run joins its cpu cgroup this long after it starts (one CFS period), and only if it still
  * runs: a write to the cpu hierarchy's cgroup.procs cost ~22 % of the spawner's throughput for /bin/true
- * here (memory 5 %, cpuacct 2 %), and the quota it brings is counted per period anyway. CPU time is still
- * accounted from the first instruction (cpuacct, or memory, is joined before exec).
+ * here (memory 5 %, cpuacct 2 %). Until then a run may use every core (the quota is enforced per period
+ * from then on); its CPU time is accounted from the first instruction (cpuacct is joined before exec).
  */
 export const V1_CPU_JOIN_DELAY_MS = 100;
 /** A released cgroup still charged with more than this (page cache) is removed rather than reused. */
