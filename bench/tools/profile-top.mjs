@@ -28,6 +28,11 @@ export function selfTimes(profile, window) {
   return self;
 }
 
+/** A function as the summaries name it: `name file:line`, or a native entry in parentheses. */
+export function functionLabel({ functionName, url, lineNumber }) {
+  return url ? `${functionName || '(anonymous)'}  ${shortPath(url)}:${lineNumber + 1}` : fileOf(url, functionName);
+}
+
 /**
  * Inclusive time (µs) per function (`name file:line`): each sample counts once for every function on its
  * stack, however often it recurs there.
@@ -36,12 +41,11 @@ export function inclusiveTimes(profile, window) {
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const label = (c) => (c.url ? `${c.functionName || '(anonymous)'}  ${shortPath(c.url)}:${c.lineNumber + 1}` : fileOf('', c.functionName));
   const out = new Map();
   eachSample(profile, window, (id, us) => {
     const seen = new Set();
     for (let n = id; n !== undefined; n = parent.get(n)) {
-      const key = label(nodes.get(n).callFrame);
+      const key = functionLabel(nodes.get(n).callFrame);
       if (seen.has(key)) continue;
       seen.add(key);
       out.set(key, (out.get(key) ?? 0) + us);
@@ -117,10 +121,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const byFile = new Map();
   const byFunction = new Map();
   for (const [id, us] of self) {
-    const { functionName, url, lineNumber } = nodes.get(id).callFrame;
-    const f = fileOf(url, functionName);
+    const frame = nodes.get(id).callFrame;
+    const f = fileOf(frame.url, frame.functionName);
     byFile.set(f, (byFile.get(f) ?? 0) + us);
-    const fn = url ? `${functionName || '(anonymous)'}  ${shortPath(url)}:${lineNumber + 1}` : f;
+    const fn = functionLabel(frame);
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
   }
   const sorted = (m) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top);
