@@ -1,5 +1,6 @@
-// Unit tests of the diagnostics tools' pure parts (bench/tools): the PostgreSQL trace's transactions and
-// round trips, the CPU tool's process groups, the profile summary's file names.
+// Tests of the diagnostics tools (bench/tools): the pure parts (the PostgreSQL trace's transactions and
+// round trips, the CPU tool's process groups, the profile summary's file names) and a small run of
+// submit-cost against a real server.
 // Run: node --test bench/test/
 
 import assert from 'node:assert/strict';
@@ -111,4 +112,17 @@ test('spawner-cgroups: a set is "none" or hierarchies that are mounted, each nam
   assert.deepEqual(parseSet('memory,cpu', mounted), ['memory', 'cpu']);
   assert.throws(() => parseSet('memory,blkio', mounted), /"blkio": expected one of memory, cpu, cpuacct/);
   assert.throws(() => parseSet(',', mounted), /expected "none" or comma-separated hierarchies/);
+});
+
+test('submit-cost runs a server and a simulated worker, and prints the server CPU per submit; bad arguments get the usage', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const tool = new URL('../tools/submit-cost.mjs', import.meta.url).pathname;
+  const ok = spawnSync(process.execPath, [tool, '--worker', '--n', '200', '--clients', '2'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(ok.status, 0, ok.stderr);
+  const m = /\(with a worker\): (\d+) µs of server CPU per submit, (\d+) submits\/s/.exec(ok.stdout);
+  assert.ok(m, ok.stdout);
+  assert.ok(Number(m[1]) > 0 && Number(m[2]) > 0, ok.stdout);
+  const bad = spawnSync(process.execPath, [tool, '--clients', '0'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--n and --clients: expected positive integers\nusage: node bench\/tools\/submit-cost\.mjs/);
 });

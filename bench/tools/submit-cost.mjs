@@ -1,0 +1,84 @@
+// Server CPU per single-task submit: an embedded (SQLite) tsched server in its own process, C clients each
+// submitting one task at a time in a closed loop, and with --worker a simulated worker (bench/lib/sim-worker)
+// that takes and completes every task, so that each submit's pass, delivery and report are paid as well.
+// CPU is the server process's user + system time from /proc over the measured submits (after a warm-up).
+// --root DIR runs another checkout's build (A/B against a git worktree, alternating runs).
+//   node bench/tools/submit-cost.mjs [--worker] [--n N] [--clients C] [--root DIR]
+
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { forkChild, killChild, waitFor } from '../lib/procs.mjs';
+import { SimWorker, TASK_RESOURCES } from '../lib/sim-worker.mjs';
+import { api } from '../lib/tsched-http.mjs';
+
+const TICK_MS = 10; // USER_HZ 100
+
+const USAGE = 'usage: node bench/tools/submit-cost.mjs [--worker] [--n N] [--clients C] [--root DIR]\n';
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      worker: { type: 'boolean', default: false },
+      n: { type: 'string', default: '6000' },
+      clients: { type: 'string', default: '4' },
+      root: { type: 'string' },
+    },
+  }));
+} catch (e) {
+  process.stderr.write(`${e.message}\n${USAGE}`);
+  process.exit(2);
+}
+const n = Number(values.n);
+const clients = Number(values.clients);
+if (!Number.isInteger(n) || n < 1 || !Number.isInteger(clients) || clients < 1) {
+  process.stderr.write(`--n and --clients: expected positive integers\n${USAGE}`);
+  process.exit(2);
+}
+const root = resolve(values.root ?? fileURLToPath(new URL('../..', import.meta.url)));
+
+const cpuMs = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+};
+const spec = (i) => ({ name: `s${i}`, command: ['/bin/true'], resources: TASK_RESOURCES, delayTolerance: '10m', totalAttempts: 1 });
+
+const dir = await mkdtemp(join(tmpdir(), 'tsched-submit-cost-'));
+const server = forkChild(join(root, 'bench/servers/tsched-server.mjs'), ['sqlite', dir]);
+let worker = null;
+let loop = null;
+try {
+  const { url, token, workerToken } = await waitFor(server, 'ready', 60_000);
+  if (values.worker) {
+    worker = new SimWorker({ url, workerToken, name: 'sim', slots: 50, onAssign() {} });
+    await worker.register();
+    loop = worker.run().catch(() => {}); // its last poll may meet the server closing
+  }
+  const submitAll = async (from, count) => {
+    let next = from;
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (next < from + count) await api(url, token, 'POST', '/v1/tasks', spec(next++));
+      }),
+    );
+  };
+  await submitAll(0, Math.min(2000, n)); // warm-up: the JIT, the caches
+  const c0 = cpuMs(server.pid);
+  const t0 = performance.now();
+  await submitAll(1_000_000, n);
+  const sec = (performance.now() - t0) / 1000;
+  const us = ((cpuMs(server.pid) - c0) / n) * 1000;
+  console.log(
+    `${root}${values.worker ? ' (with a worker)' : ''}: ${us.toFixed(0)} µs of server CPU per submit, ${Math.round(n / sec)} submits/s`,
+  );
+} finally {
+  worker?.stop();
+  await loop;
+  server.send({ type: 'stop' });
+  await waitFor(server, 'stopped', 5_000).catch(() => {});
+  await killChild(server);
+  await rm(dir, { recursive: true, force: true });
+}
