@@ -1,7 +1,7 @@
 // The SQLite backend's statement cache: statements in use stay prepared; a bound LIMIT still limits.
 
 import { describe, expect, it } from 'vitest';
-import { SqliteBackend } from './backend.js';
+import { SqliteBackend, sqliteText } from './backend.js';
 import { createSqliteStore } from './sqlite.js';
 
 describe('SQLite statement cache', () => {
@@ -45,6 +45,12 @@ describe('SQLite statement cache', () => {
       expect(SqliteBackend.stats.prepares - before).toBe(1);
       // Not an integer: refused, as a LIMIT is.
       await expect(take(0, 1.5)).rejects.toThrow(/datatype mismatch/);
+      // What SQLite prepares: every bound LIMIT behind a unary plus, nothing else touched.
+      expect(sqliteText(sql)).toBe('SELECT k FROM lim WHERE k > ? ORDER BY k LIMIT +?');
+      expect(
+        sqliteText('SELECT 1 AS walk, id FROM (SELECT id FROM t LIMIT ?) UNION ALL SELECT 2, id FROM (SELECT id FROM t LIMIT ?)'),
+      ).toBe('SELECT 1 AS walk, id FROM (SELECT id FROM t LIMIT +?) UNION ALL SELECT 2, id FROM (SELECT id FROM t LIMIT +?)');
+      expect(sqliteText('SELECT id FROM t WHERE a = ? AND b IN (?, ?)')).toBe('SELECT id FROM t WHERE a = ? AND b IN (?, ?)');
     } finally {
       await store.close();
     }
