@@ -21,7 +21,7 @@ const AGENT = fileURLToPath(new URL('../servers/tsched-worker.mjs', import.meta.
 
 // Bench tasks are urgent enough never to be deferred to off-peak (slack under the 30 min deferral slack),
 // run once (no retries hiding a failure), and take 1 core + 1 MiB so that a worker's size sets in-flight.
-const spec = (name, command = ['/bin/true']) => ({
+export const spec = (name, command = ['/bin/true']) => ({
   name,
   command,
   resources: TASK_RESOURCES,

@@ -6,7 +6,7 @@
 
 import { readdirSync, readFileSync } from 'node:fs';
 
-const TICKS_PER_SECOND = 100; // USER_HZ, 100 on Linux
+export const TICKS_PER_SECOND = 100; // USER_HZ, 100 on Linux
 /** The group a process belongs to, or null for this tool itself. */
 export function groupOf(cmdline) {
   if (cmdline.includes('cpu-by-process')) return null;
@@ -19,6 +19,16 @@ export function groupOf(cmdline) {
   return `other: ${cmdline.slice(0, 40)}`;
 }
 
+/**
+ * A process's CPU from /proc/PID/stat, in clock ticks (USER_HZ): its own (utime + stime) and its reaped
+ * children's (cutime + cstime). The command name may hold spaces and parentheses: fields follow the last ')'.
+ */
+export function statTicks(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { own: Number(f[11]) + Number(f[12]), children: Number(f[13]) + Number(f[14]) };
+}
+
 function sample() {
   const out = new Map();
   for (const pid of readdirSync('/proc')) {
@@ -26,12 +36,9 @@ function sample() {
     try {
       const group = groupOf(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim());
       if (group === null) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime + stime; a spawner also counts its reaped children (cutime + cstime): the tasks it ran.
-      const own = Number(f[11]) + Number(f[12]);
-      const children = group.startsWith('spawner') ? Number(f[13]) + Number(f[14]) : 0;
-      out.set(pid, { group, ticks: own + children });
+      const t = statTicks(pid);
+      // A spawner also counts its reaped children: the tasks it ran.
+      out.set(pid, { group, ticks: t.own + (group.startsWith('spawner') ? t.children : 0) });
     } catch {
       // the process ended meanwhile
     }

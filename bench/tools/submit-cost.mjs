@@ -5,17 +5,16 @@
 // --root DIR runs another checkout's build (A/B against a git worktree, alternating runs).
 //   node bench/tools/submit-cost.mjs [--worker] [--n N] [--clients C] [--root DIR]
 
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { forkChild, killChild, waitFor } from '../lib/procs.mjs';
-import { SimWorker, TASK_RESOURCES } from '../lib/sim-worker.mjs';
+import { SimWorker } from '../lib/sim-worker.mjs';
 import { api } from '../lib/tsched-http.mjs';
-
-const TICK_MS = 10; // USER_HZ 100
+import { spec } from '../lib/tsched-system.mjs';
+import { statTicks, TICKS_PER_SECOND } from './cpu-by-process.mjs';
 
 const USAGE = 'usage: node bench/tools/submit-cost.mjs [--worker] [--n N] [--clients C] [--root DIR]\n';
 let values;
@@ -40,11 +39,7 @@ if (!Number.isInteger(n) || n < 1 || !Number.isInteger(clients) || clients < 1) 
 }
 const root = resolve(values.root ?? fileURLToPath(new URL('../..', import.meta.url)));
 
-const cpuMs = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-};
-const spec = (i) => ({ name: `s${i}`, command: ['/bin/true'], resources: TASK_RESOURCES, delayTolerance: '10m', totalAttempts: 1 });
+const cpuMs = (pid) => (statTicks(pid).own * 1000) / TICKS_PER_SECOND;
 
 const dir = await mkdtemp(join(tmpdir(), 'tsched-submit-cost-'));
 const server = forkChild(join(root, 'bench/servers/tsched-server.mjs'), ['sqlite', dir]);
@@ -61,7 +56,7 @@ try {
     let next = from;
     await Promise.all(
       Array.from({ length: clients }, async () => {
-        while (next < from + count) await api(url, token, 'POST', '/v1/tasks', spec(next++));
+        while (next < from + count) await api(url, token, 'POST', '/v1/tasks', spec(`s${next++}`));
       }),
     );
   };
