@@ -13,7 +13,7 @@ import type { NewTask } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
 import type { WorkerRegistration } from '../domain/worker.js';
 import { type KyselyStore, openStore } from './index.js';
-import { MIGRATIONS } from './migrations/index.js';
+import { MIGRATIONS, runMigrations } from './migrations/index.js';
 import type { PlacementDecision, RunResultInput } from './port.js';
 import { createPostgresStore } from './postgres.js';
 import { createSqliteStore } from './sqlite.js';
@@ -939,11 +939,56 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
       'worker:w1',
       'worker:w1',
     ]);
-    expect((await store.listEvents(t.id, events[5]!.id)).length).toBe(5);
+    expect(events.map((e) => e.at)).toEqual([T0, T0, T0, T0, T0 + 1000, T0 + 1000, due, due, due, due + 10, due + 10]);
+    // Ids are unique and in order, though the events of one task in one write share a row (migration 6):
+    // 11 events, 7 rows (submit; claim + assignment; start; end + retry; claim + assignment; start; end + done).
+    for (let i = 1; i < events.length; i++) expect(events[i]!.id).toBeGreaterThan(events[i - 1]!.id);
+    const rows = await store.backend.read((ex) => ex.all<{ n: number }>('SELECT COUNT(*) AS n FROM events WHERE task_id = ?', [t.id]));
+    expect(Number(rows[0]!.n)).toBe(7);
+    // After an event that opens its row, or one inside it: exactly the later ones.
+    expect((await store.listEvents(t.id, events[1]!.id)).map((e) => e.type)).toEqual(events.slice(2).map((e) => e.type));
+    expect((await store.listEvents(t.id, events[5]!.id)).map((e) => e.id)).toEqual(events.slice(6).map((e) => e.id));
+    expect(await store.listEvents(t.id, events[10]!.id)).toEqual([]);
     expect((await store.listRuns(t.id)).map((r) => [r.attempt, r.state])).toEqual([
       [1, 'failed'],
       [2, 'succeeded'],
     ]);
+  });
+
+  it('reads the events written before migration 6 (one row each) beside the packed ones', async () => {
+    const old = await h.create();
+    const s = old.open();
+    extra.push(s);
+    await runMigrations(
+      s.backend,
+      MIGRATIONS.filter((m) => m.version < 6),
+    );
+    for (const [at, type, to] of [
+      [T0, 'task.submitted', 'waiting'],
+      [T0 + 5, 'task.cancelled', 'cancelled'],
+    ] as const)
+      await s.backend.tx((ex) =>
+        ex.all(
+          'INSERT INTO events (task_id, run_id, at, actor, type, from_state, to_state, reason) VALUES (?, NULL, ?, ?, ?, NULL, ?, ?)',
+          [999, at, 'alice', type, to, `${type} by hand`],
+        ),
+      );
+    await s.migrate();
+    const before = await s.listEvents(999);
+    expect(before.map((e) => [e.taskId, e.type, e.actor, e.at, e.to, e.reason])).toEqual([
+      [999, 'task.submitted', 'alice', T0, 'waiting', 'task.submitted by hand'],
+      [999, 'task.cancelled', 'alice', T0 + 5, 'cancelled', 'task.cancelled by hand'],
+    ]);
+    expect(before[1]!.id).toBeGreaterThan(before[0]!.id);
+    expect((await s.listEvents(999, before[0]!.id)).map((e) => e.type)).toEqual(['task.cancelled']);
+    // New writes pack, after the old rows.
+    const [t] = (await s.submitTasks('alice', [task()], { now: T0, actor: 'alice' })).tasks;
+    const { worker } = await s.registerWorker(workerReg('w1'), T0);
+    await s.applyPlan([{ taskId: t!.id, workerId: worker.id, allocation: alloc(500, 64 * MB) }], ctx());
+    const after = await s.listEvents(t!.id);
+    expect(after.map((e) => e.type)).toEqual(['task.submitted', 'task.claimed', 'run.assigned']);
+    expect(after[0]!.id).toBeGreaterThan(before[1]!.id);
+    await old.drop();
   });
 
   it('stores and finds tokens by hash', async () => {

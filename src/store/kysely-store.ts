@@ -52,7 +52,11 @@ import type {
 } from './port.js';
 import type { EventRow, RunRow, TaskRow, WorkerRow } from './rows.js';
 import {
-  eventFromRow,
+  EVENT_COLUMNS,
+  EVENTS_PER_ROW,
+  type EventIn,
+  eventRowsOf,
+  eventsFromRow,
   HELD_TASK_STATE_COLUMNS,
   runFromRow,
   TASK_INSERT_COLUMNS,
@@ -96,17 +100,6 @@ type ColType = 'BIGINT' | 'INTEGER' | 'TEXT';
 interface Stmt {
   sql: string;
   params: unknown[];
-}
-
-interface EventIn {
-  taskId: number;
-  runId: number | null;
-  at: number;
-  actor: string;
-  type: string;
-  from: string | null;
-  to: string | null;
-  reason: string | null;
 }
 
 /** What ends one live run: its outcome and what the worker (or the monitor) said about it. */
@@ -463,13 +456,9 @@ export class KyselyStore implements Store {
     await this.writeAll(ex, await this.eventInserts(ex, events));
   }
 
+  /** One row per task and write, not per event (see eventRowsOf). */
   private eventInserts(ex: Exec, events: EventIn[]): Promise<Stmt[]> {
-    return this.insertStatements(
-      ex,
-      'events',
-      ['task_id', 'run_id', 'at', 'actor', 'type', 'from_state', 'to_state', 'reason'],
-      events.map((e) => [e.taskId, e.runId, e.at, e.actor, e.type, e.from, e.to, e.reason]),
-    );
+    return this.insertStatements(ex, 'events', EVENT_COLUMNS, eventRowsOf(events));
   }
 
   /** Writes back the mutable columns of task rows changed in memory. */
@@ -1013,10 +1002,11 @@ export class KyselyStore implements Store {
   }
 
   async listEvents(taskId: number, afterId = 0): Promise<TaskEventRecord[]> {
+    // The row holding event afterId may hold later ones too.
     const rows = await this.backend.read((ex) =>
-      ex.all<EventRow>('SELECT * FROM events WHERE task_id = ? AND id > ? ORDER BY id', [taskId, afterId]),
+      ex.all<EventRow>('SELECT * FROM events WHERE task_id = ? AND id >= ? ORDER BY id', [taskId, Math.floor(afterId / EVENTS_PER_ROW)]),
     );
-    return rows.map(eventFromRow);
+    return rows.flatMap(eventsFromRow).filter((e) => e.id > afterId);
   }
 
   async cancelTask(id: number, owner: string | null, opts: { now: number; actor: string; reason: string }): Promise<CancelResult> {
