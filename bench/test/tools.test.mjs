@@ -1,6 +1,6 @@
 // Tests of the diagnostics tools (bench/tools): the pure parts (the PostgreSQL trace's transactions and
-// round trips, the CPU tool's process groups, the profile summary's file names) and a small run of
-// submit-cost against a real server.
+// round trips, the CPU tool's process groups, the profile summary's file names), a small run of
+// submit-cost against a real server and one of event-rows against SQLite and PostgreSQL.
 // Run: node --test bench/test/
 
 import assert from 'node:assert/strict';
@@ -125,4 +125,21 @@ test('submit-cost runs a server and a simulated worker, and prints the server CP
   const bad = spawnSync(process.execPath, [tool, '--clients', '0'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--n and --clients: expected positive integers\nusage: node bench\/tools\/submit-cost\.mjs/);
+});
+
+test('event-rows writes a few cycles both ways on SQLite and PostgreSQL and prints both medians; bad arguments get the usage', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const tool = new URL('../tools/event-rows.mjs', import.meta.url).pathname;
+  const ok = spawnSync(process.execPath, [tool, '--cycles', '20', '--tasks', '5'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(ok.status, 0, ok.stderr);
+  const line = /one row per event (\d+\.\d+) ms, rows shared per task (\d+\.\d+) ms/;
+  assert.match(ok.stdout, new RegExp(`SQLite, 5 tasks a cycle: ${line.source}`));
+  if (ok.stdout.includes('PostgreSQL: not measured')) {
+    const msg = '!!! bench/test/tools.test.mjs: PostgreSQL is not reachable: event-rows measured SQLite only !!!';
+    if (process.env.CI === 'true') assert.fail(msg);
+    console.warn(msg);
+  } else assert.match(ok.stdout, new RegExp(`PostgreSQL, 5 tasks a cycle: ${line.source}`));
+  const bad = spawnSync(process.execPath, [tool, '--tasks', 'x'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--cycles and --tasks: expected positive integers\nusage: node bench\/tools\/event-rows\.mjs/);
 });
