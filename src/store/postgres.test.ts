@@ -8,6 +8,7 @@ import { submitBurst } from '../../test/helpers/burst.js';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
 import { normalizeTask } from '../domain/task-spec.js';
 import { pgArrayLiteral, pgParams } from './backend.js';
+import { windowClass } from './kysely-store.js';
 import { createPostgresStore } from './postgres.js';
 
 const pgUp = requireService('PostgreSQL (prepared statements)', await postgresAvailable());
@@ -61,31 +62,75 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
     expect(s.named.filter((r) => r.name.startsWith('tsched_'))).toEqual([]);
   });
 
-  it('never gives the candidate walk a generic plan, even once the queue is large (a generic plan would sort it)', async () => {
+  it('plans the candidate walk once, and that one plan walks the indexes however large the queue', async () => {
     const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
     schemas.push(schema);
     const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 1 });
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
     try {
       await store.migrate();
       const now = Date.now();
       await submitBurst(store, now);
       // The store's own ANALYZE after the burst (off the request path) must have landed first.
       await new Promise((r) => setTimeout(r, 1000));
-      for (let i = 0; i < 12; i++) expect(await store.loadCandidates(now + 1000, 64, now + 60_000)).toHaveLength(64);
+      // Scheduling passes that place nothing (a planner that decides nothing): each walks the queue.
+      await store.registerWorker(
+        {
+          name: 'w',
+          capacity: { cpus: 4000, memory: 1024 ** 3, ports: null },
+          labels: {},
+          executors: ['shell'],
+          enforcement: { memory: 'none', cpu: 'none' },
+          version: 't',
+          hostname: 'h',
+        },
+        now,
+      );
+      const pass = (limit: number) =>
+        store.schedulePass({ limit, urgentBefore: now + 60_000 }, () => [], {
+          now: now + 1000,
+          leaseMs: 30_000,
+          epoch: null,
+          actor: 'scheduler',
+        });
+      for (let i = 0; i < 12; i++) expect((await pass(64)).tasks).toHaveLength(64);
+      // The exact window is the bound outer LIMIT: 50 of a window class of 64.
+      expect((await pass(50)).tasks).toHaveLength(50);
       const [v] = await store.backend.read((ex) => ex.all<{ n: number }>("SELECT current_setting('server_version_num')::int AS n"));
-      // The walk is prepared like every statement; PostgreSQL must keep planning it for each call's values,
-      // never settle on a generic plan (pg_prepared_statements counts plans from 14 on).
+      const [walk] = await store.backend.read((ex) =>
+        ex.all<{ statement: string; generic_plans?: number; custom_plans?: number }>(
+          "SELECT * FROM pg_prepared_statements WHERE statement LIKE 'SELECT c.walk%'",
+        ),
+      );
+      expect(walk).toBeDefined();
+      // pg_prepared_statements counts plans from PostgreSQL 14 on: one generic plan, never one per call.
       if (Number(v!.n) >= 140000) {
-        const walks = await store.backend.read((ex) =>
-          ex.all<{ generic_plans: number; custom_plans: number }>(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'SELECT c.walk%'",
-          ),
-        );
-        for (const w of walks) expect(Number(w.generic_plans)).toBe(0);
+        expect(Number(walk!.custom_plans)).toBe(0);
+        expect(Number(walk!.generic_plans)).toBe(13);
       }
+      // That generic plan, as PostgreSQL builds it for this queue: index walks that stop at the window, no sort.
+      await client.query(`SET search_path TO "${schema}"`);
+      await client.query(`PREPARE probe AS ${walk!.statement}`);
+      await client.query('SET plan_cache_mode = force_generic_plan');
+      const plan = (
+        await client.query(`EXPLAIN EXECUTE probe('{}', ${now}, 64, ${now}, ${now + 60_000}, ${now}, 64, ${now}, ${now}, 64)`)
+      ).rows
+        .map((r) => r['QUERY PLAN'] as string)
+        .join('\n');
+      expect(plan).toMatch(/Index Scan using tasks_ready/);
+      expect(plan).not.toMatch(/Sort/);
+      // The session's setting is back to its default after the walk.
+      const [mode] = await store.backend.read((ex) => ex.all<{ m: string }>("SELECT current_setting('plan_cache_mode') AS m"));
+      expect(mode!.m).toBe('auto');
     } finally {
+      await client.end();
       await store.close();
     }
+  });
+
+  it('writes each walk LIMIT into the text as a power of two from 64', () => {
+    expect([1, 50, 64, 65, 128, 129, 2000, 2048].map(windowClass)).toEqual([64, 64, 64, 128, 128, 256, 2048, 2048]);
   });
 
   it('keeps working when another replica migrates a column in (rolling upgrade)', async () => {
