@@ -1192,8 +1192,8 @@ export class KyselyStore implements Store {
     // 0.6 ms to run it over a deep queue, where PostgreSQL would keep custom plans): each walk's LIMIT is
     // written into the text, rounded up to a power of two, so that the generic plan knows how few rows it
     // takes and walks the indexes; the exact window is the bound outer LIMIT, which stops the walk there.
-    // plan_cache_mode is the session's, so SET LOCAL sets it for this statement alone, in the same pipeline:
-    // nothing else of the batch goes out between. (A read outside a transaction keeps the default.)
+    // plan_cache_mode is the session's, so SET LOCAL sets it for this statement alone and back to its default
+    // right behind, in the same pipeline: nothing else of the batch goes out between. (A read outside a transaction keeps the default.)
     const cap = windowClass(limit);
     const forced = pass ? ex.all('SET LOCAL plan_cache_mode = force_generic_plan') : null;
     forced?.catch(() => {}); // its error, if any, fails the walk behind it
@@ -1205,7 +1205,7 @@ export class KyselyStore implements Store {
         ') AS w GROUP BY id) AS c JOIN tasks t ON t.id = c.id',
       [recent, now, limit, now, urgentBefore, now, limit, Math.min(now, urgentBefore), now, limit],
     );
-    const restored = pass ? ex.all('SET LOCAL plan_cache_mode = auto') : null;
+    const restored = pass ? ex.all('SET LOCAL plan_cache_mode TO DEFAULT') : null;
     restored?.catch(() => {});
     const rows = await walk;
     await Promise.all([forced, restored]);
