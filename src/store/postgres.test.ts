@@ -7,11 +7,23 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { submitBurst } from '../../test/helpers/burst.js';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
 import { normalizeTask } from '../domain/task-spec.js';
+import type { WorkerRegistration } from '../domain/worker.js';
 import { pgArrayLiteral, pgParams } from './backend.js';
 import { windowClass } from './kysely-store.js';
 import { createPostgresStore } from './postgres.js';
 
 const pgUp = requireService('PostgreSQL (prepared statements)', await postgresAvailable());
+
+/** A worker with room for four one-core tasks. */
+const workerReg = (name: string): WorkerRegistration => ({
+  name,
+  capacity: { cpus: 4000, memory: 1024 ** 3, ports: null },
+  labels: {},
+  executors: ['shell'],
+  enforcement: { memory: 'none', cpu: 'none' },
+  version: 't',
+  hostname: 'h',
+});
 
 describe.runIf(pgUp)('PostgreSQL sessions', () => {
   const schemas: string[] = [];
@@ -75,18 +87,7 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
       // The store's own ANALYZE after the burst (off the request path) must have landed first.
       await new Promise((r) => setTimeout(r, 1000));
       // Scheduling passes that place nothing (a planner that decides nothing): each walks the queue.
-      await store.registerWorker(
-        {
-          name: 'w',
-          capacity: { cpus: 4000, memory: 1024 ** 3, ports: null },
-          labels: {},
-          executors: ['shell'],
-          enforcement: { memory: 'none', cpu: 'none' },
-          version: 't',
-          hostname: 'h',
-        },
-        now,
-      );
+      await store.registerWorker(workerReg('w'), now);
       const pass = (limit: number) =>
         store.schedulePass({ limit, urgentBefore: now + 60_000 }, () => [], {
           now: now + 1000,
@@ -144,18 +145,7 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
       const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
       const round = async (n: number) => {
         const now = Date.now();
-        const { worker } = await store.registerWorker(
-          {
-            name: `w${n}`,
-            capacity: { cpus: 4000, memory: 1024 ** 3, ports: null },
-            labels: {},
-            executors: ['shell'],
-            enforcement: { memory: 'none', cpu: 'none' },
-            version: 't',
-            hostname: 'h',
-          },
-          now,
-        );
+        const { worker } = await store.registerWorker(workerReg(`w${n}`), now);
         const [t] = (await store.submitTasks('u', [spec], { now, actor: 'u' })).tasks;
         const plan = [{ taskId: t!.id, workerId: worker.id, allocation: { cpus: 1000, memory: 1024 ** 2, ports: [], namedPorts: {} } }];
         const { runs } = await store.applyPlan(plan, { now, leaseMs: 30_000, epoch: null, actor: 'scheduler' });
