@@ -7,28 +7,19 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { createPostgresStore, createSqliteStore } from '../../dist/store/index.js';
 import { EVENT_COLUMNS, eventRowsOf } from '../../dist/store/rows.js';
 import { PG_URL, resetSchema, withPg } from '../lib/env.mjs';
 import { percentile } from '../lib/stats.mjs';
+import { toolArgs } from '../lib/tool-args.mjs';
 
 const USAGE = 'usage: node bench/tools/event-rows.mjs [--cycles N] [--tasks T]\n';
-let values;
-try {
-  ({ values } = parseArgs({ options: { cycles: { type: 'string', default: '400' }, tasks: { type: 'string', default: '50' } } }));
-} catch (e) {
-  process.stderr.write(`${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-const cycles = Number(values.cycles);
-const tasks = Number(values.tasks);
-if (!Number.isInteger(cycles) || cycles < 1 || !Number.isInteger(tasks) || tasks < 1) {
-  process.stderr.write(`--cycles and --tasks: expected positive integers\n${USAGE}`);
-  process.exit(2);
-}
+const { cycles, tasks } = toolArgs(USAGE, { cycles: { type: 'string', default: '400' }, tasks: { type: 'string', default: '50' } }, [
+  'cycles',
+  'tasks',
+]);
 
 const SCHEMA = 'bench_event_rows';
 let nextTask = 0;

@@ -9,34 +9,25 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { forkChild, killChild, waitFor } from '../lib/procs.mjs';
 import { SimWorker } from '../lib/sim-worker.mjs';
+import { toolArgs } from '../lib/tool-args.mjs';
 import { api } from '../lib/tsched-http.mjs';
 import { spec } from '../lib/tsched-system.mjs';
 import { statTicks, TICKS_PER_SECOND } from './cpu-by-process.mjs';
 
 const USAGE = 'usage: node bench/tools/submit-cost.mjs [--worker] [--n N] [--clients C] [--root DIR]\n';
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      worker: { type: 'boolean', default: false },
-      n: { type: 'string', default: '6000' },
-      clients: { type: 'string', default: '4' },
-      root: { type: 'string' },
-    },
-  }));
-} catch (e) {
-  process.stderr.write(`${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-const n = Number(values.n);
-const clients = Number(values.clients);
-if (!Number.isInteger(n) || n < 1 || !Number.isInteger(clients) || clients < 1) {
-  process.stderr.write(`--n and --clients: expected positive integers\n${USAGE}`);
-  process.exit(2);
-}
+const values = toolArgs(
+  USAGE,
+  {
+    worker: { type: 'boolean', default: false },
+    n: { type: 'string', default: '6000' },
+    clients: { type: 'string', default: '4' },
+    root: { type: 'string' },
+  },
+  ['n', 'clients'],
+);
+const { n, clients } = values;
 const root = resolve(values.root ?? fileURLToPath(new URL('../..', import.meta.url)));
 
 const cpuMs = (pid) => (statTicks(pid).own * 1000) / TICKS_PER_SECOND;
