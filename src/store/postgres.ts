@@ -89,8 +89,9 @@ let reshaped = false;
 /**
  * Runs the store's statements as named prepared statements on this connection. The store sends each
  * statement's text with `$n` placeholders and never splices values into it (lists are array parameters;
- * the candidate walk's window class is one of a few constants), so a text recurs exactly: parsing it once per connection removes a fixed cost from every round trip (the
- * placement and report statements are long CTE chains over unnest()). PostgreSQL then plans each statement
+ * the candidate walk's window class is one of a few constants), so a text recurs exactly: parsing it once
+ * per connection removes a fixed cost from every round trip (the placement and report statements are long
+ * CTE chains over unnest()). PostgreSQL then plans each statement
  * for its first five calls' values and keeps a generic plan only where it costs no more than those did: the
  * writes go generic (no planning per call). The candidate walk would keep a plan per call (its custom plans
  * look cheaper), so a scheduling pass forces its generic plan (see KyselyStore.candidates; seen in
