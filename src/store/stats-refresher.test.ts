@@ -49,6 +49,14 @@ describe.runIf(pgUp)('PostgreSQL statistics after a burst of submits', () => {
     expect(analyzed).toEqual(expect.arrayContaining(['status', 'priority', 'start_deadline', 'due_at', 'paused']));
     expect(analyzed).not.toContain('command');
     expect(analyzed).not.toContain('env');
+    // Sampled at a statistics target of 10 (3,000 rows): a histogram of at most 11 bounds over the 5,000
+    // distinct ids, not the 101 of the default target.
+    const hist = await client.query(
+      `SELECT array_length(histogram_bounds::text::bigint[], 1) AS n FROM pg_stats WHERE schemaname = $1 AND tablename = 'tasks' AND attname = 'id'`,
+      [schema],
+    );
+    expect(Number(hist.rows[0]?.n)).toBeGreaterThan(1);
+    expect(Number(hist.rows[0]?.n)).toBeLessThanOrEqual(11);
     await store.close();
   });
 });
