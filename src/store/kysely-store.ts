@@ -1340,10 +1340,13 @@ export class KyselyStore implements Store {
       ),
       // PostgreSQL: the new runs' ids, drawn now so that the runs, the tasks pointing at them and their
       // events are written by one statement below (ids of rejected decisions are skipped, as rollbacks do).
+      // The sequence is looked up once, not for every id: 50 ids 0.45 -> 0.09 ms of PostgreSQL's time.
       pg && plan.length > 0
-        ? ex.all<{ id: number }>("SELECT nextval(pg_get_serial_sequence('runs', 'id')) AS id FROM generate_series(1, ?::int)", [
-            plan.length,
-          ])
+        ? ex.all<{ id: number }>(
+            "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('runs', 'id')::regclass AS seq) " +
+              'SELECT nextval(s.seq) AS id FROM s, generate_series(1, ?::int)',
+            [plan.length],
+          )
         : Promise.resolve([]),
     ]);
     for (const r of settled) if (r.status === 'rejected') throw r.reason;
