@@ -1,0 +1,78 @@
+// A task due later starts at its due time, not at the next fallback pass: through the real control plane
+// (HTTP, SQLite store, scheduling loop) with the worker protocol spoken by hand, and the fallback pass
+// pushed out to a minute so that only the due-time timer can start it.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Embedded, startEmbedded } from '../src/server/embedded.js';
+
+const MiB = 1024 * 1024;
+
+/** The parts of the answers this test reads. */
+interface Answer {
+  worker: { id: string };
+  tasks: Array<{ id: number }>;
+  assignments: Array<{ taskId: number }>;
+}
+
+describe('due times (real control plane, fallback pass a minute away)', () => {
+  let emb: Embedded;
+  const dataDir = mkdtempSync(join(tmpdir(), 'tsched-due-'));
+
+  beforeAll(async () => {
+    emb = await startEmbedded({
+      port: 0,
+      dataDir,
+      localWorker: false,
+      log: pino({ level: 'silent' }),
+      config: { schedulerIntervalMs: 60_000 },
+    });
+  });
+  afterAll(async () => {
+    await emb?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const call = async (token: string, method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${emb.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: res.status, json: (await res.json()) as Answer };
+  };
+
+  it('starts a task due in 300 ms at that time when the pass that saw it waiting placed another task', async () => {
+    const reg = await call(emb.workerToken, 'POST', '/v1/workers/register', {
+      name: 'due-1',
+      capacity: { cpus: 2000, memory: 128 * MiB, ports: null },
+      executors: ['shell'],
+    });
+    expect(reg.status).toBe(200);
+    const wid = reg.json.worker.id;
+    const dueAt = Date.now() + 300;
+    const spec = { command: ['/bin/true'], resources: { cpus: 1, memory: '32Mi' }, totalAttempts: 1 };
+    // One request, so one pass sees both: it places `now` and finds `later` not due yet.
+    const sub = await call(emb.token, 'POST', '/v1/tasks', {
+      tasks: [
+        { ...spec, name: 'now' },
+        { ...spec, name: 'later', startAt: dueAt },
+      ],
+    });
+    expect(sub.status).toBe(201);
+    const [now, later] = sub.json.tasks.map((t) => t.id);
+
+    const first = await call(emb.workerToken, 'POST', `/v1/workers/${wid}/poll`, { max: 2, wait: 2000 });
+    expect(first.json.assignments.map((a) => a.taskId)).toEqual([now]);
+    // The slot `later` needs is free all along: only its due time holds it back.
+    const second = await call(emb.workerToken, 'POST', `/v1/workers/${wid}/poll`, { max: 2, wait: 3000 });
+    const handedAt = Date.now();
+    expect(second.json.assignments.map((a) => a.taskId)).toEqual([later]);
+    expect(handedAt).toBeGreaterThanOrEqual(dueAt);
+    // Without the timer it would wait for the fallback pass, a minute away (beyond this poll's 3 s wait).
+    expect(handedAt - dueAt).toBeLessThan(1000);
+  });
+});
