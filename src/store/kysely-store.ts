@@ -920,7 +920,7 @@ export class KyselyStore implements Store {
       tasks.map((t) => taskInsertValues(owner, t, now)),
       '*',
       // An occurrence already stored (by another replica's expander) is skipped, not duplicated.
-      ' ON CONFLICT (parent_id, occurrence_at) DO NOTHING',
+      ' ON CONFLICT (parent_id, occurrence_at) WHERE parent_id IS NOT NULL DO NOTHING',
     );
     rows.sort((a, b) => Number(a.id) - Number(b.id));
     await this.insertEvents(
@@ -2181,7 +2181,7 @@ export class KyselyStore implements Store {
           TASK_INSERT_COLUMNS,
           values,
           '*',
-          ' ON CONFLICT (parent_id, occurrence_at) DO NOTHING',
+          ' ON CONFLICT (parent_id, occurrence_at) WHERE parent_id IS NOT NULL DO NOTHING',
         );
         created.sort((a, b) => Number(a.occurrence_at) - Number(b.occurrence_at));
         for (const r of created) {
