@@ -392,6 +392,24 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(plan).toMatch(pg ? /runs_live|runs_lease|runs_worker_load/ : /SCAN r USING INDEX runs_live/);
   });
 
+  it('still stores an occurrence once after migrating a database from before migration 7', async () => {
+    const old = await h.create();
+    const s = old.open();
+    extra.push(s);
+    await runMigrations(
+      s.backend,
+      MIGRATIONS.filter((m) => m.version < 7),
+    );
+    const [parent] = (await s.submitTasks('alice', [task({ schedulingType: 'daily' })], { now: T0, actor: 'alice' })).tasks;
+    const occ = task({ parentId: parent!.id, occurrenceAt: T0 + 86_400_000, dueAt: T0 + 86_400_000 });
+    expect((await s.submitTasks('alice', [occ], { now: T0, actor: 'scheduler' })).tasks).toHaveLength(1);
+    await s.migrate();
+    expect((await s.submitTasks('alice', [occ], { now: T0, actor: 'scheduler' })).tasks).toHaveLength(0);
+    expect((await s.submitTasks('alice', [task(), task()], { now: T0, actor: 'alice' })).tasks).toHaveLength(2);
+    expect((await s.listTasks({ owner: null, parentId: parent!.id, limit: 10 })).tasks).toHaveLength(1);
+    await old.drop();
+  });
+
   // ------------------------------------------------------------ idempotency
 
   it('replays an idempotency key, refuses it for a different body, and expires it after 24h', async () => {
