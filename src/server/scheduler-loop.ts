@@ -129,8 +129,12 @@ export class SchedulerLoop {
     this.resize(tasks, res.runs, limit);
     // A window that was not full held every task due now; one due later (a delayed start, a retry's backoff)
     // needs the timer as after an empty pass, or it would wait for the next kick or the fallback interval.
-    // Not awaited: the kickers waiting on this pass (a report's answer) need nothing from it.
-    if (tasks.length < limit) void this.armDueTimer(now).catch((err) => this.deps.log.warn({ err }, 'could not arm the due-time timer'));
+    // Not awaited: the kickers waiting on this pass (a report's answer) need nothing from it. A failed read
+    // is retried by the next pass; while stopping, the store may already be closed.
+    if (tasks.length < limit)
+      void this.armDueTimer(now).catch((err) => {
+        if (!this.loop.isStopped) this.deps.log.warn({ err }, 'could not read the next due time; the next pass will');
+      });
     // Rejections mean the snapshot was stale (a concurrent change): plan again with fresh state.
     return res.rejected.length > 0 || this.grew;
   }
