@@ -102,6 +102,18 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     await db.drop();
   });
 
+  /** A second database, migrated up to (not including) `version`, for upgrade tests; `s.migrate()` finishes it. */
+  async function migratedBefore(version: number) {
+    const old = await h.create();
+    const s = old.open();
+    extra.push(s);
+    await runMigrations(
+      s.backend,
+      MIGRATIONS.filter((m) => m.version < version),
+    );
+    return { s, old };
+  }
+
   /** Submit one task, register a worker, place the task: a live run to play with. */
   async function placed(over: Partial<NewTask> = {}, workerName = 'w1') {
     const [t] = (await store.submitTasks('alice', [task(over)], { now: T0, actor: 'alice' })).tasks;
@@ -393,13 +405,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
   });
 
   it('still stores an occurrence once after migrating a database from before migration 7', async () => {
-    const old = await h.create();
-    const s = old.open();
-    extra.push(s);
-    await runMigrations(
-      s.backend,
-      MIGRATIONS.filter((m) => m.version < 7),
-    );
+    const { s, old } = await migratedBefore(7);
     const [parent] = (await s.submitTasks('alice', [task({ schedulingType: 'daily' })], { now: T0, actor: 'alice' })).tasks;
     const occ = task({ parentId: parent!.id, occurrenceAt: T0 + 86_400_000, dueAt: T0 + 86_400_000 });
     expect((await s.submitTasks('alice', [occ], { now: T0, actor: 'scheduler' })).tasks).toHaveLength(1);
@@ -1000,13 +1006,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
   });
 
   it('reads the events written before migration 6 (one row each) beside the packed ones', async () => {
-    const old = await h.create();
-    const s = old.open();
-    extra.push(s);
-    await runMigrations(
-      s.backend,
-      MIGRATIONS.filter((m) => m.version < 6),
-    );
+    const { s, old } = await migratedBefore(6);
     for (const [at, type, to] of [
       [T0, 'task.submitted', 'waiting'],
       [T0 + 5, 'task.cancelled', 'cancelled'],
