@@ -393,15 +393,16 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(def?.d).toMatch(/UNIQUE INDEX tasks_occurrence ON \S*tasks .*\(parent_id, occurrence_at\) WHERE \(?parent_id IS NOT NULL\)?$/);
     // The pass's read of every live run, in id order, walks the live runs' index: without it SQLite scans
     // the whole run history in rowid order to spare a sort (1.7 ms a pass after a 20,000-task drain).
-    const plan = await store.backend.tx(async (ex) => {
-      if (pg) await ex.all('SET LOCAL enable_seqscan = off');
-      const rows = await ex.all<Record<string, string>>(
-        `EXPLAIN ${pg ? '' : 'QUERY PLAN '}SELECT r.id, r.task_id, r.worker_id, r.cpus, r.memory, r.ports, r.cap_at, t.owner ` +
-          "FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.state IN ('assigned','running') ORDER BY r.id",
+    // PostgreSQL costs its plans and may pick any index of these empty tables.
+    if (!pg) {
+      const plan = await store.backend.tx((ex) =>
+        ex.all<{ detail: string }>(
+          'EXPLAIN QUERY PLAN SELECT r.id, r.task_id, r.worker_id, r.cpus, r.memory, r.ports, r.cap_at, t.owner ' +
+            "FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.state IN ('assigned','running') ORDER BY r.id",
+        ),
       );
-      return rows.map((r) => r['QUERY PLAN'] ?? r.detail).join('\n');
-    });
-    expect(plan).toMatch(pg ? /runs_live|runs_lease|runs_worker_load/ : /SCAN r USING INDEX runs_live/);
+      expect(plan.map((r) => r.detail).join('\n')).toMatch(/SCAN r USING INDEX runs_live/);
+    }
   });
 
   it('still stores an occurrence once after migrating a database from before migration 7', async () => {
