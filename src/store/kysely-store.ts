@@ -11,7 +11,7 @@ import { TschedError, validationError } from '../domain/errors.js';
 import { planOccurrences } from '../domain/occurrences.js';
 import { afterRun } from '../domain/queue-policy.js';
 import { nextOccurrence } from '../domain/recurrence.js';
-import type { Capacity } from '../domain/resources.js';
+import type { Allocation, Capacity } from '../domain/resources.js';
 import type { RunOutcome, TaskStatus } from '../domain/status.js';
 import { TASK_STATUSES, transitionTask } from '../domain/status.js';
 import type { NewTask, Run, RunUsage, ScheduleSpec, Task, TaskEventRecord } from '../domain/task.js';
@@ -59,6 +59,7 @@ import {
   eventsFromRow,
   HELD_TASK_STATE_COLUMNS,
   runFromRow,
+  runOf,
   TASK_INSERT_COLUMNS,
   TASK_SPEC_COLUMNS,
   taskFromRow,
@@ -105,6 +106,53 @@ export function windowClass(limit: number): number {
 const ANALYZED =
   'tasks (id, status, priority, start_deadline, due_at, paused, is_definition, deadline_missed, parent_id, occurrence_at, next_occurrence_at, owner), ' +
   'runs (id, task_id, state, worker_id, delivered, cancel_requested, lease_expires_at, cap_at)';
+/**
+ * The run columns that fencing, ending a run and its write-back (runSaves) and its events read: what a
+ * worker's report locks. The rest of a run row (allocation, ports, usage sums, log counters, …) is never
+ * read there, and the report read every column of 50 rows per drain cycle.
+ */
+const ENDING_RUN_COLUMNS =
+  'id, task_id, worker_name, lease_token, lease_expires_at, state, started_at, finished_at, exit_code, outcome, reason, cancel_requested, usage';
+/** The task columns taskSaves writes back. */
+type SavedTaskRow = Pick<
+  TaskRow,
+  | 'id'
+  | 'status'
+  | 'attempts'
+  | 'current_run_id'
+  | 'due_at'
+  | 'start_deadline'
+  | 'updated_at'
+  | 'finished_at'
+  | 'last_error'
+  | 'deadline_missed'
+>;
+/** What the applier reads of a task: the checks (status, paused, due_at), the run's cap, and what it writes back. */
+type ApplyTaskRow = SavedTaskRow & Pick<TaskRow, 'paused' | 'execution_cap'>;
+/** A worker as the applier checks it. */
+interface ApplyWorker {
+  id: string;
+  name: string;
+  state: WorkerState;
+  capacity: Capacity;
+}
+/** The applier's row of a task the pass read in its own transaction (a waiting task has no current run). */
+function applyRowOf(t: Task): ApplyTaskRow {
+  return {
+    id: t.id,
+    status: t.status,
+    attempts: t.attempts,
+    current_run_id: null,
+    due_at: t.dueAt,
+    start_deadline: t.startDeadline,
+    updated_at: t.updatedAt,
+    finished_at: t.finishedAt,
+    last_error: t.lastError,
+    deadline_missed: t.deadlineMissed ? 1 : 0,
+    paused: t.paused ? 1 : 0,
+    execution_cap: t.executionCap,
+  };
+}
 /** Bound on bound parameters per statement (SQLite allows 32766, PostgreSQL 65535). */
 const MAX_PARAMS = 30_000;
 const REAP_BATCH = 2000;
@@ -446,12 +494,20 @@ export class KyselyStore implements Store {
     );
   }
 
-  private lockRuns(ex: Exec, ids: number[]): Promise<RunRow[]> {
-    return this.selectIn<RunRow>(ex, 'SELECT * FROM runs WHERE id IN', [...new Set(ids)], ` ORDER BY id${this.lock}`);
+  /** `cols`: a narrower projection than the whole row, for callers that read and write only those. */
+  private lockRuns(ex: Exec, ids: number[], cols = '*'): Promise<RunRow[]> {
+    return this.selectIn<RunRow>(ex, `SELECT ${cols} FROM runs WHERE id IN`, [...new Set(ids)], ` ORDER BY id${this.lock}`);
   }
 
-  /** Locks runs and their tasks in the global order (tasks first), for operations that end runs. */
-  private async lockRunsWithTasks(ex: Exec, runIds: number[]): Promise<{ runs: Map<number, RunRow>; tasks: Map<number, TaskRow> }> {
+  /**
+   * Locks runs and their tasks in the global order (tasks first), for operations that end runs. `runCols`
+   * as in lockRuns: a worker's report reads only ENDING_RUN_COLUMNS.
+   */
+  private async lockRunsWithTasks(
+    ex: Exec,
+    runIds: number[],
+    runCols = '*',
+  ): Promise<{ runs: Map<number, RunRow>; tasks: Map<number, TaskRow> }> {
     // One statement finds and locks the tasks (a subquery, not a separate peek at the runs: one round trip
     // less), and the run locks go out with it (pipelined on PostgreSQL), taken after the tasks'.
     const [taskRows, runRows] = await Promise.all([
@@ -461,7 +517,7 @@ export class KyselyStore implements Store {
         [...new Set(runIds)],
         `) ORDER BY id${this.lock}`,
       ),
-      this.lockRuns(ex, runIds),
+      this.lockRuns(ex, runIds, runCols),
     ]);
     const tasks = new Map(taskRows.map((t) => [Number(t.id), t]));
     const runs = new Map(runRows.map((r) => [Number(r.id), r]));
@@ -482,7 +538,7 @@ export class KyselyStore implements Store {
     return this.writeAll(ex, this.taskSaves(rows));
   }
 
-  private taskSaves(rows: TaskRow[]): Stmt[] {
+  private taskSaves(rows: SavedTaskRow[]): Stmt[] {
     return this.updateStatements(
       'tasks',
       ['id', 'BIGINT'],
@@ -560,6 +616,7 @@ export class KyselyStore implements Store {
     now: number,
     events: EventIn[] = [],
     sent?: Array<Promise<unknown>>,
+    collect = true,
   ): Promise<ReapResult['ended']> {
     const dirtyTasks = new Map<number, TaskRow>();
     const ended: ReapResult['ended'] = [];
@@ -628,7 +685,7 @@ export class KyselyStore implements Store {
           reason,
         });
       }
-      ended.push({ run: runFromRow(run), outcome: e.outcome, taskStatus: task ? task.status : 'failed' });
+      if (collect) ended.push({ run: runFromRow(run), outcome: e.outcome, taskStatus: task ? task.status : 'failed' });
     }
     // Four tables, one round trip on PostgreSQL (not waited for when the caller passes `sent`).
     await this.writeAll(
@@ -1285,14 +1342,25 @@ export class KyselyStore implements Store {
       if (tasks.length === 0) return skip('no_tasks');
       const decisions = planner({ workers, tasks });
       if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };
-      return { skipped: null, tasks, ...(await this.applyIn(ex, decisions, ctx)) };
+      const seen = this.backend.kind === 'sqlite' ? { tasks, workers } : undefined;
+      return { skipped: null, tasks, ...(await this.applyIn(ex, decisions, ctx, seen)) };
     });
     this.stats.grew(res.runs.length);
     return res;
   }
 
   /** The applier: re-checks every decision against the store inside the caller's transaction. */
-  private async applyIn(ex: Exec, plan: PlacementDecision[], ctx: ApplyContext): Promise<ApplyResult> {
+  /**
+   * `seen`: on SQLite, inside a scheduling pass, the tasks and workers that pass read in this same
+   * transaction. BEGIN IMMEDIATE holds the write lock and the pass runs alone in it, so reading them again
+   * (a statement each for the tasks, the workers and their live runs) would return the same rows.
+   */
+  private async applyIn(
+    ex: Exec,
+    plan: PlacementDecision[],
+    ctx: ApplyContext,
+    seen?: { tasks: readonly Task[]; workers: readonly WorkerWithLoad[] },
+  ): Promise<ApplyResult> {
     const pg = this.backend.kind === 'postgres';
     const checkEpoch = (current: number | null) => {
       if (current === null || current !== ctx.epoch) {
@@ -1312,7 +1380,7 @@ export class KyselyStore implements Store {
     // The task locks, the worker locks and the workers' live runs are independent reads: sent together
     // (pipelined on PostgreSQL, one round trip), they still run in this order, tasks before workers as
     // everywhere else, and the sums are read after the worker rows are locked.
-    let tasksRead: Promise<Array<TaskRow & { leader_epoch?: number | null }>>;
+    let tasksRead: Promise<Array<ApplyTaskRow & { leader_epoch?: number | null }>>;
     if (ctx.epoch !== null && pg && taskIds.length > 0) {
       // The fencing check rides on the task locks. The leader row is share-locked until commit either way;
       // only the leader renewal (which locks nothing else) contends for it, so the order of the two locks
@@ -1325,19 +1393,24 @@ export class KyselyStore implements Store {
     } else {
       if (ctx.epoch !== null) checkEpoch(await leaderEpoch());
       if (plan.length === 0) return { runs: [], rejected: [] };
-      tasksRead = this.lockTaskStates(ex, taskIds);
+      if (seen) {
+        const ids = new Set(taskIds);
+        tasksRead = Promise.resolve(seen.tasks.filter((t) => ids.has(t.id)).map(applyRowOf));
+      } else tasksRead = this.lockTaskStates(ex, taskIds);
     }
     const settled = await Promise.allSettled([
       tasksRead,
       // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
-      this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`),
+      seen ? Promise.resolve([]) : this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`),
       // Summed here from the live runs (an index-only walk of runs_worker_load).
-      this.selectIn<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>(
-        ex,
-        `SELECT worker_id, cpus, memory, ports, NULL AS now FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
-        workerIds,
-        clockRow ? ` UNION ALL SELECT NULL, NULL, NULL, NULL, ${PG_NOW}` : '',
-      ),
+      seen
+        ? Promise.resolve([])
+        : this.selectIn<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>(
+            ex,
+            `SELECT worker_id, cpus, memory, ports, NULL AS now FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
+            workerIds,
+            clockRow ? ` UNION ALL SELECT NULL, NULL, NULL, NULL, ${PG_NOW}` : '',
+          ),
       // PostgreSQL: the new runs' ids, drawn now so that the runs, the tasks pointing at them and their
       // events are written by one statement below (ids of rejected decisions are skipped, as rollbacks do).
       // The sequence is looked up once, not for every id: 50 ids 0.45 -> 0.09 ms of PostgreSQL's time.
@@ -1351,7 +1424,7 @@ export class KyselyStore implements Store {
     ]);
     for (const r of settled) if (r.status === 'rejected') throw r.reason;
     const [taskRows, workerRows, liveRows, drawnIds] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
-      Array<TaskRow & { leader_epoch?: number | null }>,
+      Array<ApplyTaskRow & { leader_epoch?: number | null }>,
       WorkerRow[],
       Array<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>,
       Array<{ id: number }>,
@@ -1362,9 +1435,23 @@ export class KyselyStore implements Store {
     }
     if (plan.length === 0) return { runs: [], rejected: [] };
     const tasks = new Map(taskRows.map((t) => [Number(t.id), t]));
-    const workers = new Map(workerRows.map((w) => [w.id, w]));
+    // Each worker's capacity parsed once, not once per decision on it.
+    const workers = new Map<string, ApplyWorker>(
+      seen
+        ? seen.workers.map((w) => [w.id, { id: w.id, name: w.name, state: w.state, capacity: w.capacity }])
+        : workerRows.map((w) => [w.id, { id: w.id, name: w.name, state: w.state, capacity: JSON.parse(w.capacity) as Capacity }]),
+    );
     const used = new Map<string, { cpus: number; memory: number; ports: Set<number> }>();
     for (const id of workerIds) used.set(id, { cpus: 0, memory: 0, ports: new Set() });
+    if (seen) {
+      for (const w of seen.workers) {
+        const u = used.get(w.id);
+        if (!u) continue;
+        u.cpus = w.allocated.cpus;
+        u.memory = w.allocated.memory;
+        for (const port of w.allocated.ports) u.ports.add(port);
+      }
+    }
     let stamp: number | null = null;
     for (const r of liveRows) {
       if (r.worker_id === null) {
@@ -1379,7 +1466,7 @@ export class KyselyStore implements Store {
 
     if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, stamp ?? (await this.txNow(ex))) };
     const rejected: ApplyResult['rejected'] = [];
-    const accepted: Array<{ d: PlacementDecision; task: TaskRow; worker: WorkerRow }> = [];
+    const accepted: Array<{ d: PlacementDecision; task: ApplyTaskRow; worker: ApplyWorker }> = [];
     for (const d of plan) {
       const reject = (reason: string) => rejected.push({ taskId: d.taskId, workerId: d.workerId, reason });
       const task = tasks.get(d.taskId);
@@ -1396,7 +1483,7 @@ export class KyselyStore implements Store {
         reject('worker_unavailable');
         continue;
       }
-      const cap = JSON.parse(worker.capacity) as Capacity;
+      const cap = worker.capacity;
       const u = used.get(d.workerId)!;
       const a = d.allocation;
       if (u.cpus + a.cpus > cap.cpus) {
@@ -1428,7 +1515,16 @@ export class KyselyStore implements Store {
     // The new rows are built here and only their ids come back: decoding RETURNING * cost more than the insert.
     const tokens = randomBytes(16 * accepted.length).toString('hex'); // one call for every lease token
     const fresh = new Map<number, RunRow>();
+    // The new runs' allocations as objects: the Runs returned below need not parse back what was just written.
+    const allocations = new Map<number, Allocation>();
     for (const [i, { d, task, worker }] of accepted.entries()) {
+      const allocation: Allocation = {
+        cpus: d.allocation.cpus,
+        memory: d.allocation.memory,
+        ports: [...(d.allocation.ports ?? [])],
+        namedPorts: { ...d.allocation.namedPorts },
+      };
+      allocations.set(d.taskId, allocation);
       fresh.set(d.taskId, {
         id: 0,
         task_id: d.taskId,
@@ -1438,12 +1534,7 @@ export class KyselyStore implements Store {
         lease_token: tokens.slice(32 * i, 32 * (i + 1)),
         lease_expires_at: ctx.now + ctx.leaseMs,
         state: 'assigned',
-        allocation: JSON.stringify({
-          cpus: d.allocation.cpus,
-          memory: d.allocation.memory,
-          ports: d.allocation.ports ?? [],
-          namedPorts: d.allocation.namedPorts ?? {},
-        }),
+        allocation: JSON.stringify(allocation),
         cpus: d.allocation.cpus,
         memory: d.allocation.memory,
         ports: JSON.stringify(d.allocation.ports ?? []),
@@ -1518,7 +1609,10 @@ export class KyselyStore implements Store {
       [...runInserts, ...this.taskSaves(accepted.map((x) => x.task)), ...(await this.eventInserts(ex, events))],
       'final',
     );
-    return { runs: runRows.map(runFromRow), rejected };
+    return {
+      runs: runRows.map((r) => runOf(r, allocations.get(Number(r.task_id))!, { ...EMPTY_USAGE })),
+      rejected,
+    };
   }
 
   // ---------------------------------------------------------------- worker protocol
@@ -1886,6 +1980,7 @@ export class KyselyStore implements Store {
     const { runs, tasks } = await this.lockRunsWithTasks(
       ex,
       results.map((r) => r.runId),
+      ENDING_RUN_COLUMNS,
     );
     const startAcks: ItemAck[] = [];
     const startEvents: EventIn[] = [];
@@ -1923,7 +2018,7 @@ export class KyselyStore implements Store {
       });
     }
     const before = new Map([...tasks.values()].map((t) => [Number(t.id), t.status]));
-    await this.endRuns(ex, endings, tasks, now, startEvents, sent);
+    await this.endRuns(ex, endings, tasks, now, startEvents, sent, false);
     const changed: FinishResult['changed'] = [];
     for (const t of tasks.values()) if (before.get(Number(t.id)) !== t.status) changed.push({ taskId: Number(t.id), status: t.status });
     return { acks, changed, startAcks };

@@ -403,6 +403,11 @@ export function specOfTask(t: Task): TaskSpec {
 }
 
 export function runFromRow(r: RunRow): Run {
+  return runOf(r, json(r.allocation) as Allocation, json(r.usage));
+}
+
+/** A run from its row, with the JSON columns' values given: a caller that has just built the row holds them. */
+export function runOf(r: RunRow, allocation: Allocation, usage: Run['usage']): Run {
   return {
     id: num(r.id),
     taskId: num(r.task_id),
@@ -412,7 +417,7 @@ export function runFromRow(r: RunRow): Run {
     leaseToken: r.lease_token,
     leaseExpiresAt: num(r.lease_expires_at),
     state: r.state,
-    allocation: json(r.allocation) as Allocation,
+    allocation,
     assignedAt: num(r.assigned_at),
     startedAt: numOrNull(r.started_at),
     finishedAt: numOrNull(r.finished_at),
@@ -420,7 +425,7 @@ export function runFromRow(r: RunRow): Run {
     outcome: r.outcome,
     reason: r.reason,
     cancelRequested: num(r.cancel_requested) === 1,
-    usage: json(r.usage),
+    usage,
   };
 }
 
