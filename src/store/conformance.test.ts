@@ -567,6 +567,136 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect(w!.allocated.cpus).toBe(3000);
   });
 
+  // ------------------------------------------------------------ scheduling passes (snapshot, plan, apply)
+
+  /** A scheduling pass at `now` whose planner returns `decide(snapshot)` (the applier checks every decision). */
+  const pass = (
+    s: KyselyStore,
+    decide: Parameters<KyselyStore['schedulePass']>[1],
+    over: Partial<{ epoch: number | null; now: number; limit: number }> = {},
+  ) => s.schedulePass({ limit: over.limit ?? 64, urgentBefore: (over.now ?? T0) + 60_000 }, decide, ctx(over.now ?? T0, over));
+
+  it('a pass places what its planner decides and re-checks every decision against what it read', async () => {
+    const { worker } = await store.registerWorker(workerReg('w1', { cpus: 2000 }), T0);
+    const { worker: w2 } = await store.registerWorker(workerReg('w2'), T0);
+    await store.setWorkerState(w2.id, 'draining', T0);
+    const ts = (await store.submitTasks('alice', [task(), task(), task(), task({ dueAt: T0 + 60_000 })], { now: T0, actor: 'alice' }))
+      .tasks;
+    const [done] = (await store.submitTasks('alice', [task()], { now: T0, actor: 'alice' })).tasks;
+    await store.cancelTask(done!.id, null, { now: T0, actor: 'alice', reason: 'x' });
+    const a = alloc(1000, MB);
+    let seen: { tasks: number[]; workers: string[] } | null = null;
+    const res = await pass(store, (snap) => {
+      seen = { tasks: snap.tasks.map((t) => t.id), workers: snap.workers.map((w) => w.id) };
+      return [
+        { taskId: ts[0]!.id, workerId: worker.id, allocation: a },
+        { taskId: ts[0]!.id, workerId: worker.id, allocation: a }, // the same task twice
+        { taskId: ts[1]!.id, workerId: w2.id, allocation: a }, // draining
+        { taskId: ts[1]!.id, workerId: worker.id, allocation: a },
+        { taskId: ts[2]!.id, workerId: worker.id, allocation: a }, // the worker is full by now
+        { taskId: ts[3]!.id, workerId: worker.id, allocation: alloc(0, 0) }, // not due: never a candidate
+        { taskId: done!.id, workerId: worker.id, allocation: alloc(0, 0) }, // cancelled
+      ];
+    });
+    // The snapshot: due waiting tasks only, and the schedulable workers.
+    expect(seen).toEqual({ tasks: [ts[0]!.id, ts[1]!.id, ts[2]!.id], workers: [worker.id, w2.id].sort() });
+    expect(res.runs.map((r) => r.taskId)).toEqual([ts[0]!.id, ts[1]!.id]);
+    expect(res.runs.map((r) => r.allocation)).toEqual([a, a]);
+    expect(res.rejected.map((r) => r.reason)).toEqual([
+      'task_not_waiting',
+      'worker_unavailable',
+      'overcommit_cpu',
+      'task_not_waiting',
+      'task_not_waiting',
+    ]);
+    expect(await store.getTask(ts[0]!.id, null)).toMatchObject({ status: 'in_progress', attempts: 1 });
+    expect((await store.listEvents(ts[1]!.id)).map((e) => e.type)).toContain('task.claimed');
+    const [w] = (await store.loadWorkers()).filter((x) => x.id === worker.id);
+    expect(w!.allocated.cpus).toBe(2000);
+    // The next pass sees the worker full and reads no candidates.
+    expect((await pass(store, () => [])).skipped).toBe('no_room');
+  });
+
+  it('a pass counts the room runs already hold, its ports included, and stamps the runs it creates', async () => {
+    const { worker } = await store.registerWorker(workerReg('w1', { cpus: 3000 }), T0);
+    const ts = (await store.submitTasks('alice', [task(), task(), task()], { now: T0, actor: 'alice' })).tasks;
+    const first = await pass(store, () => [{ taskId: ts[0]!.id, workerId: worker.id, allocation: alloc(2000, MB, [9000]) }]);
+    expect(first.runs).toHaveLength(1);
+    const second = await pass(
+      store,
+      (snap) => {
+        expect(snap.workers[0]!.allocated).toEqual({ cpus: 2000, memory: MB, ports: [9000] });
+        return [
+          { taskId: ts[1]!.id, workerId: worker.id, allocation: alloc(1000, MB, [9000]) }, // port held
+          { taskId: ts[1]!.id, workerId: worker.id, allocation: alloc(2000, MB) }, // more cpu than is left
+          { taskId: ts[2]!.id, workerId: worker.id, allocation: alloc(1000, MB, [9001]) },
+        ];
+      },
+      { now: T0 + 5 },
+    );
+    expect(second.rejected.map((r) => r.reason)).toEqual(['port_taken', 'overcommit_cpu']);
+    expect(second.runs).toHaveLength(1);
+    expect(second.runs[0]).toMatchObject({ taskId: ts[2]!.id, assignedAt: T0 + 5, leaseExpiresAt: T0 + 5 + 30_000 });
+    expect((await store.getRun(second.runs[0]!.id))!.allocation).toEqual(alloc(1000, MB, [9001]));
+  });
+
+  it('a pass under a fencing epoch places only while the epoch is current', async () => {
+    const { worker } = await store.registerWorker(workerReg('w1'), T0);
+    const [t] = (await store.submitTasks('alice', [task()], { now: T0, actor: 'alice' })).tasks;
+    const decide = () => [{ taskId: t!.id, workerId: worker.id, allocation: alloc(100, MB) }];
+    const { epoch } = await store.acquireLeadership('scheduler', 'A', 60_000);
+    await expect(pass(store, decide, { epoch: epoch + 1 })).rejects.toMatchObject({ code: 'NOT_LEADER' });
+    expect((await store.getTask(t!.id, null))!.status).toBe('waiting');
+    expect((await pass(store, decide, { epoch })).runs).toHaveLength(1);
+  });
+
+  it('two handles passing at once place each task once and never overcommit', async () => {
+    const other = db.open();
+    extra.push(other);
+    // Room for every task twice over: the worker's room alone cannot stop a second placement.
+    const { worker } = await store.registerWorker(workerReg('w1', { cpus: 96_000 }), T0);
+    // Every candidate onto the one worker: without the candidates locked (PostgreSQL) or the write lock
+    // held (SQLite) from the read to the write, both passes would place the same tasks.
+    const all = (snap: { tasks: ReadonlyArray<{ id: number }> }) =>
+      snap.tasks.map((t) => ({ taskId: t.id, workerId: worker.id, allocation: alloc(1000, MB) }));
+    // Both handles' connections open first, so that the two passes of a round do overlap.
+    await Promise.all([pass(store, all), pass(other, all)]);
+    const ts: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const batch = (
+        await store.submitTasks(
+          'alice',
+          Array.from({ length: 16 }, () => task()),
+          { now: T0, actor: 'alice' },
+        )
+      ).tasks;
+      ts.push(...batch.map((t) => t.id));
+      await Promise.all([pass(store, all), pass(other, all)]);
+    }
+    const runs = (await Promise.all(ts.map((id) => store.listRuns(id)))).map((r) => r.length);
+    expect(runs).toEqual(ts.map(() => 1));
+    const [w] = await store.loadWorkers();
+    expect(w!.allocated.cpus).toBe(48_000);
+  });
+
+  it('run ids follow creation order when leadership moves to another replica and back', async () => {
+    const other = db.open();
+    extra.push(other);
+    const { worker } = await store.registerWorker(workerReg('w1', { cpus: 8000 }), T0);
+    const ts = (await store.submitTasks('alice', [task(), task(), task()], { now: T0, actor: 'alice' })).tasks;
+    const one = (id: number) => () => [{ taskId: id, workerId: worker.id, allocation: alloc(100, MB) }];
+    const a1 = await store.acquireLeadership('scheduler', 'A', 60_000);
+    const r1 = (await pass(store, one(ts[0]!.id), { epoch: a1.epoch })).runs[0]!;
+    await store.releaseLeadership('scheduler', 'A');
+    const b = await other.acquireLeadership('scheduler', 'B', 60_000);
+    const r2 = (await pass(other, one(ts[1]!.id), { epoch: b.epoch })).runs[0]!;
+    await other.releaseLeadership('scheduler', 'B');
+    const a2 = await store.acquireLeadership('scheduler', 'A', 60_000);
+    const r3 = (await pass(store, one(ts[2]!.id), { epoch: a2.epoch })).runs[0]!;
+    expect(r2.id).toBeGreaterThan(r1.id);
+    expect(r3.id).toBeGreaterThan(r2.id);
+  });
+
   it('counts attempts at claim and records the claim', async () => {
     const { task: t, run, worker } = await placed({ totalAttempts: 3 });
     expect(run).toMatchObject({

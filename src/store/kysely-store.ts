@@ -113,6 +113,31 @@ const ANALYZED =
  */
 const ENDING_RUN_COLUMNS =
   'id, task_id, worker_name, lease_token, lease_expires_at, state, started_at, finished_at, exit_code, outcome, reason, cancel_requested, usage';
+/**
+ * What a scheduling pass read in its own transaction, for its applier (applyIn) to check its decisions
+ * against instead of reading them again:
+ * - SQLite: BEGIN IMMEDIATE holds the write lock and the pass runs alone in it, so nothing can change them.
+ * - PostgreSQL: the pass locked its candidates (FOR UPDATE, the leader row FOR SHARE first) and every
+ *   schedulable worker (FOR UPDATE), and read the live runs after those locks, in one round trip. Nothing
+ *   can then change the candidates or place on those workers before commit; a run that ends meanwhile only
+ *   frees room the sums still count. Lock order as everywhere: leader, tasks, workers.
+ */
+interface PassSnapshot {
+  tasks: readonly Task[];
+  workers: readonly WorkerWithLoad[];
+  /** PostgreSQL: the leader epoch read with the candidate locks; undefined when no candidate row carried it. */
+  leaderEpoch?: number | null;
+  /** PostgreSQL with stampAtCommit: the store's clock, read after the worker locks. */
+  now?: number;
+}
+/** A pass's candidate walk that locks what it reads (PostgreSQL; see candidates). */
+interface WalkLock {
+  /** The leader row is share-locked with the candidates and its epoch read. */
+  fenced: boolean;
+  leaderEpoch?: number | null;
+}
+/** How many run ids a PostgreSQL pass draws ahead at least (see KyselyStore.runIdPool). */
+const RUN_ID_DRAW = 256;
 /** The task columns taskSaves writes back. */
 type SavedTaskRow = Pick<
   TaskRow,
@@ -1144,11 +1169,16 @@ export class KyselyStore implements Store {
 
   // ---------------------------------------------------------------- resource manager
 
-  private async workersWithLoad(ex: Exec, onlySchedulable: boolean): Promise<WorkerWithLoad[]> {
+  /**
+   * `lock` (PostgreSQL, in a pass): the worker rows are locked (FOR UPDATE), and their live runs are read
+   * after the locks, so that no other placement can change the sums before commit (see PassSnapshot).
+   */
+  private async workersWithLoad(ex: Exec, onlySchedulable: boolean, lock = false): Promise<WorkerWithLoad[]> {
     // Sent together: one round trip in a PostgreSQL batch (pipelined), or two connections for a read.
     const [workers, live] = await Promise.all([
       ex.all<WorkerRow>(
-        onlySchedulable ? "SELECT * FROM workers WHERE state IN ('active','draining') ORDER BY id" : 'SELECT * FROM workers ORDER BY id',
+        (onlySchedulable ? "SELECT * FROM workers WHERE state IN ('active','draining') ORDER BY id" : 'SELECT * FROM workers ORDER BY id') +
+          (lock ? ' FOR UPDATE' : ''),
       ),
       // The owner rides along so that the scheduler can count each user's running share (DRF, quotas).
       ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'> & { owner: string }>(
@@ -1193,8 +1223,13 @@ export class KyselyStore implements Store {
     return this.backend.read((ex) => this.candidates(ex, now, limit, urgentBefore));
   }
 
-  /** `pass`: inside a scheduling pass's transaction, where the PostgreSQL walk keeps one generic plan. */
-  private async candidates(ex: Exec, now: number, limit: number, urgentBefore: number, pass = false): Promise<Task[]> {
+  /**
+   * `pass`: inside a scheduling pass's transaction, where the PostgreSQL walk keeps one generic plan.
+   * `lock` (PostgreSQL, in a pass): the candidates are locked as they are read (FOR UPDATE, in id order,
+   * the leader row FOR SHARE before them when `lock.fenced`), and only those still waiting come back; the
+   * leader epoch read with them is left in `lock.leaderEpoch` (undefined when no row carried it).
+   */
+  private async candidates(ex: Exec, now: number, limit: number, urgentBefore: number, pass = false, lock?: WalkLock): Promise<Task[]> {
     // Three walks in one statement: tasks_ready in order, stopping after `limit` due rows; and tasks_deadline
     // from the earliest deadline, for the ones promoted to urgent whatever their priority — separately for
     // those that can still start in time and those already late, so that a backlog of late tasks cannot
@@ -1254,18 +1289,27 @@ export class KyselyStore implements Store {
     const cap = windowClass(limit);
     const forced = pass ? ex.all('SET LOCAL plan_cache_mode = force_generic_plan') : null;
     forced?.catch(() => {}); // its error, if any, fails the walk behind it
-    const walk = ex.all<TaskRow & { walk: number; held: boolean }>(
-      `SELECT c.walk, c.held, ${CANDIDATE_COLUMNS_PG} FROM (SELECT MIN(walk) AS walk, id, id = ANY(?::bigint[]) AS held FROM (` +
+    const fenced = lock?.fenced === true;
+    const walk = ex.all<TaskRow & { walk: number; held: boolean; leader_epoch?: number | null }>(
+      (fenced ? "WITH l AS (SELECT epoch FROM leader WHERE id = 'scheduler' FOR SHARE) " : '') +
+        `SELECT c.walk, c.held, ${CANDIDATE_COLUMNS_PG}${fenced ? ', (SELECT epoch FROM l) AS leader_epoch' : ''} FROM (SELECT MIN(walk) AS walk, id, id = ANY(?::bigint[]) AS held FROM (` +
         `(SELECT * FROM (SELECT 0 AS walk, id FROM tasks WHERE status = 'waiting' AND +due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY priority DESC, start_deadline, id LIMIT ${cap}) AS best LIMIT ?)` +
         ` UNION ALL (SELECT * FROM (SELECT 1 AS walk, id FROM tasks WHERE status = 'waiting' AND start_deadline >= ? AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ${cap}) AS urgent LIMIT ?)` +
         ` UNION ALL (SELECT * FROM (SELECT 2 AS walk, id FROM tasks WHERE status = 'waiting' AND start_deadline < ? AND due_at <= ? AND paused = 0 AND is_definition = 0 ORDER BY start_deadline, id LIMIT ${cap}) AS late LIMIT ?)` +
-        ') AS w GROUP BY id) AS c JOIN tasks t ON t.id = c.id',
+        ') AS w GROUP BY id) AS c JOIN tasks t ON t.id = c.id' +
+        (lock ? ' ORDER BY t.id FOR UPDATE OF t' : ''),
       [recent, now, limit, now, urgentBefore, now, limit, Math.min(now, urgentBefore), now, limit],
     );
     const restored = pass ? ex.all('SET LOCAL plan_cache_mode TO DEFAULT') : null;
     restored?.catch(() => {});
-    const rows = await walk;
+    let rows = await walk;
     await Promise.all([forced, restored]);
+    if (lock) {
+      if (fenced && rows.length > 0) lock.leaderEpoch = rows[0]!.leader_epoch === null ? null : Number(rows[0]!.leader_epoch);
+      // A row changed between the walk's snapshot and its lock comes back as it is now: a task cancelled or
+      // claimed meanwhile is no candidate.
+      rows = rows.filter((r) => r.status === 'waiting' && Number(r.paused) === 0);
+    }
     const out: Array<{ walk: number; task: Task }> = [];
     const walkOf = new Map<number, number>();
     const whole: number[] = [];
@@ -1292,6 +1336,45 @@ export class KyselyStore implements Store {
   /** How often a candidate came from a held spec (tests, bench work). */
   get candidateSpecs(): { hits: number; misses: number; held: number } {
     return { ...this.specs.stats, held: this.specs.size };
+  }
+
+  /**
+   * PostgreSQL: run ids drawn ahead, in ascending order, under the leader epoch they were drawn for. A pass
+   * draws them with its first reads (drawRunIdsAhead) so that its applier need not ask between its reads and
+   * its write. Ids left over when the epoch changes are dropped, never used in a later term, where they could
+   * sort before runs a newer leader has created (a task's runs are listed in id order). Unused ids are gaps,
+   * as after any rollback.
+   */
+  private runIdPool: { epoch: number | null; ids: number[] } = { epoch: null, ids: [] };
+
+  /** Draws enough ids for a pass of `want` placements into the pool, if it holds fewer (one statement, pipelined). */
+  private drawRunIdsAhead(ex: Exec, want: number, epoch: number | null): Promise<void> | null {
+    if (this.runIdPool.epoch !== epoch) this.runIdPool = { epoch, ids: [] };
+    if (this.runIdPool.ids.length >= want) return null;
+    const pool = this.runIdPool;
+    const drawn = this.drawRunIds(ex, Math.max(want, RUN_ID_DRAW)).then((ids) => {
+      if (this.runIdPool === pool) pool.ids.push(...ids);
+    });
+    drawn.catch(() => {});
+    return drawn;
+  }
+
+  /** `n` run ids from the pool, drawing more if it holds too few. */
+  private async takeRunIds(ex: Exec, n: number, epoch: number | null): Promise<number[]> {
+    if (this.runIdPool.epoch !== epoch) this.runIdPool = { epoch, ids: [] };
+    const pool = this.runIdPool;
+    if (pool.ids.length < n) pool.ids.push(...(await this.drawRunIds(ex, n - pool.ids.length)));
+    return pool.ids.splice(0, n);
+  }
+
+  /** Fresh run ids, ascending. The sequence is looked up once, not for every id: 50 ids 0.45 -> 0.09 ms. */
+  private async drawRunIds(ex: Exec, n: number): Promise<number[]> {
+    const rows = await ex.all<{ id: number }>(
+      "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('runs', 'id')::regclass AS seq) " +
+        'SELECT nextval(s.seq) AS id FROM s, generate_series(1, ?::int)',
+      [n],
+    );
+    return rows.map((r) => Number(r.id)).sort((a, b) => a - b);
   }
 
   /** Held task specs (see task-spec-cache.ts), and the ids the last PostgreSQL pass read. */
@@ -1327,40 +1410,65 @@ export class KyselyStore implements Store {
         this.lastPassNoRoom = skipped === 'no_room';
         return { skipped, tasks: [], runs: [], rejected: [] };
       };
-      // On PostgreSQL the candidate walk goes out with the snapshot reads (pipelined: one round trip for
-      // three) unless the last pass found every worker full, when it is likely wasted.
-      const early = this.backend.kind === 'postgres' && !this.lastPassNoRoom;
-      const walk = early ? this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true) : null;
-      walk?.catch(() => {}); // its error, if any, is met below or goes with the batch
-      const workers = await this.workersWithLoad(ex, true);
-      const active = workers.filter((w) => w.state === 'active');
-      if (active.length === 0) return skip('no_workers');
-      // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
-      if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0)) return skip('no_room');
-      const tasks = await (walk ?? this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true));
+      const pg = this.backend.kind === 'postgres';
+      const noRoom = (workers: WorkerWithLoad[]): PassResult | null => {
+        const active = workers.filter((w) => w.state === 'active');
+        if (active.length === 0) return skip('no_workers');
+        // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
+        if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0)) return skip('no_room');
+        return null;
+      };
+      if (!pg) {
+        const workers = await this.workersWithLoad(ex, true);
+        const none = noRoom(workers);
+        if (none) return none;
+        const tasks = await this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true);
+        this.lastPassNoRoom = false;
+        if (tasks.length === 0) return skip('no_tasks');
+        const decisions = planner({ workers, tasks });
+        if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };
+        return { skipped: null, tasks, ...(await this.applyIn(ex, decisions, ctx, { tasks, workers })) };
+      }
+      // PostgreSQL: the candidates, the schedulable workers and their live runs (and the clock and run ids
+      // when wanted) in one round trip, locked, so that the applier reads nothing more before its write (see
+      // PassSnapshot). After a pass that found every worker full, an unlocked look at the workers comes first:
+      // under load most passes end there, and locking the candidates would be wasted.
+      if (this.lastPassNoRoom) {
+        const none = noRoom(await this.workersWithLoad(ex, true));
+        if (none) return none;
+      }
+      const lock: WalkLock = { fenced: ctx.epoch !== null };
+      const walk = this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true, lock);
+      walk.catch(() => {}); // its error, if any, is met below or goes with the batch
+      const loaded = this.workersWithLoad(ex, true, true);
+      loaded.catch(() => {});
+      const clock = ctx.stampAtCommit ? ex.all<{ now: number }>(`SELECT ${PG_NOW} AS now`) : null;
+      clock?.catch(() => {});
+      const drawn = this.drawRunIdsAhead(ex, q.limit, ctx.epoch);
+      const workers = await loaded;
+      const none = noRoom(workers);
+      if (none) {
+        await Promise.all([walk, clock, drawn]);
+        return none;
+      }
+      const [tasks, clockRows] = await Promise.all([walk, clock, drawn]);
       this.lastPassNoRoom = false;
       if (tasks.length === 0) return skip('no_tasks');
       const decisions = planner({ workers, tasks });
       if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };
-      const seen = this.backend.kind === 'sqlite' ? { tasks, workers } : undefined;
+      const seen: PassSnapshot = { tasks, workers, leaderEpoch: lock.leaderEpoch, now: clockRows ? Number(clockRows[0]!.now) : undefined };
       return { skipped: null, tasks, ...(await this.applyIn(ex, decisions, ctx, seen)) };
     });
     this.stats.grew(res.runs.length);
     return res;
   }
 
-  /** The applier: re-checks every decision against the store inside the caller's transaction. */
   /**
-   * `seen`: on SQLite, inside a scheduling pass, the tasks and workers that pass read in this same
-   * transaction. BEGIN IMMEDIATE holds the write lock and the pass runs alone in it, so reading them again
-   * (a statement each for the tasks, the workers and their live runs) would return the same rows.
+   * The applier: re-checks every decision against the store inside the caller's transaction. `seen`: the
+   * tasks and workers a scheduling pass read in this same transaction, as the applier would read them again
+   * (see PassSnapshot), so that it reads nothing more before its write.
    */
-  private async applyIn(
-    ex: Exec,
-    plan: PlacementDecision[],
-    ctx: ApplyContext,
-    seen?: { tasks: readonly Task[]; workers: readonly WorkerWithLoad[] },
-  ): Promise<ApplyResult> {
+  private async applyIn(ex: Exec, plan: PlacementDecision[], ctx: ApplyContext, seen?: PassSnapshot): Promise<ApplyResult> {
     const pg = this.backend.kind === 'postgres';
     const checkEpoch = (current: number | null) => {
       if (current === null || current !== ctx.epoch) {
@@ -1375,75 +1483,18 @@ export class KyselyStore implements Store {
     };
     const taskIds = [...new Set(plan.map((d) => d.taskId))];
     const workerIds = [...new Set(plan.map((d) => d.workerId))].sort();
-    // On PostgreSQL the clock rides along the worker sums (a row of its own), read once the worker rows are locked.
-    const clockRow = ctx.stampAtCommit && pg;
-    // The task locks, the worker locks and the workers' live runs are independent reads: sent together
-    // (pipelined on PostgreSQL, one round trip), they still run in this order, tasks before workers as
-    // everywhere else, and the sums are read after the worker rows are locked.
-    let tasksRead: Promise<Array<ApplyTaskRow & { leader_epoch?: number | null }>>;
-    if (ctx.epoch !== null && pg && taskIds.length > 0) {
-      // The fencing check rides on the task locks. The leader row is share-locked until commit either way;
-      // only the leader renewal (which locks nothing else) contends for it, so the order of the two locks
-      // inside the statement cannot close a cycle.
-      tasksRead = ex.all<TaskRow & { leader_epoch: number | null }>(
-        `WITH l AS (SELECT epoch FROM leader WHERE id = 'scheduler' FOR SHARE) SELECT ${TASK_STATE_COLUMNS}, ` +
-          '(SELECT epoch FROM l) AS leader_epoch FROM tasks WHERE id = ANY(?) ORDER BY id FOR UPDATE',
-        [taskIds],
-      );
-    } else {
-      if (ctx.epoch !== null) checkEpoch(await leaderEpoch());
-      if (plan.length === 0) return { runs: [], rejected: [] };
-      if (seen) {
-        const ids = new Set(taskIds);
-        tasksRead = Promise.resolve(seen.tasks.filter((t) => ids.has(t.id)).map(applyRowOf));
-      } else tasksRead = this.lockTaskStates(ex, taskIds);
-    }
-    const settled = await Promise.allSettled([
-      tasksRead,
-      // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
-      seen ? Promise.resolve([]) : this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`),
-      // Summed here from the live runs (an index-only walk of runs_worker_load).
-      seen
-        ? Promise.resolve([])
-        : this.selectIn<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>(
-            ex,
-            `SELECT worker_id, cpus, memory, ports, NULL AS now FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
-            workerIds,
-            clockRow ? ` UNION ALL SELECT NULL, NULL, NULL, NULL, ${PG_NOW}` : '',
-          ),
-      // PostgreSQL: the new runs' ids, drawn now so that the runs, the tasks pointing at them and their
-      // events are written by one statement below (ids of rejected decisions are skipped, as rollbacks do).
-      // The sequence is looked up once, not for every id: 50 ids 0.45 -> 0.09 ms of PostgreSQL's time.
-      pg && plan.length > 0
-        ? ex.all<{ id: number }>(
-            "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('runs', 'id')::regclass AS seq) " +
-              'SELECT nextval(s.seq) AS id FROM s, generate_series(1, ?::int)',
-            [plan.length],
-          )
-        : Promise.resolve([]),
-    ]);
-    for (const r of settled) if (r.status === 'rejected') throw r.reason;
-    const [taskRows, workerRows, liveRows, drawnIds] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
-      Array<ApplyTaskRow & { leader_epoch?: number | null }>,
-      WorkerRow[],
-      Array<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>,
-      Array<{ id: number }>,
-    ];
-    if (ctx.epoch !== null && pg && taskIds.length > 0) {
-      const current = taskRows.length > 0 ? taskRows[0]!.leader_epoch : await leaderEpoch();
-      checkEpoch(current === null || current === undefined ? null : Number(current));
-    }
-    if (plan.length === 0) return { runs: [], rejected: [] };
-    const tasks = new Map(taskRows.map((t) => [Number(t.id), t]));
-    // Each worker's capacity parsed once, not once per decision on it.
-    const workers = new Map<string, ApplyWorker>(
-      seen
-        ? seen.workers.map((w) => [w.id, { id: w.id, name: w.name, state: w.state, capacity: w.capacity }])
-        : workerRows.map((w) => [w.id, { id: w.id, name: w.name, state: w.state, capacity: JSON.parse(w.capacity) as Capacity }]),
-    );
+    let taskRows: ApplyTaskRow[];
+    let workers: Map<string, ApplyWorker>;
     const used = new Map<string, { cpus: number; memory: number; ports: Set<number> }>();
     for (const id of workerIds) used.set(id, { cpus: 0, memory: 0, ports: new Set() });
+    let stamp: number | null = null;
+    let runIds: number[] = [];
     if (seen) {
+      if (ctx.epoch !== null) checkEpoch(seen.leaderEpoch !== undefined ? seen.leaderEpoch : await leaderEpoch());
+      if (plan.length === 0) return { runs: [], rejected: [] };
+      const ids = new Set(taskIds);
+      taskRows = seen.tasks.filter((t) => ids.has(t.id)).map(applyRowOf);
+      workers = new Map(seen.workers.map((w) => [w.id, { id: w.id, name: w.name, state: w.state, capacity: w.capacity }]));
       for (const w of seen.workers) {
         const u = used.get(w.id);
         if (!u) continue;
@@ -1451,18 +1502,74 @@ export class KyselyStore implements Store {
         u.memory = w.allocated.memory;
         for (const port of w.allocated.ports) u.ports.add(port);
       }
-    }
-    let stamp: number | null = null;
-    for (const r of liveRows) {
-      if (r.worker_id === null) {
-        stamp = Number(r.now);
-        continue;
+      stamp = seen.now ?? null;
+      if (pg) runIds = await this.takeRunIds(ex, plan.length, ctx.epoch);
+    } else {
+      // On PostgreSQL the clock rides along the worker sums (a row of its own), read once the worker rows are locked.
+      const clockRow = ctx.stampAtCommit && pg;
+      // The task locks, the worker locks and the workers' live runs are independent reads: sent together
+      // (pipelined on PostgreSQL, one round trip), they still run in this order, tasks before workers as
+      // everywhere else, and the sums are read after the worker rows are locked.
+      let tasksRead: Promise<Array<ApplyTaskRow & { leader_epoch?: number | null }>>;
+      if (ctx.epoch !== null && pg && taskIds.length > 0) {
+        // The fencing check rides on the task locks. The leader row is share-locked until commit either way;
+        // only the leader renewal (which locks nothing else) contends for it, so the order of the two locks
+        // inside the statement cannot close a cycle.
+        tasksRead = ex.all<TaskRow & { leader_epoch: number | null }>(
+          `WITH l AS (SELECT epoch FROM leader WHERE id = 'scheduler' FOR SHARE) SELECT ${TASK_STATE_COLUMNS}, ` +
+            '(SELECT epoch FROM l) AS leader_epoch FROM tasks WHERE id = ANY(?) ORDER BY id FOR UPDATE',
+          [taskIds],
+        );
+      } else {
+        if (ctx.epoch !== null) checkEpoch(await leaderEpoch());
+        if (plan.length === 0) return { runs: [], rejected: [] };
+        tasksRead = this.lockTaskStates(ex, taskIds);
       }
-      const u = used.get(r.worker_id)!;
-      u.cpus += Number(r.cpus);
-      u.memory += Number(r.memory);
-      if (r.ports !== '[]') for (const port of JSON.parse(r.ports) as number[]) u.ports.add(port);
+      const settled = await Promise.allSettled([
+        tasksRead,
+        // Locking the worker rows serialises every placement on them, so the sums below cannot go stale.
+        this.selectIn<WorkerRow>(ex, 'SELECT * FROM workers WHERE id IN', workerIds, ` ORDER BY id${this.lock}`),
+        // Summed here from the live runs (an index-only walk of runs_worker_load).
+        this.selectIn<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>(
+          ex,
+          `SELECT worker_id, cpus, memory, ports, NULL AS now FROM runs WHERE state IN ${LIVE} AND worker_id IN`,
+          workerIds,
+          clockRow ? ` UNION ALL SELECT NULL, NULL, NULL, NULL, ${PG_NOW}` : '',
+        ),
+        // PostgreSQL: the new runs' ids, drawn now so that the runs, the tasks pointing at them and their
+        // events are written by one statement below (ids of rejected decisions are skipped, as rollbacks do).
+        pg && plan.length > 0 ? this.drawRunIds(ex, plan.length) : Promise.resolve([]),
+      ]);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
+      const [lockedTasks, workerRows, liveRows, drawn] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+        Array<ApplyTaskRow & { leader_epoch?: number | null }>,
+        WorkerRow[],
+        Array<{ worker_id: string | null; cpus: number; memory: number; ports: string; now: number | null }>,
+        number[],
+      ];
+      if (ctx.epoch !== null && pg && taskIds.length > 0) {
+        const current = lockedTasks.length > 0 ? lockedTasks[0]!.leader_epoch : await leaderEpoch();
+        checkEpoch(current === null || current === undefined ? null : Number(current));
+      }
+      if (plan.length === 0) return { runs: [], rejected: [] };
+      taskRows = lockedTasks;
+      runIds = drawn;
+      // Each worker's capacity parsed once, not once per decision on it.
+      workers = new Map(
+        workerRows.map((w) => [w.id, { id: w.id, name: w.name, state: w.state, capacity: JSON.parse(w.capacity) as Capacity }]),
+      );
+      for (const r of liveRows) {
+        if (r.worker_id === null) {
+          stamp = Number(r.now);
+          continue;
+        }
+        const u = used.get(r.worker_id)!;
+        u.cpus += Number(r.cpus);
+        u.memory += Number(r.memory);
+        if (r.ports !== '[]') for (const port of JSON.parse(r.ports) as number[]) u.ports.add(port);
+      }
     }
+    const tasks = new Map(taskRows.map((t) => [Number(t.id), t]));
 
     if (ctx.stampAtCommit) ctx = { ...ctx, now: Math.max(ctx.now, stamp ?? (await this.txNow(ex))) };
     const rejected: ApplyResult['rejected'] = [];
@@ -1557,7 +1664,7 @@ export class KyselyStore implements Store {
     let runRows: RunRow[];
     let runInserts: Stmt[] = [];
     if (pg) {
-      const ids = drawnIds.map((r) => Number(r.id)).sort((a, b) => a - b);
+      const ids = runIds.slice(0, fresh.size).sort((a, b) => a - b);
       runRows = [...fresh.values()].map((r, i) => ({ ...r, id: ids[i]! }));
       runInserts = await this.insertStatements(
         ex,
