@@ -1,4 +1,4 @@
-// A task due later starts at its due time, not at the next fallback pass: through the real control plane
+// A task due later starts at its due time, not at the next fallback pass, whatever else is waiting: through the real control plane
 // (HTTP, SQLite store, scheduling loop) with the worker protocol spoken by hand, and the fallback pass
 // pushed out to a minute so that only the due-time timer can start it.
 
@@ -73,6 +73,32 @@ describe('due times (real control plane, fallback pass a minute away)', () => {
     expect(second.json.assignments.map((a) => a.taskId)).toEqual([later]);
     expect(handedAt).toBeGreaterThanOrEqual(dueAt);
     // Without the timer it would wait for the fallback pass, a minute away (beyond this poll's 3 s wait).
+    expect(handedAt - dueAt).toBeLessThan(1000);
+  });
+
+  it('a task due now that no worker can run does not hide the next due time', async () => {
+    const reg = await call(emb.workerToken, 'POST', '/v1/workers/register', {
+      name: 'due-2',
+      capacity: { cpus: 2000, memory: 128 * MiB, ports: null },
+      executors: ['shell'],
+    });
+    const wid = reg.json.worker.id;
+    const dueAt = Date.now() + 300;
+    const spec = { command: ['/bin/true'], resources: { cpus: 1, memory: '32Mi' }, totalAttempts: 1 };
+    // `stuck` is due now and waits for a worker labelled zone=mars that never comes; a pass that finds it
+    // places nothing, and must still set the timer for `later`.
+    const sub = await call(emb.token, 'POST', '/v1/tasks', {
+      tasks: [
+        { ...spec, name: 'stuck', constraints: { zone: 'mars' } },
+        { ...spec, name: 'later', startAt: dueAt },
+      ],
+    });
+    expect(sub.status).toBe(201);
+    const later = sub.json.tasks[1]!.id;
+    const poll = await call(emb.workerToken, 'POST', `/v1/workers/${wid}/poll`, { max: 2, wait: 3000 });
+    const handedAt = Date.now();
+    expect(poll.json.assignments.map((a) => a.taskId)).toEqual([later]);
+    expect(handedAt).toBeGreaterThanOrEqual(dueAt);
     expect(handedAt - dueAt).toBeLessThan(1000);
   });
 });

@@ -87,14 +87,14 @@ export class SchedulerLoop {
     );
     if (res.skipped === 'no_room') return false;
     if (res.skipped !== null) {
-      await this.armDueTimer(now);
+      await this.armDueTimer(now, res.nextDueAt);
       return false;
     }
     const tasks = res.tasks;
     this.stats.passes++;
     if (res.runs.length === 0 && res.rejected.length === 0) {
       this.resize(tasks, [], limit);
-      await this.armDueTimer(now);
+      await this.armDueTimer(now, res.nextDueAt);
       this.stats.lastPassMs = performance.now() - t0;
       // A full window of which nothing could start: the next pass looks deeper, at once (see resize).
       return this.grew;
@@ -129,10 +129,11 @@ export class SchedulerLoop {
     this.resize(tasks, res.runs, limit);
     // A window that was not full held every task due now; one due later (a delayed start, a retry's backoff)
     // needs the timer as after an empty pass, or it would wait for the next kick or the fallback interval.
-    // Not awaited: the kickers waiting on this pass (a report's answer) need nothing from it. A failed read
-    // is retried by the next pass; while stopping, the store may already be closed.
+    // The pass read it when it could; otherwise not awaited: the kickers waiting on this pass (a report's
+    // answer) need nothing from it. A failed read is retried by the next pass; while stopping, the store may
+    // already be closed.
     if (tasks.length < limit)
-      void this.armDueTimer(now).catch((err) => {
+      void this.armDueTimer(now, res.nextDueAt).catch((err) => {
         if (!this.loop.isStopped) this.deps.log.warn({ err }, 'could not read the next due time; the next pass will');
       });
     // Rejections mean the snapshot was stale (a concurrent change): plan again with fresh state.
@@ -174,8 +175,8 @@ export class SchedulerLoop {
     };
   }
 
-  /** Wake up when the next delayed or backed-off task becomes due. */
-  private async armDueTimer(now: number): Promise<void> {
-    this.loop.wakeAt(await this.deps.store.nextDueAt(), now);
+  /** Wake up when the next delayed or backed-off task becomes due (`known`: as the pass read it). */
+  private async armDueTimer(now: number, known?: number | null): Promise<void> {
+    this.loop.wakeAt(known !== undefined ? known : await this.deps.store.nextDueAt(now), now);
   }
 }

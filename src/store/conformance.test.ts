@@ -804,7 +804,8 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     // Not due before its backoff.
     expect((await store.loadCandidates(now + 100, 10, now + 100)).map((x) => x.id)).toEqual([]);
     expect((await store.loadCandidates(now + 500, 10, now + 500)).map((x) => x.id)).toEqual([t.id]);
-    expect(await store.nextDueAt()).toBe(now + 500);
+    expect(await store.nextDueAt(now)).toBe(now + 500);
+    expect(await store.nextDueAt(now + 500)).toBeNull();
   });
 
   it('the last attempt failing fails the task with its last error', async () => {
@@ -1044,7 +1045,10 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     expect((await store.loadCandidates(T0, 10, T0)).map((t) => t.id)).not.toContain(ts[3]!.id);
     // A window larger than the queue holds every due task once, best first (the urgent one in its place).
     expect((await store.loadCandidates(T0, 10, T0 + 6000)).map((t) => t.id)).toEqual([ts[1]!.id, ts[2]!.id, ts[0]!.id, ts[4]!.id]);
-    expect(await store.nextDueAt()).toBe(T0);
+    expect(await store.nextDueAt(T0 - 1)).toBe(T0);
+    // The tasks due already are candidates, no reason to wake: the next due time is the one not due yet.
+    expect(await store.nextDueAt(T0)).toBe(T0 + 100_000);
+    expect(await store.nextDueAt(T0 + 100_000)).toBeNull();
   });
 
   it('reads a candidate again from its held spec and its current state', async () => {
@@ -1193,7 +1197,7 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     const d = await definition();
     expect(d).toMatchObject({ status: 'waiting', recurrence: { nextOccurrenceAt: M0 + MIN, occurrencesCreated: 0 } });
     expect(await store.loadCandidates(M0 + 10 * MIN, 100, M0 + 20 * MIN)).toEqual([]);
-    expect(await store.nextDueAt()).toBeNull();
+    expect(await store.nextDueAt(M0)).toBeNull();
     expect(await store.recordDeadlineMisses(M0 + 10 * MIN, 100)).toEqual([]);
     expect(await store.dueDefinitions(M0 + 30_000, 10)).toEqual({ ids: [], nextAt: M0 + MIN });
     expect((await store.dueDefinitions(M0 + MIN, 10)).ids).toEqual([d.id]);

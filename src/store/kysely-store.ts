@@ -136,6 +136,8 @@ interface WalkLock {
   fenced: boolean;
   leaderEpoch?: number | null;
 }
+/** See nextDueAt. */
+const NEXT_DUE = "SELECT MIN(due_at) AS m FROM tasks WHERE status = 'waiting' AND due_at > ? AND paused = 0 AND is_definition = 0";
 /** How many run ids a PostgreSQL pass draws ahead at least (see KyselyStore.runIdPool). */
 const RUN_ID_DRAW = 256;
 /** The task columns taskSaves writes back. */
@@ -297,6 +299,8 @@ export class KyselyStore implements Store {
   private lastPrune = 0;
   /** Whether the last scheduling pass found every worker full (PostgreSQL: then the walk waits for room). */
   private lastPassNoRoom = false;
+  /** Whether the last PostgreSQL pass read a full candidate window (see schedulePass). */
+  private lastWindowFull = false;
   /** Keeps PostgreSQL's statistics of the hot tables fresh through bursts (see stats-refresher.ts). */
   private readonly stats: StatsRefresher;
 
@@ -1392,10 +1396,13 @@ export class KyselyStore implements Store {
     });
   }
 
-  async nextDueAt(): Promise<number | null> {
-    const [r] = await this.backend.read((ex) =>
-      ex.all<{ m: number | null }>("SELECT MIN(due_at) AS m FROM tasks WHERE status = 'waiting' AND paused = 0 AND is_definition = 0"),
-    );
+  async nextDueAt(after: number): Promise<number | null> {
+    return this.backend.read((ex) => this.nextDueIn(ex, after));
+  }
+
+  /** The earliest due time after `after` of a waiting task (a walk of tasks_due from `after`). */
+  private async nextDueIn(ex: Exec, after: number): Promise<number | null> {
+    const [r] = await ex.all<{ m: number | null }>(NEXT_DUE, [after]);
     return r && r.m !== null ? Number(r.m) : null;
   }
 
@@ -1415,7 +1422,8 @@ export class KyselyStore implements Store {
         const active = workers.filter((w) => w.state === 'active');
         if (active.length === 0) return skip('no_workers');
         // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
-        if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0)) return skip('no_room');
+        if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0))
+          return skip('no_room');
         return null;
       };
       if (!pg) {
@@ -1424,10 +1432,12 @@ export class KyselyStore implements Store {
         if (none) return none;
         const tasks = await this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true);
         this.lastPassNoRoom = false;
-        if (tasks.length === 0) return skip('no_tasks');
+        // A window that is not full held every task due now: the next due time is all the timer needs.
+        const nextDueAt = tasks.length < q.limit ? await this.nextDueIn(ex, ctx.now) : undefined;
+        if (tasks.length === 0) return { ...skip('no_tasks'), nextDueAt };
         const decisions = planner({ workers, tasks });
-        if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };
-        return { skipped: null, tasks, ...(await this.applyIn(ex, decisions, ctx, { tasks, workers })) };
+        if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [], nextDueAt };
+        return { skipped: null, tasks, nextDueAt, ...(await this.applyIn(ex, decisions, ctx, { tasks, workers })) };
       }
       // PostgreSQL: the candidates, the schedulable workers and their live runs (and the clock and run ids
       // when wanted) in one round trip, locked, so that the applier reads nothing more before its write (see
@@ -1445,19 +1455,24 @@ export class KyselyStore implements Store {
       const clock = ctx.stampAtCommit ? ex.all<{ now: number }>(`SELECT ${PG_NOW} AS now`) : null;
       clock?.catch(() => {});
       const drawn = this.drawRunIdsAhead(ex, q.limit, ctx.epoch);
+      // The next due time rides along unless the last window was full (a backlog: it would not be used).
+      const next = this.lastWindowFull ? null : this.nextDueIn(ex, ctx.now);
+      next?.catch(() => {});
       const workers = await loaded;
       const none = noRoom(workers);
       if (none) {
-        await Promise.all([walk, clock, drawn]);
+        await Promise.all([walk, clock, drawn, next]);
         return none;
       }
-      const [tasks, clockRows] = await Promise.all([walk, clock, drawn]);
+      const [tasks, clockRows, , nextDue] = await Promise.all([walk, clock, drawn, next]);
       this.lastPassNoRoom = false;
-      if (tasks.length === 0) return skip('no_tasks');
+      this.lastWindowFull = tasks.length >= q.limit;
+      const nextDueAt = tasks.length < q.limit && next ? nextDue : undefined;
+      if (tasks.length === 0) return { ...skip('no_tasks'), nextDueAt };
       const decisions = planner({ workers, tasks });
-      if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [] };
+      if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [], nextDueAt };
       const seen: PassSnapshot = { tasks, workers, leaderEpoch: lock.leaderEpoch, now: clockRows ? Number(clockRows[0]!.now) : undefined };
-      return { skipped: null, tasks, ...(await this.applyIn(ex, decisions, ctx, seen)) };
+      return { skipped: null, tasks, nextDueAt, ...(await this.applyIn(ex, decisions, ctx, seen)) };
     });
     this.stats.grew(res.runs.length);
     return res;

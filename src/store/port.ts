@@ -82,6 +82,11 @@ export interface PassResult extends ApplyResult {
   skipped: 'no_workers' | 'no_room' | 'no_tasks' | null;
   /** The candidates planned over (empty when skipped). */
   tasks: Task[];
+  /**
+   * nextDueAt(now), read inside the pass when its window was not full (so it held every task due now):
+   * the time for the scheduler's timer. Undefined when the pass did not read it.
+   */
+  nextDueAt?: number | null;
 }
 
 export interface ApplyResult {
@@ -246,8 +251,11 @@ export interface Store {
    * whose startDeadline falls before `urgentBefore` (they are about to be promoted). At most `limit` of each.
    */
   loadCandidates(now: number, limit: number, urgentBefore: number): Promise<Task[]>;
-  /** When the next waiting task becomes due (for the scheduler's timer), or null. */
-  nextDueAt(): Promise<number | null>;
+  /**
+   * When the next waiting task becomes due after `after` (for the scheduler's timer), or null. A task due
+   * already is a candidate, not a reason to wake: one that cannot be placed must not hide the next due time.
+   */
+  nextDueAt(after: number): Promise<number | null>;
   /** Applies a plan in one transaction, re-checking every decision against the store. */
   applyPlan(plan: PlacementDecision[], ctx: ApplyContext): Promise<ApplyResult>;
   /**
