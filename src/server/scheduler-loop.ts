@@ -24,7 +24,10 @@ export interface SchedulerLoopDeps {
   now: () => Promise<number>;
   /** Fencing epoch of this leader, or null when not fenced (embedded mode). */
   epoch: () => number | null;
-  /** Called after runs were created, so that other replicas can wake their workers too. */
+  /**
+   * Called after runs were created, so that other replicas can wake their workers too: with the workers
+   * whose long poll is not parked on this replica (the others got the runs by mail here).
+   */
   onAssigned?: (workerIds: string[]) => void;
   /** `now` is the store's clock: stamp new runs at commit (see ApplyContext.stampAtCommit). */
   stampAtCommit?: boolean;
@@ -118,12 +121,19 @@ export class SchedulerLoop {
       box.push(a);
       mail.set(run.workerId, box);
     }
+    // Other replicas hear only of workers not parked here: on PostgreSQL a NOTIFY per placing pass (and
+    // the replica hearing its own) was two more wake-ups per task at low rates.
+    const elsewhere: string[] = [];
     for (const id of workerIds) {
       const box = mail.get(id);
-      if (box) this.deps.wakeups.post(id, box, Date.now(), seq);
-      else this.deps.wakeups.wakeWorker(id);
+      if (box) {
+        if (!this.deps.wakeups.post(id, box, Date.now(), seq)) elsewhere.push(id);
+      } else {
+        this.deps.wakeups.wakeWorker(id);
+        elsewhere.push(id);
+      }
     }
-    if (workerIds.length > 0) this.deps.onAssigned?.(workerIds);
+    if (elsewhere.length > 0) this.deps.onAssigned?.(elsewhere);
     this.stats.lastPassMs = performance.now() - t0;
     this.deps.metrics?.passSeconds.observe(this.stats.lastPassMs / 1000);
     this.resize(tasks, res.runs, limit);

@@ -63,6 +63,17 @@ describe('Wakeups mail', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(40);
   });
 
+  it('tells whether the worker has a long poll parked here (then no other replica needs word)', async () => {
+    const w = new Wakeups();
+    expect(w.post('w1', [assignment(1)])).toBe(false);
+    const parked = w.waitWorker('w1', 5000);
+    expect(w.post('w1', [assignment(2)])).toBe(true);
+    await parked.promise;
+    // The woken poll is gone: the next post finds none parked.
+    expect(w.post('w1', [assignment(3)])).toBe(false);
+    expect(w.post('w2', [assignment(4)])).toBe(false);
+  });
+
   it('counts wakes for anything but fresh mail', () => {
     const w = new Wakeups();
     expect(w.nudges('w1')).toBe(0);

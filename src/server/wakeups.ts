@@ -26,13 +26,16 @@ export class Wakeups {
    * The scheduler hands new assignments to a worker's parked poll on this replica directly, sparing the poll
    * a store round trip. The store still holds them (not yet marked delivered): a poll on another replica,
    * or after this mail expired, takes them from there; the agent ignores a run it already has.
+   * Returns whether a long poll of this worker is parked here: a worker keeps one long poll at a time, so
+   * then no other replica holds one to wake (control-plane.ts publishes only for the others).
    */
-  post(workerId: string, items: Assignment[], now = Date.now(), pass?: number): void {
+  post(workerId: string, items: Assignment[], now = Date.now(), pass?: number): boolean {
+    const parked = (this.workers.get(workerId)?.size ?? 0) > 0;
     const taken = this.takenFromStore.get(workerId);
     const fresh = taken ? items.filter((a) => !taken.has(a.run.id)) : items;
     if (fresh.length === 0) {
       this.wakeWorker(workerId);
-      return;
+      return parked;
     }
     const box = this.mail.get(workerId) ?? [];
     for (const a of fresh) box.push({ a, at: now });
@@ -41,6 +44,7 @@ export class Wakeups {
     // the parked poll too would only race it for the mail (and cost the worker another poll).
     const claimed = pass !== undefined && (this.claims.get(workerId) ?? []).some((t) => t <= pass);
     if (!claimed) this.fire(this.workers, workerId);
+    return parked;
   }
 
   /** Up to `max` fresh mailed assignments; remembers them until the next store poll marks them delivered. */
