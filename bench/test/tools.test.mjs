@@ -127,6 +127,29 @@ test('submit-cost runs a server and a simulated worker, and prints the server CP
   assert.match(bad.stderr, /--n and --clients: expected positive integers\nusage: node bench\/tools\/submit-cost\.mjs/);
 });
 
+test('store-ab runs the drain cycle of two builds in one process and prints both medians; bad arguments get the usage', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const tool = new URL('../tools/store-ab.mjs', import.meta.url).pathname;
+  const root = new URL('../..', import.meta.url).pathname;
+  const ok = spawnSync(process.execPath, [tool, '--a', root, '--b', root, '--cycles', '30', '--slots', '5'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(ok.status, 0, ok.stderr);
+  const line = /pass (\d+\.\d+) ms, report (\d+\.\d+) ms, cycle (\d+\.\d+) ms \(medians of 10\)/;
+  for (const k of ['A', 'B']) {
+    const m = new RegExp(`^${k} .*: ${line.source}$`, 'm').exec(ok.stdout);
+    assert.ok(m, ok.stdout);
+    assert.ok(Number(m[1]) > 0 && Number(m[2]) > 0 && Number(m[3]) >= Number(m[1]), ok.stdout);
+  }
+  const missing = spawnSync(process.execPath, [tool, '--a', root], { encoding: 'utf8' });
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /--a and --b: expected the two checkouts to compare\nusage: node bench\/tools\/store-ab\.mjs/);
+  const few = spawnSync(process.execPath, [tool, '--a', root, '--b', root, '--cycles', '20'], { encoding: 'utf8' });
+  assert.equal(few.status, 2);
+  assert.match(few.stderr, /--cycles: expected more than the 20 warm-up cycles/);
+});
+
 test('event-rows writes a few cycles both ways on SQLite and PostgreSQL and prints both medians; bad arguments get the usage', async () => {
   const { spawnSync } = await import('node:child_process');
   const tool = new URL('../tools/event-rows.mjs', import.meta.url).pathname;
