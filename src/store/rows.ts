@@ -298,6 +298,23 @@ export const HELD_TASK_STATE_COLUMNS = [
 
 export type TaskStateRow = Pick<TaskRow, (typeof HELD_TASK_STATE_COLUMNS)[number]>;
 
+/** A task's state columns as its row holds them: what taskFromSpec reads back. */
+export function stateRowOf(t: Task): TaskStateRow {
+  return {
+    id: t.id,
+    created_at: t.createdAt,
+    status: t.status,
+    attempts: t.attempts,
+    due_at: t.dueAt,
+    start_deadline: t.startDeadline,
+    updated_at: t.updatedAt,
+    finished_at: t.finishedAt,
+    last_error: t.lastError,
+    deadline_missed: t.deadlineMissed ? 1 : 0,
+    paused: t.paused ? 1 : 0,
+  };
+}
+
 /**
  * A task from its held spec and its state columns: the fields of taskFromRow in the same order (one object
  * shape for the scheduler), without a spread, which cost more than the row it saved.

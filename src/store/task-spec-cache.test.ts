@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Task } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
-import { HELD_TASK_STATE_COLUMNS, TASK_INSERT_COLUMNS, TASK_SPEC_COLUMNS } from './rows.js';
+import { HELD_TASK_STATE_COLUMNS, stateRowOf, TASK_INSERT_COLUMNS, TASK_SPEC_COLUMNS } from './rows.js';
 import { TaskSpecCache } from './task-spec-cache.js';
 
 function task(id: number, over: Partial<Task> = {}): Task {
@@ -25,20 +25,7 @@ function task(id: number, over: Partial<Task> = {}): Task {
 
 /** The state row a pass reads for a held task. */
 function stateRow(t: Task, over: Record<string, unknown> = {}) {
-  return {
-    id: t.id,
-    created_at: t.createdAt,
-    status: t.status,
-    attempts: t.attempts,
-    due_at: t.dueAt,
-    start_deadline: t.startDeadline,
-    updated_at: t.updatedAt,
-    finished_at: t.finishedAt,
-    last_error: t.lastError,
-    deadline_missed: t.deadlineMissed ? 1 : 0,
-    paused: t.paused ? 1 : 0,
-    ...over,
-  } as Parameters<TaskSpecCache['task']>[0];
+  return { ...stateRowOf(t), ...over } as Parameters<TaskSpecCache['task']>[0];
 }
 
 describe('TaskSpecCache', () => {
