@@ -27,7 +27,7 @@ export class Wakeups {
    * a store round trip. The store still holds them (not yet marked delivered): a poll on another replica,
    * or after this mail expired, takes them from there; the agent ignores a run it already has.
    * Returns whether a long poll of this worker is parked here: a worker keeps one long poll at a time, so
-   * then no other replica holds one to wake (control-plane.ts publishes only for the others).
+   * then no other replica holds one to wake (the scheduling loop tells the other replicas of the others only).
    */
   post(workerId: string, items: Assignment[], now = Date.now(), pass?: number): boolean {
     const parked = (this.workers.get(workerId)?.size ?? 0) > 0;
