@@ -1339,11 +1339,16 @@ export class KyselyStore implements Store {
    */
   private runIdPool: { epoch: number | null; ids: number[] } = { epoch: null, ids: [] };
 
+  /** The pool for this epoch: a new, empty one when the epoch changed. */
+  private runIdPoolFor(epoch: number | null): { epoch: number | null; ids: number[] } {
+    if (this.runIdPool.epoch !== epoch) this.runIdPool = { epoch, ids: [] };
+    return this.runIdPool;
+  }
+
   /** Draws enough ids for a pass of `want` placements into the pool, if it holds fewer (one statement, pipelined). */
   private drawRunIdsAhead(ex: Exec, want: number, epoch: number | null): Promise<void> | null {
-    if (this.runIdPool.epoch !== epoch) this.runIdPool = { epoch, ids: [] };
-    if (this.runIdPool.ids.length >= want) return null;
-    const pool = this.runIdPool;
+    const pool = this.runIdPoolFor(epoch);
+    if (pool.ids.length >= want) return null;
     const drawn = this.drawRunIds(ex, Math.max(want, RUN_ID_DRAW)).then((ids) => {
       if (this.runIdPool === pool) pool.ids.push(...ids);
     });
@@ -1353,8 +1358,7 @@ export class KyselyStore implements Store {
 
   /** `n` run ids from the pool, drawing more if it holds too few. */
   private async takeRunIds(ex: Exec, n: number, epoch: number | null): Promise<number[]> {
-    if (this.runIdPool.epoch !== epoch) this.runIdPool = { epoch, ids: [] };
-    const pool = this.runIdPool;
+    const pool = this.runIdPoolFor(epoch);
     if (pool.ids.length < n) pool.ids.push(...(await this.drawRunIds(ex, n - pool.ids.length)));
     return pool.ids.splice(0, n);
   }
