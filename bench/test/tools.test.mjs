@@ -145,6 +145,9 @@ test('store-ab runs the drain cycle of two builds in one process and prints both
   const missing = spawnSync(process.execPath, [tool, '--a', root], { encoding: 'utf8' });
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /--a and --b: expected the two checkouts to compare\nusage: node bench\/tools\/store-ab\.mjs/);
+  const unbuilt = spawnSync(process.execPath, [tool, '--a', root, '--b', '/nonexistent'], { encoding: 'utf8' });
+  assert.equal(unbuilt.status, 2);
+  assert.match(unbuilt.stderr, /--b \/nonexistent: no build there \(dist\/store\/index\.js\); run npm run build in that checkout\n/);
   const few = spawnSync(process.execPath, [tool, '--a', root, '--b', root, '--cycles', '20'], { encoding: 'utf8' });
   assert.equal(few.status, 2);
   assert.match(few.stderr, /--cycles: expected more than the 20 warm-up cycles/);

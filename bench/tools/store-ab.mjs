@@ -7,7 +7,7 @@
 //   node bench/tools/store-ab.mjs --a DIR --b DIR [--cycles N] [--slots S]
 // DIR is a checkout with a build (npm run build), e.g. a git worktree of the commit to compare against.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -98,6 +98,12 @@ const values = toolArgs(
 if (!values.a || !values.b) {
   process.stderr.write(`--a and --b: expected the two checkouts to compare\n${USAGE}`);
   process.exit(2);
+}
+for (const k of ['a', 'b']) {
+  if (!existsSync(join(resolve(values[k]), 'dist', 'store', 'index.js'))) {
+    process.stderr.write(`--${k} ${values[k]}: no build there (dist/store/index.js); run npm run build in that checkout\n${USAGE}`);
+    process.exit(2);
+  }
 }
 const { cycles, slots } = values;
 if (cycles <= WARMUP) {
