@@ -57,29 +57,41 @@ const HELP = `Usage: node bench/run.mjs [options]   (build first: npm run build)
   --trial-timeout S   kill a trial after S seconds (default 600)
 `;
 
-const { values } = parseArgs({
-  options: {
-    suites: { type: 'string' },
-    systems: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    runs: { type: 'string' },
-    n: { type: 'string' },
-    'exec-n': { type: 'string' },
-    concurrency: { type: 'string' },
-    chunk: { type: 'string' },
-    fleet: { type: 'string' },
-    inflight: { type: 'string' },
-    processes: { type: 'string' },
-    rates: { type: 'string' },
-    duration: { type: 'string' },
-    warmup: { type: 'string' },
-    out: { type: 'string' },
-    'no-write': { type: 'boolean', default: false },
-    json: { type: 'string' },
-    'trial-timeout': { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
+/** A bad command line: what is wrong, then the usage; exit 2. */
+function usageError(message) {
+  process.stderr.write(`${message}\n\n${HELP}`);
+  process.exit(2);
+}
+
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      suites: { type: 'string' },
+      systems: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      runs: { type: 'string' },
+      n: { type: 'string' },
+      'exec-n': { type: 'string' },
+      concurrency: { type: 'string' },
+      chunk: { type: 'string' },
+      fleet: { type: 'string' },
+      inflight: { type: 'string' },
+      processes: { type: 'string' },
+      rates: { type: 'string' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      out: { type: 'string' },
+      'no-write': { type: 'boolean', default: false },
+      json: { type: 'string' },
+      'trial-timeout': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }));
+} catch (e) {
+  // An unknown flag, a value that looks like a flag (--duration -1), a flag without its value.
+  usageError(e.message);
+}
 if (values.help) {
   process.stdout.write(HELP);
   process.exit(0);

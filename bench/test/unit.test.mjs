@@ -1,4 +1,4 @@
-// Unit tests of the bench's pure parts: statistics, the open-loop sender, the report.
+// Unit tests of the bench's pure parts: statistics, the open-loop sender, the report, the command line.
 // Run: node --test bench/test/
 
 import assert from 'node:assert/strict';
@@ -175,4 +175,27 @@ test('renderMarkdown shows medians with min–max, ratios and targets', () => {
   assert.match(md, /\| tsched \(SQLite\) p99 ≤ 50 ms at 100\/s \| 40\.0 \| yes \|/);
   assert.match(md, /- throughput, BullMQ, run 2: Error: boom/);
   assert.match(md, /\| redis \| 7 \(appendonly=no, no snapshots: keeps nothing on disk\) \|/);
+});
+
+test('run.mjs: a bad command line names what is wrong, prints the usage and exits 2 before running anything', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const run = new URL('../run.mjs', import.meta.url).pathname;
+  const cases = [
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--duration', '-1'], /--duration' argument is ambiguous/],
+    [['--runs'], /--runs <value>' argument missing/],
+    [['throughput'], /Unexpected argument 'throughput'/],
+  ];
+  for (const [args, message] of cases) {
+    const res = spawnSync(process.execPath, [run, ...args], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(res.status, 2, `${args.join(' ')}: ${res.stderr}`);
+    assert.match(res.stderr, message);
+    assert.match(res.stderr, /\n\nUsage: node bench\/run\.mjs \[options\]/);
+    assert.doesNotMatch(res.stderr, /at parseArgs/, 'no stack trace');
+    assert.equal(res.stdout, '');
+  }
+  // Values are checked as well, each naming its flag.
+  const zero = spawnSync(process.execPath, [run, '--runs', '0'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(zero.status, 2);
+  assert.match(zero.stderr, /--runs: expected an integer ≥ 1, got "0"/);
 });
