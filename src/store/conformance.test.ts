@@ -13,6 +13,7 @@ import type { NewTask } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
 import type { WorkerRegistration } from '../domain/worker.js';
 import { type KyselyStore, openStore } from './index.js';
+import { LIVE_RUNS_SELECT } from './kysely-store.js';
 import { MIGRATIONS, runMigrations } from './migrations/index.js';
 import type { PlacementDecision, RunResultInput } from './port.js';
 import { createPostgresStore } from './postgres.js';
@@ -395,14 +396,51 @@ describe.each(harnesses)('Store conformance: $name', (h) => {
     // the whole run history in rowid order to spare a sort (1.7 ms a pass after a 20,000-task drain).
     // PostgreSQL costs its plans and may pick any index of these empty tables.
     if (!pg) {
-      const plan = await store.backend.tx((ex) =>
-        ex.all<{ detail: string }>(
-          'EXPLAIN QUERY PLAN SELECT r.id, r.task_id, r.worker_id, r.cpus, r.memory, r.ports, r.cap_at, t.owner ' +
-            "FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.state IN ('assigned','running') ORDER BY r.id",
-        ),
-      );
+      const plan = await store.backend.tx((ex) => ex.all<{ detail: string }>(`EXPLAIN QUERY PLAN ${LIVE_RUNS_SELECT}`));
       expect(plan.map((r) => r.detail).join('\n')).toMatch(/SCAN r USING INDEX runs_live/);
     }
+  });
+
+  it("looks up each live run's owner by key, so that a pass's read of the live runs never walks the task history", async () => {
+    // A history of tasks, a few of them running.
+    const { worker } = await store.registerWorker(workerReg('w'), T0);
+    const ids: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { tasks } = await store.submitTasks(
+        'alice',
+        Array.from({ length: 500 }, () => task()),
+        { now: T0, actor: 'alice' },
+      );
+      ids.push(tasks[0]!.id);
+    }
+    const { runs } = await store.applyPlan(
+      ids.map((taskId) => ({ taskId, workerId: worker.id, allocation: alloc(100, MB) })),
+      ctx(),
+    );
+    expect(runs).toHaveLength(4);
+    const pg = store.backend.kind === 'postgres';
+    if (pg) await store.backend.tx((ex) => ex.all('ANALYZE tasks, runs'));
+    const plan = (
+      await store.backend.tx((ex) =>
+        ex.all<Record<string, string>>(pg ? `EXPLAIN ${LIVE_RUNS_SELECT}` : `EXPLAIN QUERY PLAN ${LIVE_RUNS_SELECT}`),
+      )
+    )
+      .map((r) => (pg ? r['QUERY PLAN'] : r.detail))
+      .join('\n');
+    // One primary-key lookup per live run (a correlated subquery), never a join that may scan tasks: PostgreSQL
+    // sometimes planned the join as a merge join along tasks_pkey from the first task (see LIVE_RUNS_SELECT).
+    if (pg) {
+      expect(plan).toMatch(/SubPlan/);
+      expect(plan).toMatch(/Index Scan using tasks_pkey on tasks t[\s\S]*Index Cond: \(id = r\.task_id\)/);
+      expect(plan).not.toMatch(/Join|Seq Scan on tasks/);
+    } else {
+      expect(plan).toMatch(/CORRELATED SCALAR SUBQUERY/);
+      expect(plan).toMatch(/SEARCH t USING INTEGER PRIMARY KEY \(rowid=\?\)/);
+      expect(plan).not.toMatch(/SCAN t\b/);
+    }
+    // And the pass sees each live run's owner.
+    const live = (await store.loadWorkers()).flatMap((w) => w.live);
+    expect(live.map((l) => l.owner)).toEqual(['alice', 'alice', 'alice', 'alice']);
   });
 
   it('still stores an occurrence once after migrating a database from before migration 7', async () => {
