@@ -34,6 +34,16 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
     await client.end();
   });
 
+  /** A one-connection store on a schema of its own, and a plain client beside it. */
+  const storeAndClient = async () => {
+    const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
+    schemas.push(schema);
+    const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 1 });
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
+    return { schema, store, client };
+  };
+
   /** Submits and lists through a one-connection store, then reads that session's prepared statements. */
   const sessionAfterWork = async (preparedStatements: boolean | undefined) => {
     const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
@@ -75,11 +85,7 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
   });
 
   it('plans the candidate walk once, and that one plan walks the indexes however large the queue', async () => {
-    const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
-    schemas.push(schema);
-    const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 1 });
-    const client = new pg.Client({ connectionString: PG_URL });
-    await client.connect();
+    const { schema, store, client } = await storeAndClient();
     try {
       await store.migrate();
       const now = Date.now();
@@ -138,11 +144,7 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
     // finished tasks and a few new runs of the newest ones. With these statistics PostgreSQL planned the
     // join of runs and tasks the pass used before as a merge join that walked tasks_pkey from the first
     // task: 75 ms a pass over 100,000 tasks. The pass's statement must read one task row per live run.
-    const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
-    schemas.push(schema);
-    const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 1 });
-    const client = new pg.Client({ connectionString: PG_URL });
-    await client.connect();
+    const { schema, store, client } = await storeAndClient();
     try {
       await store.migrate();
       const now = Date.now();
@@ -192,11 +194,7 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
   });
 
   it('keeps working when another replica migrates a column in (rolling upgrade)', async () => {
-    const schema = `tsched_test_${randomBytes(6).toString('hex')}`;
-    schemas.push(schema);
-    const store = createPostgresStore({ url: PG_URL, schema, maxConnections: 1 });
-    const other = new pg.Client({ connectionString: PG_URL });
-    await other.connect();
+    const { schema, store, client: other } = await storeAndClient();
     try {
       await store.migrate();
       const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
