@@ -83,7 +83,6 @@ const PG_NOW = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 const LEADER_ROW = { alone: true } as const;
 const TASK_STATE_COLUMNS =
   'id, owner, name, status, attempts, current_run_id, due_at, start_deadline, delay_tolerance, total_attempts, retry, execution_cap, paused, updated_at, finished_at, last_error, deadline_missed, notify, on_deadline_miss';
-/** SQLite: the state columns of candidates whose spec the pass holds. */
 /**
  * Every live run with what it holds, in id order, for the scheduler's snapshot; the owner rides along so that
  * it can count each user's running share (DRF, quotas). The owner is looked up per live run, not joined:
@@ -95,6 +94,7 @@ const TASK_STATE_COLUMNS =
 export const LIVE_RUNS_SELECT =
   `SELECT r.id, r.task_id, r.worker_id, r.cpus, r.memory, r.ports, r.cap_at, (SELECT t.owner FROM tasks t WHERE t.id = r.task_id) AS owner ` +
   `FROM runs r WHERE r.state IN ${LIVE} ORDER BY r.id`;
+/** SQLite: the state columns of candidates whose spec the pass holds. */
 const HELD_STATE_SELECT = `SELECT ${HELD_TASK_STATE_COLUMNS.join(', ')} FROM tasks WHERE id IN`;
 /** A PostgreSQL candidate's columns: spec columns NULL where the pass holds the spec (c.held). */
 const CANDIDATE_COLUMNS_PG = [
@@ -1183,7 +1183,9 @@ export class KyselyStore implements Store {
         (onlySchedulable ? "SELECT * FROM workers WHERE state IN ('active','draining') ORDER BY id" : 'SELECT * FROM workers ORDER BY id') +
           (lock ? ' FOR UPDATE' : ''),
       ),
-      ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'> & { owner: string }>(LIVE_RUNS_SELECT),
+      ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'> & { owner: string | null }>(
+        LIVE_RUNS_SELECT,
+      ),
     ]);
     const byWorker = new Map<string, WorkerWithLoad>();
     const out = workers.map((w) => {
@@ -1205,7 +1207,8 @@ export class KyselyStore implements Store {
         memory: Number(r.memory),
         ports,
         endsBy: Number(r.cap_at),
-        owner: r.owner,
+        // Null only for a run whose task is gone; the run still holds its room, and counts for no one.
+        owner: r.owner ?? undefined,
       });
     }
     return out;
