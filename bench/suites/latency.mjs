@@ -9,11 +9,28 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { openLoop } from '../lib/openloop.mjs';
 import { latencySummary } from '../lib/stats.mjs';
 
+/** p50 / p90 of the submit's answer (from its scheduled send) and of the start after that answer. */
+export function splitLatency(scheduled, answered, started) {
+  const toAnswer = [];
+  const afterAnswer = [];
+  for (let i = 0; i < scheduled.length; i++) {
+    toAnswer.push(answered[i] - scheduled[i]);
+    afterAnswer.push(started[i] - answered[i]);
+  }
+  const a = latencySummary(toAnswer);
+  const b = latencySummary(afterAnswer);
+  const f = (v) => v.toFixed(1);
+  return `submit answered p50 / p90 ${f(a.p50)} / ${f(a.p90)} ms; start after the answer p50 / p90 ${f(b.p50)} / ${f(b.p90)} ms`;
+}
+
 export async function runLatency(system, opts) {
   const { rate, durationMs, settleMs = 30_000, warmupMs = 0 } = opts;
   const total = Math.max(1, Math.round((rate * durationMs) / 1000));
   const scheduled = new Float64Array(total).fill(Number.NaN);
   const started = new Float64Array(total).fill(Number.NaN);
+  // When each submit was answered: with TSCHED_BENCH_STATS, the latency splits into the submit's own
+  // answer and what came after it (for tsched: the wait for a worker's poll to carry the assignment).
+  const answered = new Float64Array(total).fill(Number.NaN);
   let startedCount = 0;
   let duplicates = 0;
   let warmStarted = 0;
@@ -44,7 +61,10 @@ export async function runLatency(system, opts) {
       durationMs,
       send: (i, at) => {
         scheduled[i] = at;
-        return harness.send(i);
+        return harness.send(i).then((v) => {
+          answered[i] = performance.now();
+          return v;
+        });
       },
     }));
     const deadline = performance.now() + settleMs;
@@ -56,5 +76,6 @@ export async function runLatency(system, opts) {
   if (duplicates) throw new Error(`${system.name}: ${duplicates} tasks started twice`);
   if (startedCount < total) throw new Error(`${system.name}: only ${startedCount} of ${total} tasks started within ${settleMs} ms`);
   const lat = Array.from({ length: total }, (_, i) => started[i] - scheduled[i]);
+  if (process.env.TSCHED_BENCH_STATS) console.error(`${system.name} at ${rate}/s: ${splitLatency(scheduled, answered, started)}`);
   return { rate, durationMs, warmupMs, sent: total, ...latencySummary(lat) };
 }

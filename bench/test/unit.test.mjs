@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { openLoop } from '../lib/openloop.mjs';
 import { renderMarkdown } from '../lib/report.mjs';
 import { checkExactlyOnce, latencySummary, percentile, spread } from '../lib/stats.mjs';
+import { splitLatency } from '../suites/latency.mjs';
 
 test('percentile uses the nearest rank', () => {
   const v = Array.from({ length: 100 }, (_, i) => 100 - i); // 100..1, unsorted
@@ -21,6 +22,17 @@ test('percentile uses the nearest rank', () => {
 test('latencySummary gives p50/p90/p99/max in one pass', () => {
   const v = Array.from({ length: 1000 }, (_, i) => i + 1);
   assert.deepEqual(latencySummary(v), { count: 1000, p50: 500, p90: 900, p99: 990, max: 1000 });
+});
+
+test("splitLatency: the time to the submit's answer and from it to the start, each as p50 / p90", () => {
+  // 10 tasks sent at 0, answered 1..10 ms later, started 100 ms after their answer but the last (200).
+  const scheduled = Float64Array.from({ length: 10 }, () => 0);
+  const answered = Float64Array.from({ length: 10 }, (_, i) => i + 1);
+  const started = Float64Array.from(answered, (a, i) => a + (i === 9 ? 200 : 100));
+  assert.equal(
+    splitLatency(scheduled, answered, started),
+    'submit answered p50 / p90 5.0 / 9.0 ms; start after the answer p50 / p90 100.0 / 100.0 ms',
+  );
 });
 
 test('spread: median of odd and even counts, failed runs ignored', () => {
