@@ -82,6 +82,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       // Both stores commit queued writes in order (group commit), so a pass queued now sees the write.
       return scheduler.kick();
     },
+    kickForRoom: async (pending) => {
+      if (!leadership.isLeader() || !scheduler) {
+        await pending.then(kick, () => {});
+        return;
+      }
+      return scheduler.kickForRoom() ?? undefined;
+    },
     claimMail: (workerId) => (leadership.isLeader() && scheduler ? wakeups.claimMail(workerId, scheduler.nextPass()) : () => {}),
     // A follower relies on the leader's 1 s occurrence tick.
     kickOccurrences: () => (leadership.isLeader() ? occurrences?.kick() : undefined),

@@ -27,6 +27,11 @@ export interface Control {
    */
   kickAfter(pending: Promise<unknown>): Promise<void>;
   /**
+   * Like kickAfter, for room the queued write `pending` frees (a worker's results): on the leader, no pass
+   * while the last one placed every due task (SchedulerLoop.kickForRoom), and then resolved at once.
+   */
+  kickForRoom(pending: Promise<unknown>): Promise<void>;
+  /**
    * Before a kickAfter whose answer will take the worker's mail: mail the pass it kicks posts then does not
    * wake the worker's parked poll (see Wakeups.claimMail). Returns the release. A no-op on a follower.
    */

@@ -57,7 +57,25 @@ export class SchedulerLoop {
 
   /** Ask for a pass soon. Cheap; call it on every event that may free resources or add work. Resolves when a pass started after the call has ended. */
   kick(): Promise<void> {
+    this.kicks++;
     return this.loop.kick();
+  }
+
+  /**
+   * Whether the last pass placed every task that was due (its window not full) and nothing has kicked a
+   * pass since: then no task waits for room, and room freed now needs no pass (see kickForRoom).
+   */
+  private drained = false;
+  private kicks = 0;
+
+  /**
+   * A kick for room that a write frees (a worker's results): none while the queue is drained, for then the
+   * pass would find nothing to place. At a low rate that was a second pass per task, and on PostgreSQL a
+   * round trip more in the report's commit, which the next submit waited for. Work the write itself adds
+   * (a retry) is the caller's to kick for. Returns null when no pass was asked for.
+   */
+  kickForRoom(): Promise<void> | null {
+    return this.drained ? null : this.kick();
   }
 
   private passes = 0;
@@ -71,6 +89,9 @@ export class SchedulerLoop {
     const { store, config } = this.deps;
     const seq = ++this.passes;
     const t0 = performance.now();
+    // Drained only if nothing kicked while this pass ran (a submit after its snapshot, say).
+    this.drained = false;
+    const kicks = this.kicks;
     const now = await this.deps.now();
     // Load a window sized to what could start, not the whole batch: most passes free a few slots.
     const limit = Math.min(config.schedulerBatch, this.window);
@@ -89,6 +110,7 @@ export class SchedulerLoop {
       },
     );
     if (res.skipped === 'no_room') return false;
+    if (res.skipped === 'no_tasks') this.drained = this.kicks === kicks;
     if (res.skipped !== null) {
       await this.armDueTimer(now, res.nextDueAt);
       return false;
@@ -137,6 +159,7 @@ export class SchedulerLoop {
     this.stats.lastPassMs = performance.now() - t0;
     this.deps.metrics?.passSeconds.observe(this.stats.lastPassMs / 1000);
     this.resize(tasks, res.runs, limit);
+    this.drained = this.kicks === kicks && tasks.length < limit && res.runs.length === tasks.length && res.rejected.length === 0;
     // A window that was not full held every task due now; one due later (a delayed start, a retry's backoff)
     // needs the timer as after an empty pass, or it would wait for the next kick or the fallback interval.
     // The pass read it when it could; otherwise not awaited: the kickers waiting on this pass (a report's

@@ -319,9 +319,12 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
       { leaseMs: c.config.leaseMs, maxLogBytesPerRun: c.config.maxLogBytesPerRun },
     );
     marking(id, delivered, pending).catch(() => {});
-    // Results free resources and may make retries due.
-    const passed = b.results?.length ? c.kickAfter(pending) : Promise.resolve();
+    // Results free resources (a pass, unless no task waits for room) and may make tasks wait again (retries).
+    const passed = b.results?.length ? c.kickForRoom(pending) : Promise.resolve();
     const rep = await pending;
+    // A retry needs a pass: now if it is due, else to set the timer for its backoff (one more pass when the
+    // room's pass, sharing the report's commit, already saw it: retries are the rare case).
+    if (b.results?.length && rep.results.changed.some((x) => x.status === 'waiting')) c.kick();
     beats.set(id, Date.now());
     const touched = new Set([...(b.logs ?? []).map((l) => l.runId), ...(b.results ?? []).map((r) => r.runId)]);
     for (const runId of touched) c.wakeups.wakeLogs(runId);
