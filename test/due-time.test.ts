@@ -2,12 +2,9 @@
 // (HTTP, SQLite store, scheduling loop) with the worker protocol spoken by hand, and the fallback pass
 // pushed out to a minute so that only the due-time timer can start it.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Embedded, startEmbedded } from '../src/server/embedded.js';
+import type { Embedded } from '../src/server/embedded.js';
+import { type HandPlane, startHandPlane } from './helpers/hand-protocol.js';
 
 const MiB = 1024 * 1024;
 
@@ -19,31 +16,18 @@ interface Answer {
 }
 
 describe('due times (real control plane, fallback pass a minute away)', () => {
+  let plane: HandPlane<Answer>;
   let emb: Embedded;
-  const dataDir = mkdtempSync(join(tmpdir(), 'tsched-due-'));
 
   beforeAll(async () => {
-    emb = await startEmbedded({
-      port: 0,
-      dataDir,
-      localWorker: false,
-      log: pino({ level: 'silent' }),
-      config: { schedulerIntervalMs: 60_000 },
-    });
+    plane = await startHandPlane<Answer>('tsched-due-');
+    emb = plane.emb;
   });
   afterAll(async () => {
-    await emb?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await plane?.close();
   });
 
-  const call = async (token: string, method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${emb.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    return { status: res.status, json: (await res.json()) as Answer };
-  };
+  const call = (token: string, method: string, path: string, body?: unknown) => plane.call(token, method, path, body);
 
   it('starts a task due in 300 ms at that time when the pass that saw it waiting placed another task', async () => {
     const reg = await call(emb.workerToken, 'POST', '/v1/workers/register', {

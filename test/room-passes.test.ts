@@ -3,12 +3,9 @@
 // real control plane (HTTP, SQLite store, scheduling loop) with the worker protocol spoken by hand, and the
 // fallback pass pushed out to a minute so that only the kicks under test can place anything.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Embedded, startEmbedded } from '../src/server/embedded.js';
+import type { Embedded } from '../src/server/embedded.js';
+import { type HandPlane, startHandPlane } from './helpers/hand-protocol.js';
 
 const MiB = 1024 * 1024;
 
@@ -22,31 +19,18 @@ interface Answer {
 }
 
 describe('passes for freed room (real control plane, fallback pass a minute away)', () => {
+  let plane: HandPlane<Answer>;
   let emb: Embedded;
-  const dataDir = mkdtempSync(join(tmpdir(), 'tsched-room-'));
 
   beforeAll(async () => {
-    emb = await startEmbedded({
-      port: 0,
-      dataDir,
-      localWorker: false,
-      log: pino({ level: 'silent' }),
-      config: { schedulerIntervalMs: 60_000 },
-    });
+    plane = await startHandPlane<Answer>('tsched-room-');
+    emb = plane.emb;
   });
   afterAll(async () => {
-    await emb?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await plane?.close();
   });
 
-  const call = async (token: string, method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${emb.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    return { status: res.status, json: (await res.json()) as Answer };
-  };
+  const call = (token: string, method: string, path: string, body?: unknown) => plane.call(token, method, path, body);
 
   /** A worker with room for `cores` one-core tasks. */
   const register = async (name: string, cores: number) => {
