@@ -64,6 +64,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     if (leadership.isLeader()) void scheduler?.kick();
     else bus.publish({ kind: 'kick' });
   };
+  /**
+   * A pass for the queued write `pending`: on the leader `pass` asks for it at once (both stores commit
+   * queued writes in order, group commit, so a pass queued now sees the write); a follower's kick goes to
+   * the leader once the write has committed.
+   */
+  const kickBehind = async (pending: Promise<unknown>, pass: (s: SchedulerLoop) => Promise<void>): Promise<void> => {
+    if (!leadership.isLeader() || !scheduler) {
+      await pending.then(kick, () => {});
+      return;
+    }
+    return pass(scheduler);
+  };
   const control: Control = {
     store,
     config,
@@ -74,21 +86,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     now,
     version: VERSION,
     kick,
-    kickAfter: async (pending) => {
-      if (!leadership.isLeader() || !scheduler) {
-        await pending.then(kick, () => {});
-        return;
-      }
-      // Both stores commit queued writes in order (group commit), so a pass queued now sees the write.
-      return scheduler.kick();
-    },
-    kickForRoom: async (pending) => {
-      if (!leadership.isLeader() || !scheduler) {
-        await pending.then(kick, () => {});
-        return;
-      }
-      return scheduler.kickForRoom() ?? undefined;
-    },
+    kickAfter: (pending) => kickBehind(pending, (s) => s.kick()),
+    kickForRoom: (pending) => kickBehind(pending, (s) => s.kickForRoom() ?? Promise.resolve()),
     claimMail: (workerId) => (leadership.isLeader() && scheduler ? wakeups.claimMail(workerId, scheduler.nextPass()) : () => {}),
     // A follower relies on the leader's 1 s occurrence tick.
     kickOccurrences: () => (leadership.isLeader() ? occurrences?.kick() : undefined),

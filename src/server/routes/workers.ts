@@ -324,7 +324,7 @@ export function workerRoutes(app: FastifyInstance, c: Control): void {
     const rep = await pending;
     // A retry needs a pass: now if it is due, else to set the timer for its backoff (one more pass when the
     // room's pass, sharing the report's commit, already saw it: retries are the rare case).
-    if (b.results?.length && rep.results.changed.some((x) => x.status === 'waiting')) c.kick();
+    if (rep.results.changed.some((x) => x.status === 'waiting')) c.kick();
     beats.set(id, Date.now());
     const touched = new Set([...(b.logs ?? []).map((l) => l.runId), ...(b.results ?? []).map((r) => r.runId)]);
     for (const runId of touched) c.wakeups.wakeLogs(runId);
