@@ -94,6 +94,14 @@ const TASK_STATE_COLUMNS =
 export const LIVE_RUNS_SELECT =
   `SELECT r.id, r.task_id, r.worker_id, r.cpus, r.memory, r.ports, r.cap_at, (SELECT t.owner FROM tasks t WHERE t.id = r.task_id) AS owner ` +
   `FROM runs r WHERE r.state IN ${LIVE} ORDER BY r.id`;
+/**
+ * PostgreSQL: the live runs and, as a row of its own (worker_id NULL), the store's clock. Sent behind the
+ * worker locks, so the clock is read once they are held (ApplyContext.stampAtCommit), without a statement
+ * of its own in the pass's first round trip.
+ */
+const LIVE_RUNS_WITH_CLOCK_PG =
+  `(${LIVE_RUNS_SELECT.replace(' AS owner ', ' AS owner, NULL::bigint AS now ')}) ` +
+  `UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ${PG_NOW}`;
 /** SQLite: the state columns of candidates whose spec the pass holds. */
 const HELD_STATE_SELECT = `SELECT ${HELD_TASK_STATE_COLUMNS.join(', ')} FROM tasks WHERE id IN`;
 /** A PostgreSQL candidate's columns: spec columns NULL where the pass holds the spec (c.held). */
@@ -1175,17 +1183,21 @@ export class KyselyStore implements Store {
   /**
    * `lock` (PostgreSQL, in a pass): the worker rows are locked (FOR UPDATE), and their live runs are read
    * after the locks, so that no other placement can change the sums before commit (see PassSnapshot).
+   * `clock` (PostgreSQL): the store's clock rides on the live runs' statement and is put in `clock.now`.
    */
-  private async workersWithLoad(ex: Exec, onlySchedulable: boolean, lock = false): Promise<WorkerWithLoad[]> {
+  private async workersWithLoad(ex: Exec, onlySchedulable: boolean, lock = false, clock?: { now?: number }): Promise<WorkerWithLoad[]> {
     // Sent together: one round trip in a PostgreSQL batch (pipelined), or two connections for a read.
     const [workers, live] = await Promise.all([
       ex.all<WorkerRow>(
         (onlySchedulable ? "SELECT * FROM workers WHERE state IN ('active','draining') ORDER BY id" : 'SELECT * FROM workers ORDER BY id') +
           (lock ? ' FOR UPDATE' : ''),
       ),
-      ex.all<Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'> & { owner: string | null }>(
-        LIVE_RUNS_SELECT,
-      ),
+      ex.all<
+        Pick<RunRow, 'id' | 'task_id' | 'worker_id' | 'cpus' | 'memory' | 'ports' | 'cap_at'> & {
+          owner: string | null;
+          now?: number | null;
+        }
+      >(clock ? LIVE_RUNS_WITH_CLOCK_PG : LIVE_RUNS_SELECT),
     ]);
     const byWorker = new Map<string, WorkerWithLoad>();
     const out = workers.map((w) => {
@@ -1194,6 +1206,10 @@ export class KyselyStore implements Store {
       return x;
     });
     for (const r of live) {
+      if (clock && r.worker_id === null) {
+        clock.now = Number(r.now);
+        continue;
+      }
       const w = byWorker.get(r.worker_id);
       if (!w) continue;
       const ports = JSON.parse(r.ports) as number[];
@@ -1453,10 +1469,9 @@ export class KyselyStore implements Store {
       const lock: WalkLock = { fenced: ctx.epoch !== null };
       const walk = this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true, lock);
       walk.catch(() => {}); // its error, if any, is met below or goes with the batch
-      const loaded = this.workersWithLoad(ex, true, true);
+      const clock: { now?: number } | undefined = ctx.stampAtCommit ? {} : undefined;
+      const loaded = this.workersWithLoad(ex, true, true, clock);
       loaded.catch(() => {});
-      const clock = ctx.stampAtCommit ? ex.all<{ now: number }>(`SELECT ${PG_NOW} AS now`) : null;
-      clock?.catch(() => {});
       const drawn = this.drawRunIdsAhead(ex, q.limit, ctx.epoch);
       // The next due time rides along unless the last window was full (a backlog: it would not be used).
       const next = this.lastWindowFull ? null : this.nextDueIn(ex, ctx.now);
@@ -1464,17 +1479,17 @@ export class KyselyStore implements Store {
       const workers = await loaded;
       const none = noRoom(workers);
       if (none) {
-        await Promise.all([walk, clock, drawn, next]);
+        await Promise.all([walk, drawn, next]);
         return none;
       }
-      const [tasks, clockRows, , nextDue] = await Promise.all([walk, clock, drawn, next]);
+      const [tasks, , nextDue] = await Promise.all([walk, drawn, next]);
       this.lastPassNoRoom = false;
       this.lastWindowFull = tasks.length >= q.limit;
       const nextDueAt = tasks.length < q.limit && next ? nextDue : undefined;
       if (tasks.length === 0) return { ...skip('no_tasks'), nextDueAt };
       const decisions = planner({ workers, tasks });
       if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [], nextDueAt };
-      const seen: PassSnapshot = { tasks, workers, leaderEpoch: lock.leaderEpoch, now: clockRows ? Number(clockRows[0]!.now) : undefined };
+      const seen: PassSnapshot = { tasks, workers, leaderEpoch: lock.leaderEpoch, now: clock?.now };
       return { skipped: null, tasks, nextDueAt, ...(await this.applyIn(ex, decisions, ctx, seen)) };
     });
     this.stats.grew(res.runs.length);

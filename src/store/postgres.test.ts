@@ -8,7 +8,7 @@ import { submitBurst } from '../../test/helpers/burst.js';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
 import { normalizeTask } from '../domain/task-spec.js';
 import type { WorkerRegistration } from '../domain/worker.js';
-import { pgArrayLiteral, pgParams } from './backend.js';
+import { countStatements, pgArrayLiteral, pgParams, statementStats } from './backend.js';
 import { LIVE_RUNS_SELECT, windowClass } from './kysely-store.js';
 import { createPostgresStore } from './postgres.js';
 
@@ -183,6 +183,47 @@ describe.runIf(pgUp)('PostgreSQL sessions', () => {
         ((n.Plans ?? []) as Array<Parameters<typeof taskRows>[0]>).reduce((sum, c) => sum + taskRows(c), 0);
       expect(taskRows(plan)).toBe(4);
       expect((await store.loadWorkers())[0]!.live.map((l) => l.taskId)).toEqual(ids.slice(-4));
+    } finally {
+      await client.end();
+      await store.close();
+    }
+  });
+
+  it("stamps a pass's runs with the store's clock, read with the live runs and not in a statement of its own", async () => {
+    const { store, client } = await storeAndClient();
+    try {
+      await store.migrate();
+      const behind = (await store.now()) - 60_000; // a caller's clock a minute behind the store's
+      const { worker } = await store.registerWorker(workerReg('w'), behind);
+      const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
+      const [task] = (await store.submitTasks('u', [spec], { now: behind, actor: 'u' })).tasks;
+      const before = await store.now();
+      countStatements(true);
+      let pass: Awaited<ReturnType<typeof store.schedulePass>>;
+      let sent: string[];
+      try {
+        pass = await store.schedulePass(
+          { limit: 64, urgentBefore: behind + 60_000 },
+          ({ workers, tasks }) =>
+            tasks.map((t) => ({
+              taskId: t.id,
+              workerId: workers[0]!.id,
+              allocation: { cpus: 1000, memory: 1024 ** 2, ports: [], namedPorts: {} },
+            })),
+          { now: behind, leaseMs: 30_000, epoch: null, actor: 'scheduler', stampAtCommit: true },
+        );
+        sent = [...statementStats!.keys()];
+      } finally {
+        countStatements(false);
+      }
+      expect(pass.runs.map((r) => [r.taskId, r.workerId])).toEqual([[task!.id, worker.id]]);
+      // Stamped with the store's clock, read inside the pass, not with the caller's minute-old one.
+      expect(pass.runs[0]!.assignedAt).toBeGreaterThanOrEqual(before);
+      expect(pass.runs[0]!.leaseExpiresAt).toBe(pass.runs[0]!.assignedAt + 30_000);
+      // The clock rode on the live runs' statement: no statement of the pass reads it alone.
+      expect(sent.filter((s) => s.startsWith('SELECT (extract(epoch from clock_timestamp())'))).toEqual([]);
+      // (Statements are counted by their first 160 characters: the live runs, parenthesized before the clock's row.)
+      expect(sent.filter((s) => s.startsWith('(SELECT r.id, r.task_id, r.worker_id'))).toHaveLength(1);
     } finally {
       await client.end();
       await store.close();
