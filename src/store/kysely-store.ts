@@ -207,6 +207,8 @@ function applyRowOf(t: Task): ApplyTaskRow {
 const MAX_PARAMS = 30_000;
 const REAP_BATCH = 2000;
 const EMPTY_USAGE: RunUsage = { peakMemory: null, cpuSeconds: null };
+/** A new run's usage column, written once here rather than per run. */
+const EMPTY_USAGE_JSON = JSON.stringify(EMPTY_USAGE);
 
 type ColType = 'BIGINT' | 'INTEGER' | 'TEXT';
 
@@ -1703,7 +1705,7 @@ export class KyselyStore implements Store {
         reason: null,
         cancel_requested: 0,
         delivered: 0,
-        usage: JSON.stringify(EMPTY_USAGE),
+        usage: EMPTY_USAGE_JSON,
         log_bytes: 0,
         log_seq: 0,
         log_truncated: 0,
