@@ -298,13 +298,19 @@ export const HELD_TASK_STATE_COLUMNS = [
 
 export type TaskStateRow = Pick<TaskRow, (typeof HELD_TASK_STATE_COLUMNS)[number]>;
 
-/** A task's state columns as its row holds them: what taskFromSpec reads back. */
-export function stateRowOf(t: Task): TaskStateRow {
+/**
+ * A task's state columns as its row holds them (what taskFromSpec reads back), with what a pass's applier
+ * also reads of a waiting task it placed: its current run (none yet) and its execution cap. One literal:
+ * built as a spread that adds keys (`{ ...stateRow, current_run_id, execution_cap }`) it cost ~2 µs a row on
+ * Node 20, 40 times this, ~100 µs of a pass placing 50 tasks.
+ */
+export function stateRowOf(t: Task): TaskStateRow & { current_run_id: null; execution_cap: number } {
   return {
     id: t.id,
     created_at: t.createdAt,
     status: t.status,
     attempts: t.attempts,
+    current_run_id: null,
     due_at: t.dueAt,
     start_deadline: t.startDeadline,
     updated_at: t.updatedAt,
@@ -312,6 +318,7 @@ export function stateRowOf(t: Task): TaskStateRow {
     last_error: t.lastError,
     deadline_missed: t.deadlineMissed ? 1 : 0,
     paused: t.paused ? 1 : 0,
+    execution_cap: t.executionCap,
   };
 }
 
