@@ -36,9 +36,10 @@ export function createSqliteStore(opts: SqliteStoreOptions): KyselyStore {
   db.pragma('foreign_keys = OFF');
   // A page cache for the hot pages (better-sqlite3 builds SQLite with 16 MB), and memory-mapped reads for
   // the rest: both cut the per-operation cost of a busy control plane without touching durability. 8 MiB,
-  // not more: about every other commit sweeps the cache's hash table (pcache1TruncateUnsafe), whose size
-  // follows the most pages it ever held: 4 % of the server's CPU draining 100,000 tasks with 64 MiB, 0.4 %
-  // with 8 MiB.
+  // not more: a b-tree split that puts two new pages in order swaps their numbers through page 262,145
+  // (past the pending byte), and the commit after it then sweeps the cache's whole hash table
+  // (pcache1TruncateUnsafe), which is as large as the most pages the cache ever held: 4 % of the server's CPU
+  // draining 100,000 tasks with 64 MiB, 0.4 % with 8 MiB.
   db.pragma('cache_size = -8192');
   db.pragma('mmap_size = 268435456');
   db.pragma('temp_store = MEMORY');
