@@ -27,6 +27,20 @@ export interface Exec {
    * and the operation fails as usual. Elsewhere it is `all`.
    */
   final<T = Row>(sql: string, params?: unknown[]): Promise<T[]>;
+  /**
+   * In a PostgreSQL group-commit batch: the operation has sent the reads its writes depend on, and an early
+   * operation queued behind it (TxOptions.early) may start now, its reads running before this one's writes.
+   * Absent elsewhere.
+   */
+  readsSent?(): void;
+  /** Names runs this operation ends, before it sends the writes that end them (see endedAhead). */
+  ending?(runIds: number[]): void;
+  /**
+   * For an early operation: resolves once every operation ahead of it in the batch has sent its last
+   * statement (or ended), with the runs they end (Exec.ending), which its own reads may have seen still live.
+   * Its writes go out after this, behind theirs. Absent outside a batch.
+   */
+  endedAhead?(): Promise<number[]>;
 }
 
 /** An Exec whose `last` and `final` are its `all`. */
@@ -41,6 +55,12 @@ export interface TxOptions {
    * replica's batch. SQLite ignores it: one writer at a time, and each op has its own savepoint.
    */
   alone?: boolean;
+  /**
+   * May start before the operation ahead has sent its writes, once it has sent its reads (Exec.readsSent;
+   * PostgreSQL group commit only): one round trip fewer. The operation must then wait for Exec.endedAhead
+   * before it writes, and allow for the runs it names. Ignored elsewhere.
+   */
+  early?: boolean;
 }
 
 export interface Backend {
@@ -440,7 +460,7 @@ export class PostgresBackend implements Backend {
 
   /** Group commit (pg-group-commit.ts), unless `alone`. */
   tx<T>(fn: (ex: Exec) => Promise<T>, opts?: TxOptions): Promise<T> {
-    return opts?.alone ? this.txAlone(fn) : this.group.run(fn);
+    return opts?.alone ? this.txAlone(fn) : this.group.run(fn, opts?.early);
   }
 
   private async txAlone<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {

@@ -287,6 +287,25 @@ const RUN_INSERT_COLUMNS = [
   'usage',
 ] as const satisfies ReadonlyArray<keyof RunRow>;
 
+/**
+ * The workers without the room of the given runs, which have ended since they were read (see schedulePass):
+ * a worker's load is the sum of its live runs, as workersWithLoad reads it.
+ */
+export function withoutRuns(workers: WorkerWithLoad[], runIds: number[]): WorkerWithLoad[] {
+  const gone = new Set(runIds);
+  return workers.map((w) => {
+    if (!w.live.some((r) => gone.has(r.runId))) return w;
+    const live = w.live.filter((r) => !gone.has(r.runId));
+    const allocated = { cpus: 0, memory: 0, ports: [] as number[] };
+    for (const r of live) {
+      allocated.cpus += r.cpus;
+      allocated.memory += r.memory;
+      allocated.ports.push(...r.ports);
+    }
+    return { ...w, allocated, live };
+  });
+}
+
 /** Candidates in each walk's own order: the best walk by band, then start deadline; the deadline walks by start deadline. */
 function byWalkOrder(out: Array<{ walk: number; task: Task }>): Task[] {
   out.sort(
@@ -308,6 +327,11 @@ export class KyselyStore implements Store {
   private lastWindowFull = false;
   /** Keeps PostgreSQL's statistics of the hot tables fresh through bursts (see stats-refresher.ts). */
   private readonly stats: StatsRefresher;
+  /**
+   * Worker ids this store has seen registered or updated. No worker row is ever deleted, so a known worker's
+   * update always finds its row, and a report can end with it as a final statement (see beatIn).
+   */
+  private readonly knownWorkers = new Set<string>();
 
   constructor(
     readonly backend: Backend,
@@ -1429,67 +1453,77 @@ export class KyselyStore implements Store {
   }
 
   async schedulePass(q: PassQuery, planner: Planner, ctx: ApplyContext): Promise<PassResult> {
-    const res = await this.backend.tx(async (ex): Promise<PassResult> => {
-      const skip = (skipped: PassResult['skipped']): PassResult => {
-        this.lastPassNoRoom = skipped === 'no_room';
-        return { skipped, tasks: [], runs: [], rejected: [] };
-      };
-      const pg = this.backend.kind === 'postgres';
-      const noRoom = (workers: WorkerWithLoad[]): PassResult | null => {
-        const active = workers.filter((w) => w.state === 'active');
-        if (active.length === 0) return skip('no_workers');
-        // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
-        if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0))
-          return skip('no_room');
-        return null;
-      };
-      if (!pg) {
-        const workers = await this.workersWithLoad(ex, true);
+    const res = await this.backend.tx(
+      async (ex): Promise<PassResult> => {
+        const skip = (skipped: PassResult['skipped']): PassResult => {
+          this.lastPassNoRoom = skipped === 'no_room';
+          return { skipped, tasks: [], runs: [], rejected: [] };
+        };
+        const pg = this.backend.kind === 'postgres';
+        const noRoom = (workers: WorkerWithLoad[]): PassResult | null => {
+          const active = workers.filter((w) => w.state === 'active');
+          if (active.length === 0) return skip('no_workers');
+          // Nothing can start while every worker is full: skip the candidate scan (the common case under load).
+          if (!active.some((w) => w.capacity.cpus - w.allocated.cpus > 0 && w.capacity.memory - w.allocated.memory > 0))
+            return skip('no_room');
+          return null;
+        };
+        if (!pg) {
+          const workers = await this.workersWithLoad(ex, true);
+          const none = noRoom(workers);
+          if (none) return none;
+          const tasks = await this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true);
+          this.lastPassNoRoom = false;
+          // A window that is not full held every task due now: the next due time is all the timer needs.
+          const nextDueAt = tasks.length < q.limit ? await this.nextDueIn(ex, ctx.now) : undefined;
+          if (tasks.length === 0) return { ...skip('no_tasks'), nextDueAt };
+          const decisions = planner({ workers, tasks });
+          if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [], nextDueAt };
+          return { skipped: null, tasks, nextDueAt, ...(await this.applyIn(ex, decisions, ctx, { tasks, workers })) };
+        }
+        // PostgreSQL: the candidates, the schedulable workers and their live runs (and the clock and run ids
+        // when wanted) in one round trip, locked, so that the applier reads nothing more before its write (see
+        // PassSnapshot). After a pass that found every worker full, an unlocked look at the workers comes first:
+        // under load most passes end there, and locking the candidates would be wasted.
+        // Queued behind a worker's report, the pass is early (TxOptions.early): its reads run before the
+        // report's writes, so the runs the report ends still look live; their room is taken off here, once the
+        // report has sent its writes (Exec.endedAhead), and this pass's own writes go out behind them.
+        const afterAhead = async (workers: WorkerWithLoad[]): Promise<WorkerWithLoad[]> => {
+          const ended = ex.endedAhead ? await ex.endedAhead() : [];
+          return ended.length > 0 ? withoutRuns(workers, ended) : workers;
+        };
+        if (this.lastPassNoRoom) {
+          const none = noRoom(await afterAhead(await this.workersWithLoad(ex, true)));
+          if (none) return none;
+        }
+        const lock: WalkLock = { fenced: ctx.epoch !== null };
+        const walk = this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true, lock);
+        walk.catch(() => {}); // its error, if any, is met below or goes with the batch
+        const clock: { now?: number } | undefined = ctx.stampAtCommit ? {} : undefined;
+        const loaded = this.workersWithLoad(ex, true, true, clock);
+        loaded.catch(() => {});
+        const drawn = this.drawRunIdsAhead(ex, q.limit, ctx.epoch);
+        // The next due time rides along unless the last window was full (a backlog: it would not be used).
+        const next = this.lastWindowFull ? null : this.nextDueIn(ex, ctx.now);
+        next?.catch(() => {});
+        const workers = await afterAhead(await loaded);
         const none = noRoom(workers);
-        if (none) return none;
-        const tasks = await this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true);
+        if (none) {
+          await Promise.all([walk, drawn, next]);
+          return none;
+        }
+        const [tasks, , nextDue] = await Promise.all([walk, drawn, next]);
         this.lastPassNoRoom = false;
-        // A window that is not full held every task due now: the next due time is all the timer needs.
-        const nextDueAt = tasks.length < q.limit ? await this.nextDueIn(ex, ctx.now) : undefined;
+        this.lastWindowFull = tasks.length >= q.limit;
+        const nextDueAt = tasks.length < q.limit && next ? nextDue : undefined;
         if (tasks.length === 0) return { ...skip('no_tasks'), nextDueAt };
         const decisions = planner({ workers, tasks });
         if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [], nextDueAt };
-        return { skipped: null, tasks, nextDueAt, ...(await this.applyIn(ex, decisions, ctx, { tasks, workers })) };
-      }
-      // PostgreSQL: the candidates, the schedulable workers and their live runs (and the clock and run ids
-      // when wanted) in one round trip, locked, so that the applier reads nothing more before its write (see
-      // PassSnapshot). After a pass that found every worker full, an unlocked look at the workers comes first:
-      // under load most passes end there, and locking the candidates would be wasted.
-      if (this.lastPassNoRoom) {
-        const none = noRoom(await this.workersWithLoad(ex, true));
-        if (none) return none;
-      }
-      const lock: WalkLock = { fenced: ctx.epoch !== null };
-      const walk = this.candidates(ex, ctx.now, q.limit, q.urgentBefore, true, lock);
-      walk.catch(() => {}); // its error, if any, is met below or goes with the batch
-      const clock: { now?: number } | undefined = ctx.stampAtCommit ? {} : undefined;
-      const loaded = this.workersWithLoad(ex, true, true, clock);
-      loaded.catch(() => {});
-      const drawn = this.drawRunIdsAhead(ex, q.limit, ctx.epoch);
-      // The next due time rides along unless the last window was full (a backlog: it would not be used).
-      const next = this.lastWindowFull ? null : this.nextDueIn(ex, ctx.now);
-      next?.catch(() => {});
-      const workers = await loaded;
-      const none = noRoom(workers);
-      if (none) {
-        await Promise.all([walk, drawn, next]);
-        return none;
-      }
-      const [tasks, , nextDue] = await Promise.all([walk, drawn, next]);
-      this.lastPassNoRoom = false;
-      this.lastWindowFull = tasks.length >= q.limit;
-      const nextDueAt = tasks.length < q.limit && next ? nextDue : undefined;
-      if (tasks.length === 0) return { ...skip('no_tasks'), nextDueAt };
-      const decisions = planner({ workers, tasks });
-      if (decisions.length === 0 && ctx.epoch === null) return { skipped: null, tasks, runs: [], rejected: [], nextDueAt };
-      const seen: PassSnapshot = { tasks, workers, leaderEpoch: lock.leaderEpoch, now: clock?.now };
-      return { skipped: null, tasks, nextDueAt, ...(await this.applyIn(ex, decisions, ctx, seen)) };
-    });
+        const seen: PassSnapshot = { tasks, workers, leaderEpoch: lock.leaderEpoch, now: clock?.now };
+        return { skipped: null, tasks, nextDueAt, ...(await this.applyIn(ex, decisions, ctx, seen)) };
+      },
+      { early: true },
+    );
     this.stats.grew(res.runs.length);
     return res;
   }
@@ -1776,6 +1810,7 @@ export class KyselyStore implements Store {
         ],
       );
       const worker = workerFromRow(w!);
+      this.knownWorker(worker.id);
       // Whatever a previous life of this worker was running is gone: end it lost, let the queue manager decide.
       const stale = await ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE}`, [worker.id]);
       if (stale.length === 0) return { worker, orphaned: [] };
@@ -1828,8 +1863,11 @@ export class KyselyStore implements Store {
     endsOp = false,
   ): Promise<HeartbeatResult> {
     const pg = this.backend.kind === 'postgres';
-    // Ending its operation (a report) with no runs to check, the worker update is the op's last statement.
-    const update = pg && endsOp && runs.length === 0 ? ex.last.bind(ex) : ex.all.bind(ex);
+    // Ending its operation (a report) with no runs to check, the worker update is the op's last statement;
+    // its final one when the worker is known to exist (nothing below can throw then), so that COMMIT may go
+    // out behind it, or behind the pass queued after it (see Exec.final).
+    const ends = pg && endsOp && runs.length === 0;
+    const update = ends ? (this.knownWorkers.has(workerId) ? ex.final.bind(ex) : ex.last.bind(ex)) : ex.all.bind(ex);
     if (!pg) await this.markDelivered(ex, workerId, delivered);
     // A heartbeat proves the worker is alive: a worker marked lost by silence becomes active again.
     // cancel_requested is not changed below, and the marks touch other rows than what they read.
@@ -1846,6 +1884,7 @@ export class KyselyStore implements Store {
       pg ? [workerId, delivered, workerId, now, workerId] : [now, workerId],
     );
     if (!w) throw new TschedError('WORKER_NOT_FOUND', `worker ${workerId} is not registered; register again`, { details: { workerId } });
+    this.knownWorker(workerId);
     const stateBefore = (pg ? w.was : before?.state) as WorkerState;
     const rows = await this.lockRunsById(ex, runs);
     const acks: ItemAck[] = [];
@@ -2115,11 +2154,15 @@ export class KyselyStore implements Store {
     sent?: Array<Promise<unknown>>,
   ): Promise<FinishResult> {
     if (results.length === 0) return { acks: [], changed: [], startAcks: [] };
-    const { runs, tasks } = await this.lockRunsWithTasks(
+    const locked = this.lockRunsWithTasks(
       ex,
       results.map((r) => r.runId),
       ENDING_RUN_COLUMNS,
     );
+    // The pass these results kick may read now, before the writes below (it allows for the runs named by
+    // Exec.ending): one round trip fewer on PostgreSQL.
+    ex.readsSent?.();
+    const { runs, tasks } = await locked;
     const startAcks: ItemAck[] = [];
     const startEvents: EventIn[] = [];
     for (const item of starts) {
@@ -2156,6 +2199,7 @@ export class KyselyStore implements Store {
       });
     }
     const before = new Map([...tasks.values()].map((t) => [Number(t.id), t.status]));
+    ex.ending?.(endings.map((e) => Number(e.run.id)));
     await this.endRuns(ex, endings, tasks, now, startEvents, sent, false);
     const changed: FinishResult['changed'] = [];
     for (const t of tasks.values()) if (before.get(Number(t.id)) !== t.status) changed.push({ taskId: Number(t.id), status: t.status });
@@ -2246,6 +2290,12 @@ export class KyselyStore implements Store {
    * `leader` before everything), so a takeover — an UPDATE of that row — waits for this transaction, and a
    * transaction that starts after the takeover sees the new epoch and changes nothing.
    */
+  private knownWorker(id: string): void {
+    // Bounded: past this many ids (workers renamed over months), forget them all and learn them again.
+    if (this.knownWorkers.size >= 10_000) this.knownWorkers.clear();
+    this.knownWorkers.add(id);
+  }
+
   private async checkEpoch(ex: Exec, epoch: number | null | undefined): Promise<void> {
     if (epoch === null || epoch === undefined) return;
     const [l] = await ex.all<{ epoch: number }>(

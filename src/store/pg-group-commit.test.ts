@@ -7,8 +7,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PG_URL, postgresAvailable, requireService } from '../../test/helpers/services.js';
 import { TschedError } from '../domain/errors.js';
+import type { Task } from '../domain/task.js';
 import { normalizeTask } from '../domain/task-spec.js';
-import type { Exec } from './backend.js';
+import type { WorkerWithLoad } from '../domain/worker.js';
+import { countStatements, type Exec, statementStats } from './backend.js';
 import type { KyselyStore } from './kysely-store.js';
 import { PgGroupCommit } from './pg-group-commit.js';
 import { createPostgresStore } from './postgres.js';
@@ -347,6 +349,211 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     expect(writes.length).toBe(2);
     expect(writes[0]).toBeGreaterThanOrEqual(4);
     expect(await keys()).toEqual([120, 121]);
+  });
+
+  /** Statements run while `fn` runs, by their text's first 160 characters, in the order first answered. */
+  const answeredDuring = async (fn: () => Promise<unknown>): Promise<string[]> => {
+    countStatements(true);
+    try {
+      await fn();
+      return [...statementStats!.keys()];
+    } finally {
+      countStatements(false);
+    }
+  };
+
+  it('an early op starts once the op ahead has sent its reads, learns the runs it ends, and writes behind it', async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    const before = { ...PgGroupCommit.stats };
+    let aheadWrote = false;
+    let startedBeforeWrite: boolean | null = null;
+    const [, behind] = await Promise.all([
+      store.backend.tx(async (ex) => {
+        const read = ex.all('SELECT k FROM gc');
+        ex.readsSent!();
+        await read;
+        ex.ending!([7, 8]);
+        aheadWrote = true;
+        await ex.final('INSERT INTO gc (k, v) VALUES (?, ?)', [130, 'x']);
+      }),
+      store.backend.tx(
+        async (ex) => {
+          startedBeforeWrite = !aheadWrote;
+          const seen = await ex.all<{ k: number }>('SELECT k FROM gc');
+          const ended = await ex.endedAhead!();
+          await ex.final('INSERT INTO gc (k, v) VALUES (?, ?)', [131, 'x']);
+          return { seen: seen.map((r) => Number(r.k)), ended };
+        },
+        { early: true },
+      ),
+    ]);
+    expect(startedBeforeWrite).toBe(true);
+    // Its read ran before the insert ahead of it; it was told of the runs that op ends.
+    expect(behind).toEqual({ seen: [], ended: [7, 8] });
+    expect(PgGroupCommit.stats.overtakes - before.overtakes).toBe(1);
+    // COMMIT went out behind its final statement: the op ahead had ended with a final one too.
+    expect(PgGroupCommit.stats.early - before.early).toBe(1);
+    expect(PgGroupCommit.stats.batches - before.batches).toBe(1);
+    expect(await keys()).toEqual([130, 131]);
+  });
+
+  it('an op ahead that ended with `last` and then throws takes back the early op behind it: nothing of the first try is kept', async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    const before = { ...PgGroupCommit.stats };
+    // The transaction each try's statements ran in, ahead and behind.
+    const xids: Array<{ ahead?: string; behind?: string }> = [];
+    const xid = async (ex: Exec) => String((await ex.all<{ x: string }>('SELECT txid_current() AS x'))[0]!.x);
+    const results = await settle([
+      store.backend.tx(async (ex) => {
+        const read = xid(ex);
+        ex.readsSent!();
+        xids.push({ ahead: await read });
+        await ex.last('INSERT INTO gc (k, v) VALUES (?, ?)', [140, 'x']);
+        throw new TschedError('TASK_NOT_FOUND', 'checked after the last statement');
+      }),
+      store.backend.tx(
+        async (ex) => {
+          const tryNo = xids.filter((x) => x.behind).length;
+          await ex.endedAhead!();
+          // Still working after the op ahead has failed: the transaction waits for it before it ends.
+          await ex.all('SELECT pg_sleep(0.05)');
+          const behind = await xid(ex);
+          if (tryNo === 0) xids[0]!.behind = behind;
+          else xids.push({ behind });
+          await ex.final('INSERT INTO gc (k, v) VALUES (?, ?)', [141 + tryNo, 'x']);
+        },
+        { early: true },
+      ),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+    expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'TASK_NOT_FOUND' });
+    // The first try behind ran every statement in the batch's transaction, before its ROLLBACK.
+    expect(xids[0]!.behind).toBe(xids[0]!.ahead);
+    // No COMMIT behind the early op's final statement while the op ahead could still fail (only the rerun,
+    // alone, sent one); the first try (141) was rolled back whole, and only the second is kept.
+    expect(PgGroupCommit.stats.early - before.early).toBe(1);
+    expect(xids.filter((x) => x.behind)).toHaveLength(2);
+    expect(await keys()).toEqual([142]);
+  });
+
+  it('an op still working when one ahead of it fails ends before the ROLLBACK: none of its statements runs outside the batch', async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    const xid = async (ex: Exec) => String((await ex.all<{ x: string }>('SELECT txid_current() AS x'))[0]!.x);
+    const failingXids: string[] = [];
+    const lateXids: string[] = [];
+    const results = await settle([
+      store.backend.tx(async (ex) => {
+        failingXids.push(await xid(ex));
+        await ex.last('INSERT INTO gc (k, v) VALUES (?, ?)', [160, 'x']);
+        throw new TschedError('TASK_NOT_FOUND', 'checked after the last statement');
+      }),
+      // Lets the early op behind it start once the op ahead has already failed, then writes later.
+      store.backend.tx(async (ex) => {
+        await ex.all('SELECT 1');
+        ex.readsSent!();
+        await new Promise((r) => setTimeout(r, 30));
+        lateXids.push(await xid(ex));
+        await ex.final('INSERT INTO gc (k, v) VALUES (?, ?)', [160 + lateXids.length, 'x']);
+      }),
+      store.backend.tx(
+        async (ex) => {
+          await ex.endedAhead!();
+          await ex.final('INSERT INTO gc (k, v) VALUES (?, ?)', [170 + lateXids.length, 'x']);
+        },
+        { early: true },
+      ),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'fulfilled']);
+    // Its first try wrote in the failed batch's transaction, rolled back with it; the rerun is kept.
+    expect(lateXids[0]).toBe(failingXids[0]);
+    expect(lateXids).toHaveLength(2);
+    expect(await keys()).toEqual([162, 172]);
+  });
+
+  it("a worker's report and the pass it kicks: the pass reads before the report's writes and places a task in the room they free", async () => {
+    await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
+    const now = await store.now();
+    const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
+    const { worker } = await store.registerWorker(
+      {
+        name: 'gc-room',
+        capacity: { cpus: 1000, memory: 1 << 20, ports: null },
+        labels: {},
+        executors: ['shell'],
+        enforcement: { memory: 'none', cpu: 'none' },
+        version: 'test',
+        hostname: 'host',
+      },
+      now,
+    );
+    const ctx = { now, leaseMs: 30_000, epoch: null, actor: 'scheduler' };
+    const [a] = (await store.submitTasks('u', [spec], { now, actor: 'u' })).tasks;
+    const { runs } = await store.applyPlan(
+      [{ taskId: a!.id, workerId: worker.id, allocation: { cpus: 1000, memory: 1 << 20, ports: [], namedPorts: {} } }],
+      ctx,
+    );
+    const run = runs[0]!;
+    const [b] = (await store.submitTasks('u', [spec], { now, actor: 'u' })).tasks;
+    // Places every task that fits in what the pass read as free on this test's worker (earlier tests left
+    // tasks waiting that it cannot hold).
+    const planner = ({ workers, tasks }: { workers: WorkerWithLoad[]; tasks: Task[] }) => {
+      const w = workers.find((x) => x.id === worker.id)!;
+      const free = { cpus: w.capacity.cpus - w.allocated.cpus, memory: w.capacity.memory - w.allocated.memory };
+      const out = [];
+      for (const { id, resources: r } of tasks) {
+        if (r.cpus > free.cpus || r.memory > free.memory) continue;
+        free.cpus -= r.cpus;
+        free.memory -= r.memory;
+        out.push({ taskId: id, workerId: w.id, allocation: { cpus: r.cpus, memory: r.memory, ports: [], namedPorts: {} } });
+      }
+      return out;
+    };
+    const before = { ...PgGroupCommit.stats };
+    let rep!: Awaited<ReturnType<typeof store.workerReport>>;
+    let pass!: Awaited<ReturnType<typeof store.schedulePass>>;
+    const ran = await answeredDuring(async () => {
+      // Queued in one tick, as the report route and the pass it kicks are.
+      [rep, pass] = await Promise.all([
+        store.workerReport(
+          worker.id,
+          {
+            started: [{ runId: run.id, token: run.leaseToken, at: now + 5 }],
+            logs: [],
+            results: [
+              {
+                runId: run.id,
+                token: run.leaseToken,
+                outcome: 'succeeded',
+                exitCode: 0,
+                reason: null,
+                startedAt: now + 5,
+                finishedAt: now + 9,
+                usage: { peakMemory: null, cpuSeconds: null },
+              },
+            ],
+            running: [],
+          },
+          now + 10,
+          { leaseMs: 30_000, maxLogBytesPerRun: 1024 },
+        ),
+        store.schedulePass({ limit: 64, urgentBefore: now + 60_000 }, planner, { ...ctx, now: now + 10 }),
+      ]);
+    });
+    expect(rep.results.acks).toEqual([{ runId: run.id, ok: true }]);
+    // The pass read the worker still running A, and placed B in the room A's end frees.
+    expect(pass.runs.map((r) => [r.taskId, r.workerId])).toEqual([[b!.id, worker.id]]);
+    expect(await store.getTask(a!.id, null)).toMatchObject({ status: 'done' });
+    expect(await store.getTask(b!.id, null)).toMatchObject({ status: 'in_progress' });
+    // One batch: the pass's reads went out before the report's writes, and COMMIT behind the pass's write.
+    expect(PgGroupCommit.stats.batches - before.batches).toBe(1);
+    expect(PgGroupCommit.stats.overtakes - before.overtakes).toBe(1);
+    expect(PgGroupCommit.stats.early - before.early).toBe(1);
+    // Answered in the order they ran on the one connection: the pass's worker locks before the report's write.
+    const first = (re: RegExp) => ran.findIndex((q) => re.test(q));
+    expect(first(/FROM workers WHERE state IN \('active','draining'\) ORDER BY id FOR UPDATE/)).toBeGreaterThan(-1);
+    expect(first(/FROM workers WHERE state IN \('active','draining'\) ORDER BY id FOR UPDATE/)).toBeLessThan(
+      first(/^WITH w0 AS \(UPDATE runs/),
+    );
   });
 
   it('runs an op marked alone in a transaction of its own: its SET LOCAL reaches no other op', async () => {

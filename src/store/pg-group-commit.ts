@@ -18,13 +18,21 @@
 // (postgres.ts), so statements an op sends together (independent reads under Promise.all) and the BEGIN
 // before the first one share a round trip. Ops are pipelined too: once an op has sent its last statement
 // (Exec.last: a submit's insert, a report's worker update), the next op starts and its statements go out
-// behind it; they still run after it on the server, so the next op sees its writes. Nothing commits before
-// every op has answered, so an op may still throw after its last statement.
+// behind it; they still run after it on the server, so the next op sees its writes. COMMIT goes out behind the
+// batch's last statement only once every op before it has answered or has ended with `final` (nothing of it
+// can fail after), so an op may still throw after its `last` statement.
+//
+// An op marked early (TxOptions.early: the scheduling pass a worker's results kick) starts sooner still: as
+// soon as the op ahead has sent its reads (Exec.readsSent), before its writes. Its reads then run before
+// those writes, so it learns from Exec.endedAhead which runs they end, and it writes only after every op
+// ahead has sent its last statement. A report and its pass then take two round trips instead of three.
 
 import type { Exec } from './backend.js';
 
 export interface QueuedTx {
   fn: (ex: Exec) => Promise<unknown>;
+  /** May start once the op ahead has sent its reads (see TxOptions.early). */
+  early: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -55,9 +63,10 @@ export class PgGroupCommit {
   private flushing = false;
   /**
    * tx: transactions answered; batches: shared transactions; alone: ops run in one of their own; early:
-   * COMMITs sent behind a final statement (Exec.final), before its answer.
+   * COMMITs sent behind a final statement (Exec.final), before its answer; overtakes: early ops started
+   * before the op ahead had sent its last statement.
    */
-  static stats = { tx: 0, batches: 0, alone: 0, splits: 0, early: 0 };
+  static stats = { tx: 0, batches: 0, alone: 0, splits: 0, early: 0, overtakes: 0 };
 
   /**
    * @param once runs one function in one transaction on a connection of its own (pipelined), no retries
@@ -70,9 +79,9 @@ export class PgGroupCommit {
     private readonly retryable: (e: unknown) => boolean,
   ) {}
 
-  run<T>(fn: (ex: Exec) => Promise<T>): Promise<T> {
+  run<T>(fn: (ex: Exec) => Promise<T>, early = false): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ fn, early, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushing) {
         this.flushing = true;
         // On the next turn: whatever is queued in this one (a write and the pass it kicks) shares the batch.
@@ -125,17 +134,7 @@ export class PgGroupCommit {
     PgGroupCommit.stats.alone++;
     try {
       // The same rule as in a batch: nothing after an op's last statement.
-      op.resolve(
-        await this.alone((ex) =>
-          op.fn(
-            lastAware(
-              ex,
-              () => {},
-              () => true,
-            ),
-          ),
-        ),
-      );
+      op.resolve(await this.alone((ex) => op.fn(batchExec(ex, ALONE))));
     } catch (e) {
       op.reject(e instanceof CommittedThenFailed ? e.error : e);
     }
@@ -145,49 +144,77 @@ export class PgGroupCommit {
   private async attempt(ops: QueuedTx[]): Promise<Attempt> {
     PgGroupCommit.stats.batches++;
     const values: unknown[] = new Array(ops.length);
+    // Per op: answered; ended with `final` (nothing of it can fail after its last statement); the runs it ends.
+    const answered: boolean[] = new Array(ops.length).fill(false);
+    const finalSent: boolean[] = new Array(ops.length).fill(false);
+    const ending: number[][] = ops.map(() => []);
+    const errors: unknown[] = new Array(ops.length);
     let r: Attempt;
     try {
       await this.once(async (ex) => {
         // Each op runs until it has sent its last statement (Exec.last) or ended; the next one starts then,
-        // its statements pipelined behind. Nothing is committed before every op has ended.
+        // its statements pipelined behind (an early op sooner: once the op ahead has sent its reads).
         const running: Array<Promise<void>> = [];
         let failed = false;
-        let answered = 0;
+        // Settles once every op started so far has sent its last statement or ended.
+        let aheadSent: Promise<unknown> = Promise.resolve();
         for (const [index, op] of ops.entries()) {
           let sentLast!: () => void;
           const lastSent = new Promise<void>((res) => {
             sentLast = res;
           });
-          // COMMIT may follow the batch's last op's final statement at once if every op before it has answered.
-          const mayCommit = () => index === ops.length - 1 && answered === index;
-          const p = op.fn(lastAware(ex, sentLast, mayCommit)).then(
+          let sentReads!: () => void;
+          const readsSent = new Promise<void>((res) => {
+            sentReads = res;
+          });
+          const ahead = aheadSent;
+          const step: OpStep = {
+            sentLast: (final) => {
+              finalSent[index] = final;
+              sentLast();
+            },
+            sentReads,
+            ending: (runIds) => ending[index]!.push(...runIds),
+            endedAhead: () => ahead.then(() => ending.slice(0, index).flat()),
+            // COMMIT may follow the batch's last op's final statement at once if no op before it can still
+            // fail: each has answered, or has sent a final statement (its failure then aborts the transaction,
+            // and PostgreSQL answers that COMMIT with a rollback).
+            mayCommit: () => index === ops.length - 1 && answered.every((a, i) => i >= index || a || finalSent[i]),
+          };
+          const p = op.fn(batchExec(ex, step)).then(
             (v) => {
               values[index] = v;
-              answered++;
+              answered[index] = true;
             },
             (e: unknown) => {
               failed = true;
+              errors[index] = e;
               // Its own error comes back when it runs again alone.
               throw new OpFailed(index, e);
             },
           );
-          p.catch(() => {});
+          const settled = p.catch(() => {});
           running.push(p);
-          await Promise.race([lastSent, p.catch(() => {})]);
+          aheadSent = Promise.all([ahead, Promise.race([lastSent, settled])]);
+          const next = ops[index + 1];
+          const overtaken = next?.early ? readsSent.then(() => 'reads' as const) : null;
+          const why = await Promise.race([lastSent, settled, ...(overtaken ? [overtaken] : [])]);
+          if (why === 'reads') PgGroupCommit.stats.overtakes++;
           if (failed) break;
         }
-        // In queue order: the first op that failed is the one to run alone (those behind it may have failed
-        // only because it aborted the transaction).
+        // Every op settles before the transaction ends: none may send a statement after ROLLBACK or COMMIT.
+        // Then, in queue order, the first op that failed is the one to run alone (those behind it may have
+        // failed only because it aborted the transaction).
+        await Promise.allSettled(running);
         for (const p of running) await p;
       });
       r = { ok: true };
     } catch (error) {
       if (error instanceof CommittedThenFailed && error.error instanceof OpFailed) {
-        // The last op threw after its final statement, once COMMIT had gone out and every op before it had
-        // answered (Exec.final forbids this): all of the batch is durable, and the op's error is its answer.
+        // An op threw after its final statement, once COMMIT had gone out (Exec.final forbids this): all of the
+        // batch is durable, and the op's error is its answer; every other op has settled by then.
         PgGroupCommit.stats.tx += ops.length;
-        const last = ops.length - 1;
-        for (const [i, op] of ops.entries()) i === last ? op.reject(error.error.error) : op.resolve(values[i]);
+        for (const [i, op] of ops.entries()) answered[i] ? op.resolve(values[i]) : op.reject(errors[i]);
         return { ok: true };
       }
       // An op threw (rolled back); or BEGIN, ROLLBACK or COMMIT failed, or the connection did: every op's
@@ -202,25 +229,48 @@ export class PgGroupCommit {
   }
 }
 
+/** What one op of a batch tells the batch, and asks of it (see batchExec). */
+interface OpStep {
+  /** The op has sent its last statement; `final`: nothing of it can fail after. */
+  sentLast(final: boolean): void;
+  sentReads(): void;
+  ending(runIds: number[]): void;
+  endedAhead(): Promise<number[]>;
+  /** Whether COMMIT may go out right behind this op's final statement. */
+  mayCommit(): boolean;
+}
+
+/** An op in a transaction of its own: nothing ahead of it, nothing behind it. */
+const ALONE: OpStep = {
+  sentLast: () => {},
+  sentReads: () => {},
+  ending: () => {},
+  endedAhead: () => Promise.resolve([]),
+  mayCommit: () => true,
+};
+
 /**
  * `ex` for one op of a batch: `last` reports that the op has sent its last statement; nothing may follow.
- * `final` is `last`, with COMMIT sent right behind it when `mayCommit` says the op ends the batch.
+ * `final` is `last`, with COMMIT sent right behind it when `step.mayCommit` says the op ends the batch.
  */
-function lastAware(ex: Exec, sentLast: () => void, mayCommit: () => boolean): Exec {
+function batchExec(ex: Exec, step: OpStep): Exec {
   let done = false;
   const after = () => Promise.reject(new Error("store: a statement sent after the operation's last one"));
   const ending =
-    (commit: boolean) =>
+    (final: boolean) =>
     <T>(sql: string, params?: unknown[]) => {
       if (done) return after();
       done = true;
-      const rows = commit && mayCommit() ? ex.final<T>(sql, params) : ex.all<T>(sql, params);
-      sentLast();
+      const rows = final && step.mayCommit() ? ex.final<T>(sql, params) : ex.all<T>(sql, params);
+      step.sentLast(final);
       return rows;
     };
   return {
     all: <T>(sql: string, params?: unknown[]) => (done ? after() : ex.all<T>(sql, params)),
     last: ending(false),
     final: ending(true),
+    readsSent: step.sentReads,
+    ending: step.ending,
+    endedAhead: step.endedAhead,
   };
 }
