@@ -1790,7 +1790,7 @@ export class KyselyStore implements Store {
   // ---------------------------------------------------------------- worker protocol
 
   async registerWorker(reg: WorkerRegistration, now: number): Promise<{ worker: Worker; orphaned: Run[] }> {
-    return this.backend.tx(async (ex) => {
+    const res = await this.backend.tx(async (ex) => {
       const [w] = await ex.all<WorkerRow>(
         'INSERT INTO workers (id, name, capacity, labels, executors, enforcement, version, hostname, state, registered_at, last_seen_at) ' +
           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?) ON CONFLICT (name) DO UPDATE SET capacity = excluded.capacity, labels = excluded.labels, " +
@@ -1810,7 +1810,6 @@ export class KyselyStore implements Store {
         ],
       );
       const worker = workerFromRow(w!);
-      this.knownWorker(worker.id);
       // Whatever a previous life of this worker was running is gone: end it lost, let the queue manager decide.
       const stale = await ex.all<{ id: number }>(`SELECT id FROM runs WHERE worker_id = ? AND state IN ${LIVE}`, [worker.id]);
       if (stale.length === 0) return { worker, orphaned: [] };
@@ -1833,6 +1832,9 @@ export class KyselyStore implements Store {
       const ended = await this.endRuns(ex, endings, tasks, now);
       return { worker, orphaned: ended.map((e) => e.run) };
     });
+    // Known once committed: a new worker's id exists only then (a rolled-back insert's id never does).
+    this.knownWorker(res.worker.id);
+    return res;
   }
 
   async getWorker(id: string): Promise<Worker | null> {
