@@ -192,23 +192,54 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     expect(await keys()).toEqual([71, 74]);
   });
 
+  /** A worker with room for one one-core task. */
+  const oneCoreWorker = async (name: string, now: number) =>
+    (
+      await store.registerWorker(
+        {
+          name,
+          capacity: { cpus: 1000, memory: 1 << 20, ports: null },
+          labels: {},
+          executors: ['shell'],
+          enforcement: { memory: 'none', cpu: 'none' },
+          version: 'test',
+          hostname: 'host',
+        },
+        now,
+      )
+    ).worker;
+
+  /** The worker's report that `run` started at now + 5 and succeeded at now + 9, sent at now + 10. */
+  const reportDone = (workerId: string, run: { id: number; leaseToken: string }, now: number) =>
+    store.workerReport(
+      workerId,
+      {
+        started: [{ runId: run.id, token: run.leaseToken, at: now + 5 }],
+        logs: [],
+        results: [
+          {
+            runId: run.id,
+            token: run.leaseToken,
+            outcome: 'succeeded',
+            exitCode: 0,
+            reason: null,
+            startedAt: now + 5,
+            finishedAt: now + 9,
+            usage: { peakMemory: null, cpuSeconds: null },
+          },
+        ],
+        running: [],
+      },
+      now + 10,
+      { leaseMs: 30_000, maxLogBytesPerRun: 1024 },
+    );
+
   it("a report whose results' write fails (sent without waiting) fails alone with that write's error and keeps nothing", async () => {
     await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
     const now = Date.now();
     const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
     const [t] = (await store.submitTasks('u', [spec], { now, actor: 'u' })).tasks;
-    const { worker } = await store.registerWorker(
-      {
-        name: 'gc-w',
-        capacity: { cpus: 1000, memory: 1 << 20, ports: null },
-        labels: {},
-        executors: ['shell'],
-        enforcement: { memory: 'none', cpu: 'none' },
-        version: 'test',
-        hostname: 'host',
-      },
-      now,
-    );
+    const worker = await oneCoreWorker('gc-w', now);
     const { runs } = await store.applyPlan(
       [{ taskId: t!.id, workerId: worker.id, allocation: { cpus: 1000, memory: 1 << 20, ports: [], namedPorts: {} } }],
       {
@@ -227,29 +258,7 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
       );
       await ex.all('CREATE TRIGGER refuse_end BEFORE UPDATE OF state ON runs FOR EACH ROW EXECUTE FUNCTION refuse_end()');
     });
-    const report = () =>
-      store.workerReport(
-        worker.id,
-        {
-          started: [{ runId: run.id, token: run.leaseToken, at: now + 5 }],
-          logs: [],
-          results: [
-            {
-              runId: run.id,
-              token: run.leaseToken,
-              outcome: 'succeeded',
-              exitCode: 0,
-              reason: null,
-              startedAt: now + 5,
-              finishedAt: now + 9,
-              usage: { peakMemory: null, cpuSeconds: null },
-            },
-          ],
-          running: [],
-        },
-        now + 10,
-        { leaseMs: 30_000, maxLogBytesPerRun: 1024 },
-      );
+    const report = () => reportDone(worker.id, run, now);
     const before = { ...PgGroupCommit.stats };
     const results = await settle([store.backend.tx(put(80)), report(), store.backend.tx(put(81))]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
@@ -474,18 +483,7 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     await store.backend.tx((ex) => ex.all('DELETE FROM gc'));
     const now = await store.now();
     const spec = normalizeTask({ command: ['/bin/true'], resources: { cpus: 1, memory: '1Mi' } });
-    const { worker } = await store.registerWorker(
-      {
-        name: 'gc-room',
-        capacity: { cpus: 1000, memory: 1 << 20, ports: null },
-        labels: {},
-        executors: ['shell'],
-        enforcement: { memory: 'none', cpu: 'none' },
-        version: 'test',
-        hostname: 'host',
-      },
-      now,
-    );
+    const worker = await oneCoreWorker('gc-room', now);
     const ctx = { now, leaseMs: 30_000, epoch: null, actor: 'scheduler' };
     const [a] = (await store.submitTasks('u', [spec], { now, actor: 'u' })).tasks;
     const { runs } = await store.applyPlan(
@@ -514,28 +512,7 @@ describe.runIf(pgUp)('PostgreSQL group commit', () => {
     const ran = await answeredDuring(async () => {
       // Queued in one tick, as the report route and the pass it kicks are.
       [rep, pass] = await Promise.all([
-        store.workerReport(
-          worker.id,
-          {
-            started: [{ runId: run.id, token: run.leaseToken, at: now + 5 }],
-            logs: [],
-            results: [
-              {
-                runId: run.id,
-                token: run.leaseToken,
-                outcome: 'succeeded',
-                exitCode: 0,
-                reason: null,
-                startedAt: now + 5,
-                finishedAt: now + 9,
-                usage: { peakMemory: null, cpuSeconds: null },
-              },
-            ],
-            running: [],
-          },
-          now + 10,
-          { leaseMs: 30_000, maxLogBytesPerRun: 1024 },
-        ),
+        reportDone(worker.id, run, now),
         store.schedulePass({ limit: 64, urgentBefore: now + 60_000 }, planner, { ...ctx, now: now + 10 }),
       ]);
     });
