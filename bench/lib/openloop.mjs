@@ -9,24 +9,29 @@ import { Worker } from 'node:worker_threads';
 // a millisecond) and tells the main thread, whose event loop stays free to read responses. Polling the clock
 // on the main thread (setImmediate) burned a core of its own at 1,000/s, taken from the system measured on a
 // 2-core machine; sleeping there with timers (whole milliseconds) sent ~1 ms late on average.
+// The start time comes in a message once the thread runs: starting a thread took ~50 ms on a slow machine,
+// and a schedule fixed before it would have sent the first sends up to that late.
 const TICKER = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { startAt, interval, total } = workerData;
+const { interval, total } = workerData;
 const nap = new Int32Array(new SharedArrayBuffer(4));
 const now = () => performance.timeOrigin + performance.now();
-let i = 0;
-while (i < total) {
-  const wait = startAt + i * interval - now();
-  if (wait > 0) {
-    Atomics.wait(nap, 0, 0, wait);
-    continue;
+parentPort.once('message', (startAt) => {
+  let i = 0;
+  while (i < total) {
+    const wait = startAt + i * interval - now();
+    if (wait > 0) {
+      Atomics.wait(nap, 0, 0, wait);
+      continue;
+    }
+    const t = now();
+    let j = i + 1;
+    while (j < total && startAt + j * interval <= t) j++;
+    parentPort.postMessage(j);
+    i = j;
   }
-  const t = now();
-  let j = i + 1;
-  while (j < total && startAt + j * interval <= t) j++;
-  parentPort.postMessage(j);
-  i = j;
-}
+  parentPort.close();
+});
 `;
 
 /**
@@ -36,13 +41,18 @@ while (i < total) {
 export async function openLoop({ rate, durationMs, send, startDelayMs = 20 }) {
   const total = Math.max(1, Math.round((rate * durationMs) / 1000));
   const interval = 1000 / rate;
-  const t0 = performance.now() + startDelayMs;
   const pending = [];
   const errors = [];
   let i = 0;
+  const ticker = new Worker(TICKER, { eval: true, workerData: { interval, total } });
+  await new Promise((resolve, reject) => {
+    ticker.once('online', resolve);
+    ticker.once('error', reject);
+  });
+  const t0 = performance.now() + startDelayMs;
   // Both threads read the same clock as timeOrigin + now(); each origin is rounded to a microsecond, so the
   // thread starts 5 µs late rather than risk a send before its time.
-  const ticker = new Worker(TICKER, { eval: true, workerData: { startAt: performance.timeOrigin + t0 + 0.005, interval, total } });
+  ticker.postMessage(performance.timeOrigin + t0 + 0.005);
   await new Promise((resolve, reject) => {
     ticker.on('message', (upTo) => {
       for (; i < upTo; i++) {
