@@ -291,7 +291,7 @@ const RUN_INSERT_COLUMNS = [
  * The workers without the room of the given runs, which have ended since they were read (see schedulePass):
  * a worker's load is the sum of its live runs, as workersWithLoad reads it.
  */
-export function withoutRuns(workers: WorkerWithLoad[], runIds: number[]): WorkerWithLoad[] {
+function withoutRuns(workers: WorkerWithLoad[], runIds: number[]): WorkerWithLoad[] {
   const gone = new Set(runIds);
   return workers.map((w) => {
     if (!w.live.some((r) => gone.has(r.runId))) return w;

@@ -256,7 +256,7 @@ const ALONE: OpStep = {
 function batchExec(ex: Exec, step: OpStep): Exec {
   let done = false;
   const after = () => Promise.reject(new Error("store: a statement sent after the operation's last one"));
-  const ending =
+  const lastStatement =
     (final: boolean) =>
     <T>(sql: string, params?: unknown[]) => {
       if (done) return after();
@@ -267,8 +267,8 @@ function batchExec(ex: Exec, step: OpStep): Exec {
     };
   return {
     all: <T>(sql: string, params?: unknown[]) => (done ? after() : ex.all<T>(sql, params)),
-    last: ending(false),
-    final: ending(true),
+    last: lastStatement(false),
+    final: lastStatement(true),
     readsSent: step.sentReads,
     ending: step.ending,
     endedAhead: step.endedAhead,
